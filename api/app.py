@@ -1,0 +1,69 @@
+"""The app factory: wires settings, store, keys and routers. No logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import health, problems
+from api.settings import Settings, get_settings
+from auth.keys import KeyRing
+from auth.tokens import TokenVerifier
+from core.clock import Clock, SystemClock
+from sequences.router import router as sequences_router
+from sequences.router import seed_router
+from sequences.service import SequenceService
+from storage import Store, open_store
+
+
+def load_keys(settings: Settings) -> KeyRing:
+    if settings.auto_create_keys:
+        return KeyRing.load_or_create(settings.keys_dir)
+    return KeyRing.load(settings.keys_dir)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """Build the ASGI app; tests pass their own settings, store and clock."""
+    settings = settings or get_settings()
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The lifespan owns the store client: opened here, closed on shutdown.
+        the_store = store or open_store(settings)
+        await the_store.start()
+        ring = load_keys(settings)
+        app.state.settings = settings
+        app.state.store = the_store
+        app.state.verifier = TokenVerifier(
+            ring,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            cache_size=settings.token_cache_size,
+        )
+        app.state.sequences = SequenceService(the_store, clock=clock, max_batch=settings.max_batch)
+        try:
+            yield
+        finally:
+            if store is None:  # an injected store belongs to whoever injected it
+                await the_store.close()
+
+    app = FastAPI(
+        title=settings.brand_name,
+        version="0.1.0",
+        description="Unique, durable, per-tenant sequence numbers.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(sequences_router)
+    app.include_router(seed_router)
+    app.dependency_overrides[get_settings] = lambda: settings
+    return app

@@ -1,0 +1,129 @@
+"""Tally's one settings class; the server and the CLI both read it.
+
+Every field comes from a ``TALLY_*`` environment variable (or ``.env``). A bad value
+stops start-up with one line naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ISSUER = "http://127.0.0.1:8080"
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TALLY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "production"] = "development"
+    store_url: SecretStr = Field(
+        default=SecretStr("sqlite:///./data/tally.db"),
+        description="sqlite:///path selects SQLite; mongodb:// or mongodb+srv:// selects MongoDB.",
+    )
+    mongo_database: str = "tally"
+    mongo_write_concern: str = Field(
+        default="majority", description="w= for every write: 'majority' or a number."
+    )
+    mongo_journal: bool = True
+    mongo_timeout_ms: int = Field(default=5000, ge=100, le=120_000)
+
+    jwt_issuer: str = DEV_ISSUER
+    jwt_audience: str = "tally"
+    keys_dir: Path = Field(
+        default=Path("./data/keys"),
+        description="Directory of PEM signing keys (a mounted secret in production).",
+    )
+    token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    max_batch: int = Field(default=100_000, ge=1, le=10_000_000)
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    coalesce: bool = Field(
+        default=True, description="Merge concurrent strict allocations into one store write."
+    )
+
+    # A siloed (branded) instance serves one tenant; empty means pooled.
+    tenant: str = ""
+    brand_name: str = "Tally"
+    brand_color: str = "#3b5bdb"
+    brand_logo_url: str = ""
+    public_url: str = ""
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_scheme(cls, v: SecretStr) -> SecretStr:
+        url = v.get_secret_value()
+        if not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with sqlite:///, mongodb:// or mongodb+srv://")
+        return v
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_slug(cls, v: str) -> str:
+        if v and not _SLUG.match(v):
+            raise ValueError("must be a tenant slug (lowercase letters, digits, '-')")
+        return v
+
+    @field_validator("brand_color")
+    @classmethod
+    def _color(cls, v: str) -> str:
+        if not _COLOR.match(v):
+            raise ValueError("must be a #RRGGBB colour")
+        return v
+
+    @field_validator("mongo_write_concern")
+    @classmethod
+    def _write_concern(cls, v: str) -> str:
+        if v != "majority" and not v.isdigit():
+            raise ValueError("must be 'majority' or a number of nodes")
+        return v
+
+    @model_validator(mode="after")
+    def _enforce_production_settings(self) -> Settings:
+        """Refuse development defaults when running in production."""
+        if self.environment != "production":
+            return self
+        if self.jwt_issuer == DEV_ISSUER:
+            raise ValueError("TALLY_JWT_ISSUER must be set to the public URL in production")
+        if self.store_url.get_secret_value().startswith("sqlite:///./data"):
+            raise ValueError("TALLY_STORE_URL must be set explicitly in production")
+        return self
+
+    @property
+    def store_kind(self) -> Literal["sqlite", "mongodb"]:
+        return "sqlite" if self.store_url.get_secret_value().startswith("sqlite") else "mongodb"
+
+    @property
+    def auto_create_keys(self) -> bool:
+        """Development creates a signing key on first start; production never does."""
+        return self.environment == "development"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line naming it."""
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, turning validation errors into one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = "_".join(str(p) for p in first["loc"]).upper()
+        name = f"TALLY_{loc}" if loc else "settings"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {msg}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """FastAPI dependency; tests override it with ``app.dependency_overrides``."""
+    return load_settings()

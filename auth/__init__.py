@@ -1,0 +1,1 @@
+"""Signing keys, access tokens (mint and verify) and the FastAPI auth dependencies."""

@@ -1,0 +1,70 @@
+"""FastAPI dependencies: who is calling, and may they do this?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from auth.errors import InvalidToken, MissingScope, MissingToken
+from auth.schemas import TokenPrincipal
+from auth.tokens import TokenVerifier
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier
+
+
+def authenticate(
+    request: Request, verifier: Annotated[TokenVerifier, Depends(get_verifier)]
+) -> TokenPrincipal:
+    """The caller's verified token; 401 if missing or invalid."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise MissingToken()
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingToken()
+    return verifier.verify(token.strip())
+
+
+Principal = Annotated[TokenPrincipal, Depends(authenticate)]
+
+
+def require(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
+    """A dependency that passes the principal through if it holds ``scope`` (else 403)."""
+
+    def check(principal: Principal) -> TokenPrincipal:
+        if scope not in principal.scopes:
+            raise MissingScope(scope)
+        return principal
+
+    check.__name__ = f"require_{scope.replace(':', '_')}"
+    return check
+
+
+def tenant_of(principal: TokenPrincipal) -> str:
+    """The tenant a tenant-scoped call acts for; admin tokens carry none."""
+    if not principal.tenant:
+        raise InvalidToken("This token is not bound to a tenant.")
+    return principal.tenant
+
+
+def _tenant_scoped(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
+    checker = require(scope)
+
+    def check(principal: Principal) -> TokenPrincipal:
+        checker(principal)
+        tenant_of(principal)
+        return principal
+
+    check.__name__ = f"tenant_{scope.replace(':', '_')}"
+    return check
+
+
+CanRead = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:read"))]
+CanNext = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:next"))]
+CanWrite = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:write"))]
+PlatformAdmin = Annotated[TokenPrincipal, Depends(require("platform:admin"))]

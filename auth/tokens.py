@@ -1,0 +1,164 @@
+"""Mint and verify access tokens (JWT, ES256, ``typ: at+jwt``, RFC 9068 shape).
+
+Verification pins the algorithm to the key's (never the header's), takes the key
+only from our own ring by ``kid`` (``jku``, ``x5u`` and embedded ``jwk`` headers are
+ignored), and requires ``exp``, ``iat``, ``iss``, ``aud``, ``sub`` and ``tid``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import jwt
+
+from auth.errors import InvalidToken
+from auth.keys import ALGORITHM, KeyRing
+from auth.schemas import TokenPrincipal
+
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "tid"]
+_MAX_TOKEN_BYTES = 8192
+_TENANT = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+# Clock skew we tolerate between our hosts; small on purpose.
+LEEWAY_SECONDS = 5
+
+
+def mint(
+    ring: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    tenant: str,
+    scopes: list[str] | tuple[str, ...],
+    ttl_seconds: int,
+    now: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Sign an access token with the ring's active key."""
+    issued = int(now if now is not None else time.time())
+    key = ring.active
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "tid": tenant,
+        "scope": " ".join(scopes),
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+        **(extra or {}),
+    }
+    return jwt.encode(
+        claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE}
+    )
+
+
+class TokenVerifier:
+    """Verifies our own tokens; caches results so the hot path skips the signature check.
+
+    A cached principal is used only until the token's ``exp``; the cache is cleared
+    whenever the key ring changes (a retired key's tokens stop working at once).
+    """
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        *,
+        issuer: str,
+        audience: str,
+        cache_size: int = 10_000,
+        reload_interval: float = 1.0,
+    ) -> None:
+        self.ring = ring
+        self.issuer = issuer
+        self.audience = audience
+        self._cache: OrderedDict[str, TokenPrincipal] = OrderedDict()
+        self._cache_size = cache_size
+        self._reload_interval = reload_interval
+        self._next_reload_check = 0.0
+
+    def _maybe_reload(self, now: float) -> None:
+        if now < self._next_reload_check:
+            return
+        self._next_reload_check = now + self._reload_interval
+        if self.ring.changed_on_disk():
+            self.ring = KeyRing.load(self.ring.directory)
+            self._cache.clear()
+
+    def verify(self, token: str, *, now: float | None = None) -> TokenPrincipal:
+        """Return the principal for a valid token or raise ``InvalidToken``."""
+        current = time.time() if now is None else now
+        self._maybe_reload(time.monotonic())
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at > current:
+                return cached
+            del self._cache[token]
+        principal = self._verify_uncached(token, current)
+        if self._cache_size:
+            self._cache[token] = principal
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return principal
+
+    def _verify_uncached(self, token: str, now: float) -> TokenPrincipal:
+        if len(token) > _MAX_TOKEN_BYTES or token.count(".") != 2:
+            raise InvalidToken()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("alg") != ALGORITHM:
+            raise InvalidToken()
+        if header.get("typ") != TOKEN_TYPE or "crit" in header:
+            raise InvalidToken()
+        key = self.ring.verifying_key(kid)
+        if key is None:
+            raise InvalidToken()
+        try:
+            claims = jwt.decode(
+                token,
+                key.public,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": _REQUIRED, "verify_iat": True},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        return principal_from_claims(claims, now)
+
+
+def principal_from_claims(claims: dict[str, Any], now: float) -> TokenPrincipal:
+    """Check claim types (not just presence) and build the principal."""
+    tid, sub, scope, exp, iat = (
+        claims.get("tid"),
+        claims.get("sub"),
+        claims.get("scope", ""),
+        claims.get("exp"),
+        claims.get("iat"),
+    )
+    if not isinstance(tid, str) or (tid and not _TENANT.match(tid)):
+        raise InvalidToken()
+    if not isinstance(sub, str) or not sub or not isinstance(scope, str):
+        raise InvalidToken()
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        raise InvalidToken()
+    if iat > now + LEEWAY_SECONDS or exp + LEEWAY_SECONDS <= now:
+        raise InvalidToken()
+    return TokenPrincipal(
+        subject=sub,
+        tenant=tid,
+        scopes=frozenset(scope.split()),
+        expires_at=float(exp),
+        client_id=str(claims.get("client_id", sub)),
+        issuer=str(claims.get("iss", "")),
+    )

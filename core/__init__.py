@@ -1,0 +1,1 @@
+"""Pieces every domain package shares: the error base class and the clock."""

@@ -1,0 +1,1 @@
+"""The counter engine: sequence definitions, formats, periods and allocation."""

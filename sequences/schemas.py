@@ -1,0 +1,128 @@
+"""Request and response bodies of the sequences API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from sequences.formatting import TemplateError, parse
+from sequences.periods import Reset
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63) + 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+HARD_MAX_BATCH = 10_000_000
+FORMATTED_RANGE_LIMIT = 1000
+
+SequenceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
+
+
+class Mode(StrEnum):
+    strict = "strict"
+    cached = "cached"
+
+
+class SequenceSettings(BaseModel):
+    """Everything about a sequence that PATCH may change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] = 1
+    min: Int64 | None = None
+    max: Int64 | None = None
+    cycle: bool = False
+    format: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _check_format(self) -> SequenceSettings:
+        if self.format is not None:
+            try:
+                parse(self.format)
+            except TemplateError as exc:
+                raise ValueError(f"format: {exc}") from None
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not be greater than max")
+        return self
+
+
+class SequenceCreate(SequenceSettings):
+    name: SequenceName
+    start: Int64 = 1
+    reset: Reset = Reset.never
+    mode: Mode = Mode.strict
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> SequenceCreate:
+        if self.min is not None and self.start < self.min:
+            raise ValueError("start must not be less than min")
+        if self.max is not None and self.start > self.max:
+            raise ValueError("start must not be greater than max")
+        return self
+
+
+class SequencePatch(BaseModel):
+    """Partial update: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] | None = None
+    min: Int64 | None = None
+    max: Int64 | None = None
+    cycle: bool | None = None
+    format: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class SequenceOut(BaseModel):
+    name: str
+    start: int
+    step: int
+    min: int | None
+    max: int | None
+    cycle: bool
+    format: str | None
+    reset: Reset
+    mode: Mode
+    period: str | None = Field(description="The current reset period ('YYYY', 'YYYY-MM', ...).")
+    last: int | None = Field(description="The last number issued in this period, if any.")
+    next: int | None = Field(description="What the next call would return (null if exhausted).")
+    next_formatted: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SequencePage(BaseModel):
+    items: list[SequenceOut]
+    next_cursor: str | None = Field(description="Pass as ?after= to get the next page.")
+
+
+class NextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_BATCH)] = 1
+
+
+class NextOut(BaseModel):
+    sequence: str
+    value: int
+    last: int
+    count: int
+    formatted: str | None = None
+    formatted_range: list[str] | None = Field(
+        default=None,
+        description=f"All formatted values, for batches of up to {FORMATTED_RANGE_LIMIT}.",
+    )
+    period: str | None = None
+
+
+class AdvanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Int64
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

@@ -1,0 +1,281 @@
+"""Sequence logic: definitions, peeking and allocating numbers.
+
+Every public method takes the tenant first; the API passes the tenant from the
+verified token, never from the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.clock import Clock, SystemClock
+from core.errors import Unavailable
+from sequences.errors import SequenceExhausted, SequenceExists, SequenceNotFound
+from sequences.formatting import Template, parse
+from sequences.periods import Reset, counter_key, local_time, period_of
+from sequences.schemas import (
+    FORMATTED_RANGE_LIMIT,
+    INT64_MAX,
+    Mode,
+    NextOut,
+    SequenceCreate,
+    SequenceOut,
+)
+from storage import AlreadyExists, Counter, SequenceRecord, Store
+
+DEFAULT_SEQUENCE = "default"
+_MAX_ATTEMPTS = 32
+# How long a process trusts its cached copy of a definition changed by *another*
+# process (changes made through this process invalidate at once).
+DEFINITION_TTL_SECONDS = 5.0
+
+UTC_ZONE = ZoneInfo("UTC")
+TimezoneLookup = Callable[[str], Awaitable[ZoneInfo]]
+
+
+async def _utc(_tenant: str) -> ZoneInfo:
+    return UTC_ZONE
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """A definition as the engine uses it (parsed template, effective bounds)."""
+
+    name: str
+    start: int
+    step: int
+    min: int | None
+    max: int | None
+    cycle: bool
+    format: str | None
+    reset: Reset
+    mode: Mode
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+    template: Template | None
+
+    @classmethod
+    def from_record(cls, record: SequenceRecord) -> Sequence:
+        c = record.config
+        fmt = c.get("format")
+        return cls(
+            name=record.name,
+            start=int(c["start"]),
+            step=int(c["step"]),
+            min=c.get("min"),
+            max=c.get("max"),
+            cycle=bool(c.get("cycle", False)),
+            format=fmt,
+            reset=Reset(c.get("reset", "never")),
+            mode=Mode(c.get("mode", "strict")),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            revision=record.revision,
+            template=parse(fmt) if fmt else None,
+        )
+
+    @property
+    def upper(self) -> int:
+        return self.max if self.max is not None else INT64_MAX
+
+    def fresh_counter(self) -> Counter:
+        """The counter a new period (or a cycle) starts from."""
+        return Counter(
+            base=self.start, step=self.step, cap=capacity(self.start, self.step, self.upper)
+        )
+
+
+def capacity(base: int, step: int, upper: int) -> int:
+    """How many numbers ``base, base+step, ...`` fit at or below ``upper``."""
+    return 0 if base > upper else (upper - base) // step + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    first: int
+    last: int
+    count: int
+    period: str
+    at: datetime
+
+
+class SequenceService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        timezone_of: TimezoneLookup = _utc,
+        max_batch: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.timezone_of = timezone_of
+        self.max_batch = max_batch
+        self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
+        self._shapes: dict[tuple[str, str], Counter] = {}
+
+    # -- definitions -----------------------------------------------------------------
+    async def create(self, tenant: str, spec: SequenceCreate) -> Sequence:
+        """Create a sequence; 409 if the name is taken."""
+        now = self.clock.now()
+        config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})
+        record = SequenceRecord(name=spec.name, config=config, created_at=now, updated_at=now)
+        try:
+            await self.store.create_sequence(tenant, record)
+        except AlreadyExists:
+            raise SequenceExists(spec.name) from None
+        seq = Sequence.from_record(record)
+        self._remember(tenant, seq)
+        return seq
+
+    async def get(self, tenant: str, name: str, *, fresh: bool = False) -> Sequence:
+        """The definition; 404 if unknown (for this tenant)."""
+        cached = self._definitions.get((tenant, name))
+        if cached and not fresh and cached[0] > self.clock.monotonic():
+            return cached[1]
+        record = await self.store.get_sequence(tenant, name)
+        if record is None:
+            self._forget(tenant, name)
+            raise SequenceNotFound(name)
+        seq = Sequence.from_record(record)
+        self._remember(tenant, seq)
+        return seq
+
+    async def list(self, tenant: str, *, after: str | None, limit: int) -> list[Sequence]:
+        records = await self.store.list_sequences(tenant, after=after, limit=limit)
+        return [Sequence.from_record(r) for r in records]
+
+    async def delete(self, tenant: str, name: str) -> None:
+        """Delete a sequence and its counters; 404 if unknown."""
+        if not await self.store.delete_sequence(tenant, name):
+            raise SequenceNotFound(name)
+        self._forget(tenant, name)
+
+    def _remember(self, tenant: str, seq: Sequence) -> None:
+        expires = self.clock.monotonic() + DEFINITION_TTL_SECONDS
+        self._definitions[(tenant, seq.name)] = (expires, seq)
+
+    def _forget(self, tenant: str, name: str) -> None:
+        self._definitions.pop((tenant, name), None)
+        for key in [k for k in self._shapes if k[0] == tenant and k[1].split("/")[0] == name]:
+            del self._shapes[key]
+
+    # -- reading -----------------------------------------------------------------------
+    async def describe(self, tenant: str, name: str) -> SequenceOut:
+        """Settings plus last issued and the next value, without consuming one."""
+        seq = await self.get(tenant, name, fresh=True)
+        at = self.clock.now()
+        local = local_time(at, await self.timezone_of(tenant))
+        period = period_of(seq.reset, local)
+        counter = await self.store.read_counter(tenant, counter_key(name, period))
+        last: int | None = None
+        nxt: int | None = seq.start
+        if counter is not None:
+            last = counter.value_at(counter.ticks - 1) if counter.ticks else None
+            if counter.ticks < counter.cap:
+                nxt = counter.value_at(counter.ticks)
+            else:
+                nxt = seq.start if seq.cycle else None
+        return to_out(seq, period=period, last=last, nxt=nxt, at=local)
+
+    # -- allocating --------------------------------------------------------------------
+    async def next(self, tenant: str, name: str, count: int = 1) -> Allocation:
+        """Allocate ``count`` contiguous numbers, persisted before this returns."""
+        seq = await self.get(tenant, name)
+        at = self.clock.now()
+        local = local_time(at, await self.timezone_of(tenant))
+        period = period_of(seq.reset, local)
+        first, last = await self.allocate(tenant, seq, counter_key(name, period), count)
+        return Allocation(first=first, last=last, count=count, period=period, at=local)
+
+    async def next_default(self, tenant: str) -> Allocation:
+        """The seed service's counter: the tenant's ``default`` sequence, made on first use."""
+        try:
+            return await self.next(tenant, DEFAULT_SEQUENCE)
+        except SequenceNotFound:
+            # Another request may create it first; either way it exists now.
+            with contextlib.suppress(SequenceExists):
+                await self.create(tenant, SequenceCreate(name=DEFAULT_SEQUENCE))
+            return await self.next(tenant, DEFAULT_SEQUENCE)
+
+    async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
+        """One conditional increment of the counter by ``n``; re-read and retry on a miss."""
+        shape = self._shapes.get((tenant, key)) or seq.fresh_counter()
+        for attempt in range(_MAX_ATTEMPTS):
+            if attempt > 4:
+                await asyncio.sleep(0.001 * attempt)  # heavy contention: back off a little
+            ticks = await self.store.allocate(tenant, key, seq.name, shape, n)
+            if ticks is not None:
+                self._shapes[(tenant, key)] = shape
+                first = shape.value_at(ticks - n)
+                return first, first + (n - 1) * shape.step
+            current = await self.store.read_counter(tenant, key)
+            if current is None:
+                shape = seq.fresh_counter()
+                continue
+            if current.shape != shape.shape:
+                shape = Counter(current.base, current.step, current.cap)
+                continue
+            # Same shape, so the miss means too few numbers left.
+            if seq.cycle and n <= seq.fresh_counter().cap:
+                # Wrap to start; a batch that does not fit the tail skips it.
+                wrapped = seq.fresh_counter()
+                await self.store.replace_counter(tenant, key, seq.name, current, wrapped)
+                shape = wrapped
+                continue
+            raise SequenceExhausted(
+                f"Sequence '{seq.name}' has {current.remaining} number(s) left below its"
+                f" maximum; {n} requested."
+            )
+        raise Unavailable("The counter is under heavy contention; try again.")
+
+
+def to_out(
+    seq: Sequence, *, period: str, last: int | None, nxt: int | None, at: datetime
+) -> SequenceOut:
+    return SequenceOut(
+        name=seq.name,
+        start=seq.start,
+        step=seq.step,
+        min=seq.min,
+        max=seq.max,
+        cycle=seq.cycle,
+        format=seq.format,
+        reset=seq.reset,
+        mode=seq.mode,
+        period=period or None,
+        last=last,
+        next=nxt,
+        next_formatted=seq.template.render(nxt, at) if seq.template and nxt is not None else None,
+        created_at=seq.created_at,
+        updated_at=seq.updated_at,
+    )
+
+
+def next_out(seq: Sequence, alloc: Allocation) -> NextOut:
+    formatted: str | None = None
+    formatted_range: list[str] | None = None
+    if seq.template is not None:
+        formatted = seq.template.render(alloc.first, alloc.at)
+        if 1 < alloc.count <= FORMATTED_RANGE_LIMIT:
+            formatted_range = [
+                seq.template.render(alloc.first + i * seq.step, alloc.at)
+                for i in range(alloc.count)
+            ]
+    return NextOut(
+        sequence=seq.name,
+        value=alloc.first,
+        last=alloc.last,
+        count=alloc.count,
+        formatted=formatted,
+        formatted_range=formatted_range,
+        period=alloc.period or None,
+    )

@@ -1,0 +1,18 @@
+"""The only package that talks to a database.
+
+Every function takes the tenant as its first argument, so a call that forgets tenant
+scoping does not type-check. ``open_store`` picks the backend from ``TALLY_STORE_URL``.
+"""
+
+from storage.base import Counter, SequenceRecord, Store
+from storage.errors import AlreadyExists, StoreUnavailable
+from storage.factory import open_store
+
+__all__ = [
+    "AlreadyExists",
+    "Counter",
+    "SequenceRecord",
+    "Store",
+    "StoreUnavailable",
+    "open_store",
+]

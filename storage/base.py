@@ -1,0 +1,98 @@
+"""The narrow store interface every backend implements, and the records it moves.
+
+Numbering lives in *counters*. A counter is self-describing: it issues
+``base + i * step`` for tick ``i`` in ``0 .. cap - 1`` and stores ``ticks``, how many
+it has issued. An allocation of ``n`` is one conditional increment of ``ticks`` that
+only applies while ``(base, step, cap)`` are what the caller computed with and
+``ticks + n <= cap``; so a process holding stale settings, or a request that would
+pass the bound, changes nothing and re-reads instead. Administrative moves
+(advance, a new step, a cycle back to ``start``) replace the counter with a
+compare-and-set on its whole state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    base: int
+    step: int
+    cap: int
+    ticks: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.base, self.step, self.cap)
+
+    @property
+    def remaining(self) -> int:
+        return self.cap - self.ticks
+
+    def value_at(self, tick: int) -> int:
+        return self.base + tick * self.step
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRecord:
+    name: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int = 1
+
+
+class Store(Protocol):
+    """What the services need from a database; nothing more."""
+
+    kind: str
+
+    async def start(self) -> None:
+        """Create tables/indexes; safe to call from several processes at once."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+
+    # -- sequence definitions ------------------------------------------------
+    async def create_sequence(self, tenant: str, record: SequenceRecord) -> None:
+        """Insert; raise ``AlreadyExists`` if the name is taken."""
+
+    async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None: ...
+
+    async def list_sequences(
+        self, tenant: str, *, after: str | None, limit: int
+    ) -> list[SequenceRecord]:
+        """Names in ascending order, strictly after ``after``."""
+        ...
+
+    async def update_sequence(
+        self, tenant: str, record: SequenceRecord, *, expected_revision: int
+    ) -> bool:
+        """Replace config/updated_at/revision if the stored revision matches."""
+        ...
+
+    async def delete_sequence(self, tenant: str, name: str) -> bool:
+        """Delete the definition and all its counters; False if it did not exist."""
+        ...
+
+    # -- counters -------------------------------------------------------------
+    async def read_counter(self, tenant: str, key: str) -> Counter | None: ...
+
+    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+        """Add ``n`` to ticks iff the counter has ``shape`` and room; return the new ticks.
+
+        A missing counter is created with ``shape`` (ticks ``n``). ``None`` means
+        nothing changed: the counter has another shape or too few ticks left.
+        """
+        ...
+
+    async def replace_counter(
+        self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
+    ) -> bool:
+        """Compare-and-set the whole counter (``expected=None``: it must not exist)."""
+        ...

@@ -1,0 +1,203 @@
+"""MongoDB backend (production), through PyMongo's async API.
+
+Allocation is one ``find_one_and_update`` with ``$inc`` on ``_id: "<tenant>/<key>"``
+(``key`` is ``<sequence>`` or ``<sequence>/<period>``), with ``upsert`` and
+``ReturnDocument.AFTER``. The filter pins the counter's shape and room, so a stale or
+over-the-bound request matches nothing; the upsert then collides with the existing
+``_id`` and raises ``DuplicateKeyError``, which here means "re-read", the same as two
+processes racing to create a counter. The tenant prefix of ``_id`` (and the ``tenant``
+field) is the sharding key.
+
+The collection objects are injected, so tests pass mongomock-motor's and production
+passes ``AsyncMongoClient``'s; the client itself is owned by ``open_store``'s caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WTimeoutError,
+)
+
+from storage.base import Counter, SequenceRecord
+from storage.errors import AlreadyExists, StoreUnavailable
+
+_UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
+
+
+def _doc_id(tenant: str, key: str) -> str:
+    return f"{tenant}/{key}"
+
+
+def _aware(value: datetime) -> datetime:
+    # BSON dates come back naive (UTC) unless the client is tz_aware.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(doc: dict[str, Any]) -> SequenceRecord:
+    return SequenceRecord(
+        name=doc["name"],
+        config=dict(doc["config"]),
+        created_at=_aware(doc["created_at"]),
+        updated_at=_aware(doc["updated_at"]),
+        revision=int(doc["revision"]),
+    )
+
+
+def _counter(doc: dict[str, Any]) -> Counter:
+    return Counter(
+        base=int(doc["base"]), step=int(doc["step"]), cap=int(doc["cap"]), ticks=int(doc["ticks"])
+    )
+
+
+class MongoStore:
+    kind = "mongodb"
+
+    def __init__(self, database: Any, *, on_close: Callable[[], Any] | None = None) -> None:
+        self._db = database
+        self.sequences = database["sequences"]
+        self.counters = database["counters"]
+        self._on_close = on_close
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable("MongoDB store unavailable") from exc
+
+    async def start(self) -> None:
+        await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))
+        await self._call(self.counters.create_index([("tenant", ASCENDING), ("seq", ASCENDING)]))
+
+    async def close(self) -> None:
+        if self._on_close is not None:
+            result = self._on_close()
+            if hasattr(result, "__await__"):
+                await result
+
+    async def ping(self) -> None:
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailable("MongoDB store unavailable") from exc
+
+    # -- sequences -----------------------------------------------------------
+    async def create_sequence(self, tenant: str, record: SequenceRecord) -> None:
+        doc = {
+            "_id": _doc_id(tenant, record.name),
+            "tenant": tenant,
+            "name": record.name,
+            "config": record.config,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "revision": record.revision,
+        }
+        try:
+            await self._call(self.sequences.insert_one(doc))
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(record.name) from exc
+
+    async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None:
+        doc = await self._call(self.sequences.find_one({"_id": _doc_id(tenant, name)}))
+        return _record(doc) if doc else None
+
+    async def list_sequences(
+        self, tenant: str, *, after: str | None, limit: int
+    ) -> list[SequenceRecord]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if after:
+            query["name"] = {"$gt": after}
+        cursor = self.sequences.find(query).sort("name", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [_record(d) for d in docs]
+
+    async def update_sequence(
+        self, tenant: str, record: SequenceRecord, *, expected_revision: int
+    ) -> bool:
+        result = await self._call(
+            self.sequences.update_one(
+                {"_id": _doc_id(tenant, record.name), "revision": expected_revision},
+                {
+                    "$set": {
+                        "config": record.config,
+                        "updated_at": record.updated_at,
+                        "revision": record.revision,
+                    }
+                },
+            )
+        )
+        return bool(result.modified_count == 1)
+
+    async def delete_sequence(self, tenant: str, name: str) -> bool:
+        result = await self._call(self.sequences.delete_one({"_id": _doc_id(tenant, name)}))
+        await self._call(self.counters.delete_many({"tenant": tenant, "seq": name}))
+        return bool(result.deleted_count == 1)
+
+    # -- counters --------------------------------------------------------------
+    async def read_counter(self, tenant: str, key: str) -> Counter | None:
+        doc = await self._call(self.counters.find_one({"_id": _doc_id(tenant, key)}))
+        return _counter(doc) if doc else None
+
+    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+        if n < 1 or n > shape.cap:
+            return None
+        try:
+            doc = await self._call(
+                self.counters.find_one_and_update(
+                    {
+                        "_id": _doc_id(tenant, key),
+                        "base": shape.base,
+                        "step": shape.step,
+                        "cap": shape.cap,
+                        "ticks": {"$lte": shape.cap - n},
+                    },
+                    {"$inc": {"ticks": n}, "$setOnInsert": {"tenant": tenant, "seq": seq}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                    projection={"ticks": True},
+                )
+            )
+        except DuplicateKeyError:
+            # Another shape or no room (or a racing upsert that won): caller re-reads.
+            return None
+        except OperationFailure as exc:
+            raise StoreUnavailable(f"MongoDB refused the allocation: {exc.code}") from exc
+        return int(doc["ticks"])
+
+    async def replace_counter(
+        self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
+    ) -> bool:
+        fields = {"base": new.base, "step": new.step, "cap": new.cap, "ticks": new.ticks}
+        if expected is None:
+            try:
+                await self._call(
+                    self.counters.insert_one(
+                        {"_id": _doc_id(tenant, key), "tenant": tenant, "seq": seq, **fields}
+                    )
+                )
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self._call(
+            self.counters.update_one(
+                {
+                    "_id": _doc_id(tenant, key),
+                    "base": expected.base,
+                    "step": expected.step,
+                    "cap": expected.cap,
+                    "ticks": expected.ticks,
+                },
+                {"$set": fields},
+            )
+        )
+        return bool(result.modified_count == 1)

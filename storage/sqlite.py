@@ -1,0 +1,289 @@
+"""SQLite backend: the embedded default.
+
+WAL with ``synchronous=FULL``: a number is on disk before its response. Every write
+is ``BEGIN IMMEDIATE`` ... ``COMMIT``, so several server processes can share one file
+(the write lock serialises them; ``busy_timeout`` makes them queue, not fail).
+Allocation is one ``UPDATE ... RETURNING`` in that transaction.
+
+The ``sqlite3`` module blocks, so all calls run on two dedicated threads, each with
+its own connection: one for writes, one for reads (WAL lets reads proceed while a
+commit is being fsynced). The event loop never waits on a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from storage.base import Counter, SequenceRecord
+from storage.errors import AlreadyExists, StoreUnavailable
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sequences (
+    tenant     TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    config     TEXT    NOT NULL,
+    created_at TEXT    NOT NULL,
+    updated_at TEXT    NOT NULL,
+    revision   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    tenant TEXT    NOT NULL,
+    key    TEXT    NOT NULL,
+    seq    TEXT    NOT NULL,
+    base   INTEGER NOT NULL,
+    step   INTEGER NOT NULL,
+    cap    INTEGER NOT NULL,
+    ticks  INTEGER NOT NULL CHECK (ticks >= 0 AND ticks <= cap),
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_by_sequence ON counters (tenant, seq);
+"""
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///./data/tally.db`` -> ``./data/tally.db``; ``sqlite:////abs`` -> ``/abs``."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class _Connection:
+    """One thread that owns one connection; callables run there in order."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int, name: str) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._local = threading.local()
+        self._closed = False
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+        return conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(self._conn()))
+        except sqlite3.OperationalError as exc:
+            # "database is locked" past busy_timeout, disk I/O errors, a vanished file.
+            raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def _close() -> None:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.close()
+                self._local.conn = None
+
+        self._pool.submit(_close).result()
+        self._pool.shutdown(wait=True)
+
+
+def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _record(row: tuple[Any, ...]) -> SequenceRecord:
+    name, config, created_at, updated_at, revision = row
+    return SequenceRecord(
+        name=name,
+        config=json.loads(config),
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+        revision=revision,
+    )
+
+
+class SQLiteStore:
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self._writer = _Connection(self.path, busy_timeout_ms, "tally-sqlite-w")
+        self._reader = _Connection(self.path, busy_timeout_ms, "tally-sqlite-r")
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def init(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
+            statements = [s for s in _SCHEMA.split(";") if s.strip()]
+            _write(conn, lambda c: [c.execute(s) for s in statements])
+
+        await self._writer.run(init)
+
+    async def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+    async def ping(self) -> None:
+        await self._reader.run(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- sequences -----------------------------------------------------------
+    async def create_sequence(self, tenant: str, record: SequenceRecord) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO sequences VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        record.name,
+                        json.dumps(record.config, sort_keys=True),
+                        record.created_at.isoformat(),
+                        record.updated_at.isoformat(),
+                        record.revision,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(record.name) from exc
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None:
+        row = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT name, config, created_at, updated_at, revision FROM sequences"
+                " WHERE tenant = ? AND name = ?",
+                (tenant, name),
+            ).fetchone()
+        )
+        return _record(row) if row else None
+
+    async def list_sequences(
+        self, tenant: str, *, after: str | None, limit: int
+    ) -> list[SequenceRecord]:
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT name, config, created_at, updated_at, revision FROM sequences"
+                " WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?",
+                (tenant, after or "", limit),
+            ).fetchall()
+        )
+        return [_record(r) for r in rows]
+
+    async def update_sequence(
+        self, tenant: str, record: SequenceRecord, *, expected_revision: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE sequences SET config = ?, updated_at = ?, revision = ?"
+                " WHERE tenant = ? AND name = ? AND revision = ?",
+                (
+                    json.dumps(record.config, sort_keys=True),
+                    record.updated_at.isoformat(),
+                    record.revision,
+                    tenant,
+                    record.name,
+                    expected_revision,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def delete_sequence(self, tenant: str, name: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM sequences WHERE tenant = ? AND name = ?", (tenant, name)
+            )
+            conn.execute("DELETE FROM counters WHERE tenant = ? AND seq = ?", (tenant, name))
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    # -- counters --------------------------------------------------------------
+    async def read_counter(self, tenant: str, key: str) -> Counter | None:
+        row = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT base, step, cap, ticks FROM counters WHERE tenant = ? AND key = ?",
+                (tenant, key),
+            ).fetchone()
+        )
+        return Counter(*row) if row else None
+
+    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+        if n < 1 or n > shape.cap:
+            return None
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE counters SET ticks = ticks + ?"
+                " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
+                " AND ticks <= ? RETURNING ticks",
+                (n, tenant, key, shape.base, shape.step, shape.cap, shape.cap - n),
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            exists = conn.execute(
+                "SELECT 1 FROM counters WHERE tenant = ? AND key = ?", (tenant, key)
+            ).fetchone()
+            if exists:
+                return None
+            conn.execute(
+                "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant, key, seq, shape.base, shape.step, shape.cap, n),
+            )
+            return n
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def replace_counter(
+        self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if expected is None:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO counters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tenant, key, seq, new.base, new.step, new.cap, new.ticks),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE counters SET base = ?, step = ?, cap = ?, ticks = ?"
+                    " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
+                    " AND ticks = ?",
+                    (
+                        new.base,
+                        new.step,
+                        new.cap,
+                        new.ticks,
+                        tenant,
+                        key,
+                        expected.base,
+                        expected.step,
+                        expected.cap,
+                        expected.ticks,
+                    ),
+                )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))

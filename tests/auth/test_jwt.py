@@ -1,0 +1,174 @@
+"""Token verification: every bad token gets 401 problem+json and changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from api.settings import Settings
+from auth.keys import KeyRing
+from tests.conftest import bearer
+
+Headers = Callable[..., dict[str, str]]
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base: dict[str, Any] = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "attacker",
+        "tid": "acme",
+        "scope": "sequences:read sequences:next sequences:write",
+        "iat": now,
+        "exp": now + 300,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def signed(ring: KeyRing, payload: dict[str, Any], **header: Any) -> str:
+    key = ring.active
+    headers = {"kid": key.kid, "typ": "at+jwt", **header}
+    return jwt.encode(payload, key.private, algorithm="ES256", headers=headers)
+
+
+@pytest.fixture
+async def seeded(client: httpx.AsyncClient, auth_headers: Headers) -> dict[str, str]:
+    h = auth_headers()
+    await client.post("/v1/sequences", json={"name": "invoices"}, headers=h)
+    await client.post("/v1/sequences/invoices/next", headers=h)
+    return h
+
+
+async def assert_rejected(
+    client: httpx.AsyncClient, headers: dict[str, str], good: dict[str, str]
+) -> None:
+    r = await client.post("/v1/sequences/invoices/next", headers=headers)
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    peek = await client.get("/v1/sequences/invoices", headers=good)
+    assert peek.json()["last"] == 1, "a rejected request consumed a number"
+
+
+async def test_no_token_401_with_bearer_challenge(
+    client: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
+    await assert_rejected(client, {}, seeded)
+    await assert_rejected(client, {"Authorization": "Basic dXNlcjpwYXNz"}, seeded)
+    await assert_rejected(client, {"Authorization": "Bearer "}, seeded)
+
+
+async def test_expired_token_401(
+    client: httpx.AsyncClient, seeded: dict[str, str], settings: Settings, ring: KeyRing
+) -> None:
+    old = int(time.time()) - 3600
+    token = signed(ring, claims(settings, iat=old, exp=old + 60))
+    await assert_rejected(client, bearer(token), seeded)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"aud": "someone-else"},
+        {"aud": None},
+        {"iss": "https://evil.test"},
+        {"iss": None},
+        {"exp": None},
+        {"tid": None},
+        {"tid": 42},
+        {"tid": "../acme"},
+        {"sub": None},
+        {"nbf": int(time.time()) + 3600},
+        {"iat": int(time.time()) + 3600},
+    ],
+    ids=lambda o: next(iter(o.items())).__repr__(),
+)
+async def test_bad_claims_401(
+    client: httpx.AsyncClient,
+    seeded: dict[str, str],
+    settings: Settings,
+    ring: KeyRing,
+    override: dict[str, Any],
+) -> None:
+    await assert_rejected(client, bearer(signed(ring, claims(settings, **override))), seeded)
+
+
+async def test_alg_none_401(
+    client: httpx.AsyncClient, seeded: dict[str, str], settings: Settings, ring: KeyRing
+) -> None:
+    payload = b64(claims(settings))
+    for alg in ["none", "None", "NONE", ""]:
+        header = b64({"alg": alg, "typ": "at+jwt", "kid": ring.active.kid})
+        await assert_rejected(client, bearer(f"{header}.{payload}."), seeded)
+
+
+async def test_token_signed_by_another_key_401(
+    client: httpx.AsyncClient, seeded: dict[str, str], settings: Settings, ring: KeyRing
+) -> None:
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode(
+        claims(settings),
+        stranger,
+        algorithm="ES256",
+        headers={"kid": ring.active.kid, "typ": "at+jwt"},
+    )
+    await assert_rejected(client, bearer(token), seeded)
+
+
+async def test_unknown_kid_401(
+    client: httpx.AsyncClient, seeded: dict[str, str], settings: Settings, ring: KeyRing
+) -> None:
+    await assert_rejected(client, bearer(signed(ring, claims(settings), kid="nope")), seeded)
+
+
+async def test_garbage_tokens_401(client: httpx.AsyncClient, seeded: dict[str, str]) -> None:
+    for token in ["x", "a.b", "a.b.c.d", "!!!.###.$$$", "e30.e30.e30", "a" * 20_000]:
+        await assert_rejected(client, bearer(token), seeded)
+    raw: Any = {"Authorization": "Bearer é.é.é".encode()}
+    await assert_rejected(client, raw, seeded)
+
+
+async def test_missing_scope_403(
+    client: httpx.AsyncClient, seeded: dict[str, str], auth_headers: Headers
+) -> None:
+    r = await client.post(
+        "/v1/sequences/invoices/next", headers=auth_headers(scopes="sequences:read")
+    )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_valid_token_still_works_after_attacks(
+    client: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
+    r = await client.post("/v1/sequences/invoices/next", headers=seeded)
+    assert r.status_code == 200 and r.json()["value"] == 2
+
+
+async def test_cached_token_is_refused_after_its_exp(
+    app: Any, settings: Settings, ring: KeyRing
+) -> None:
+    verifier = app.state.verifier
+    now = time.time()
+    token = signed(ring, claims(settings, iat=int(now), exp=int(now) + 60))
+    assert verifier.verify(token, now=now).tenant == "acme"
+    assert verifier.verify(token, now=now + 30).tenant == "acme"  # served from the cache
+    from auth.errors import InvalidToken
+
+    with pytest.raises(InvalidToken):
+        verifier.verify(token, now=now + 120)
+    assert token not in verifier._cache

@@ -1,0 +1,154 @@
+"""One contract, every backend: SQLite file, mongomock-motor, real MongoDB (MONGODB_URI)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from storage import AlreadyExists, Counter, SequenceRecord, Store
+
+INT64_MAX = 2**63 - 1
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_record(name: str = "invoices", **config: object) -> SequenceRecord:
+    cfg = {"start": 1, "step": 1, **config}
+    return SequenceRecord(name=name, config=cfg, created_at=NOW, updated_at=NOW)
+
+
+async def test_create_then_get_round_trips(store: Store) -> None:
+    await store.create_sequence("acme", make_record(format="INV-{n}"))
+    got = await store.get_sequence("acme", "invoices")
+    assert got is not None
+    assert got.config == {"start": 1, "step": 1, "format": "INV-{n}"}
+    assert got.created_at == NOW and got.revision == 1
+
+
+async def test_create_twice_raises_already_exists(store: Store) -> None:
+    await store.create_sequence("acme", make_record())
+    with pytest.raises(AlreadyExists):
+        await store.create_sequence("acme", make_record())
+
+
+async def test_same_name_in_two_tenants_is_two_sequences(store: Store) -> None:
+    await store.create_sequence("acme", make_record(start=1))
+    await store.create_sequence("globex", make_record(start=500))
+    acme, globex = (
+        await store.get_sequence("acme", "invoices"),
+        await store.get_sequence("globex", "invoices"),
+    )
+    assert acme and globex and acme.config["start"] == 1 and globex.config["start"] == 500
+    assert await store.get_sequence("initech", "invoices") is None
+
+
+async def test_list_pages_in_name_order_within_the_tenant(store: Store) -> None:
+    for name in ["c", "a", "b", "d"]:
+        await store.create_sequence("acme", make_record(name))
+    await store.create_sequence("globex", make_record("aa"))
+    first = await store.list_sequences("acme", after=None, limit=3)
+    assert [r.name for r in first] == ["a", "b", "c"]
+    rest = await store.list_sequences("acme", after="c", limit=3)
+    assert [r.name for r in rest] == ["d"]
+
+
+async def test_update_applies_only_at_the_expected_revision(store: Store) -> None:
+    await store.create_sequence("acme", make_record())
+    changed = SequenceRecord("invoices", {"start": 1, "step": 5}, NOW, NOW, revision=2)
+    assert await store.update_sequence("acme", changed, expected_revision=1)
+    assert not await store.update_sequence("acme", changed, expected_revision=1)
+    got = await store.get_sequence("acme", "invoices")
+    assert got and got.config["step"] == 5 and got.revision == 2
+
+
+async def test_delete_removes_definition_and_counters(store: Store) -> None:
+    await store.create_sequence("acme", make_record())
+    await store.allocate("acme", "invoices", "invoices", Counter(1, 1, 100), 5)
+    await store.allocate("acme", "invoices/2026", "invoices", Counter(1, 1, 100), 5)
+    await store.allocate("acme", "invoices-2", "invoices-2", Counter(1, 1, 100), 5)
+    assert await store.delete_sequence("acme", "invoices")
+    assert await store.get_sequence("acme", "invoices") is None
+    assert await store.read_counter("acme", "invoices") is None
+    assert await store.read_counter("acme", "invoices/2026") is None
+    assert await store.read_counter("acme", "invoices-2") is not None
+    assert not await store.delete_sequence("acme", "invoices")
+
+
+async def test_allocate_creates_then_increments(store: Store) -> None:
+    shape = Counter(base=1, step=1, cap=1000)
+    assert await store.allocate("acme", "k", "k", shape, 3) == 3
+    assert await store.allocate("acme", "k", "k", shape, 2) == 5
+    assert await store.read_counter("acme", "k") == Counter(1, 1, 1000, 5)
+
+
+async def test_allocate_is_tenant_scoped(store: Store) -> None:
+    shape = Counter(base=1, step=1, cap=1000)
+    await store.allocate("acme", "k", "k", shape, 7)
+    assert await store.allocate("globex", "k", "k", shape, 1) == 1
+    assert await store.read_counter("globex", "k") == Counter(1, 1, 1000, 1)
+
+
+async def test_allocate_with_a_stale_shape_changes_nothing(store: Store) -> None:
+    await store.allocate("acme", "k", "k", Counter(1, 1, 10), 2)
+    assert await store.allocate("acme", "k", "k", Counter(1, 2, 10), 1) is None
+    assert await store.allocate("acme", "k", "k", Counter(5, 1, 10), 1) is None
+    assert await store.read_counter("acme", "k") == Counter(1, 1, 10, 2)
+
+
+async def test_allocate_past_cap_is_refused_whole(store: Store) -> None:
+    shape = Counter(base=1, step=1, cap=10)
+    assert await store.allocate("acme", "k", "k", shape, 8) == 8
+    assert await store.allocate("acme", "k", "k", shape, 3) is None
+    assert await store.allocate("acme", "k", "k", shape, 2) == 10
+    assert await store.allocate("acme", "k", "k", shape, 1) is None
+    assert await store.read_counter("acme", "k") == Counter(1, 1, 10, 10)
+
+
+async def test_allocation_near_int64_max_stays_exact(store: Store) -> None:
+    base = INT64_MAX - 4
+    shape = Counter(base=base, step=1, cap=5)
+    assert await store.allocate("acme", "big", "big", shape, 4) == 4
+    counter = await store.read_counter("acme", "big")
+    assert counter == Counter(base, 1, 5, 4)
+    assert isinstance(counter.base, int) and counter.value_at(3) == INT64_MAX - 1
+    assert await store.allocate("acme", "big", "big", shape, 2) is None
+    assert await store.allocate("acme", "big", "big", shape, 1) == 5
+    final = await store.read_counter("acme", "big")
+    assert final is not None and final.value_at(final.ticks - 1) == INT64_MAX
+
+
+async def test_replace_counter_is_compare_and_set(store: Store) -> None:
+    assert await store.replace_counter("acme", "k", "k", None, Counter(1, 1, 10, 0))
+    assert not await store.replace_counter("acme", "k", "k", None, Counter(9, 1, 10, 0))
+    current = Counter(1, 1, 10, 0)
+    await store.allocate("acme", "k", "k", current, 4)
+    assert not await store.replace_counter("acme", "k", "k", current, Counter(100, 1, 10, 0))
+    now = Counter(1, 1, 10, 4)
+    assert await store.replace_counter("acme", "k", "k", now, Counter(100, 1, 10, 0))
+    assert await store.read_counter("acme", "k") == Counter(100, 1, 10, 0)
+
+
+async def test_concurrent_allocations_never_overlap(store: Store) -> None:
+    shape = Counter(base=1, step=1, cap=1_000_000)
+    results = await asyncio.gather(
+        *(store.allocate("acme", "k", "k", shape, 3) for _ in range(100))
+    )
+    assert all(r is not None for r in results)
+    assert sorted(r for r in results if r is not None) == list(range(3, 301, 3))
+
+
+async def test_concurrent_first_allocations_race_safely(store: Store) -> None:
+    # Many callers creating the same counter at once: one creates, the rest retry.
+    shape = Counter(base=1, step=1, cap=1000)
+    results = await asyncio.gather(
+        *(store.allocate("acme", "new", "new", shape, 1) for _ in range(20))
+    )
+    won = [r for r in results if r is not None]
+    counter = await store.read_counter("acme", "new")
+    assert counter is not None and counter.ticks == len(won)
+    assert sorted(won) == list(range(1, len(won) + 1))
+
+
+async def test_ping_answers(store: Store) -> None:
+    await store.ping()

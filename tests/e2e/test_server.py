@@ -1,0 +1,70 @@
+"""A real ``tally serve`` process, real HTTP, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import cli, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+async def take(client: httpx.AsyncClient, token: str, n: int) -> list[int]:
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def one() -> int:
+        r = await client.post("/v1/sequences/orders/next", headers=headers)
+        assert r.status_code == 200, r.text
+        value: int = r.json()["value"]
+        return value
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def test_two_workers_2000_concurrent_then_restart_continues(
+    e2e_env: dict[str, str],
+) -> None:
+    minted = cli(e2e_env, "token", "--tenant", "acme")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    assert token.count(".") == 2 and "\n" not in token
+
+    limits = httpx.Limits(max_connections=64)
+    with running_server(e2e_env, workers=2) as url:
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+            r = await client.post(
+                "/v1/sequences",
+                json={"name": "orders"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 201, r.text
+            values = await take(client, token, 2000)
+    assert sorted(values) == list(range(1, 2001)), "duplicates or gaps across two workers"
+
+    with running_server(e2e_env, workers=1) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            after = await take(client, token, 1)
+            r = await client.get("/getCounter", headers={"Authorization": f"Bearer {token}"})
+    assert after == [2001]
+    assert r.status_code == 200 and r.text == "1"
+
+
+def test_bad_setting_stops_startup_with_one_line(e2e_env: dict[str, str]) -> None:
+    env = {**e2e_env, "TALLY_STORE_URL": "postgres://nope"}
+    result = cli(env, "serve", "--port", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "TALLY_STORE_URL" in lines[0] and "Traceback" not in result.stderr
+    assert "postgres://nope" not in result.stderr  # the URL may hold a password
+
+
+def test_token_command_prints_only_a_token(e2e_env: dict[str, str]) -> None:
+    result = cli(e2e_env, "token", "--tenant", "acme", "--scope", "sequences:read", "--ttl", "60")
+    assert result.returncode == 0
+    assert result.stdout.count("\n") == 1 and result.stdout.strip().count(".") == 2
+    bad = cli(e2e_env, "token", "--tenant", "acme", "--scope", "root")
+    assert bad.returncode != 0 and "unknown scope" in bad.stderr
