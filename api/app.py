@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import health, problems
+from api import health, landing, problems
 from api.settings import Settings, get_settings
 from auth.keys import KeyRing
 from auth.tokens import TokenVerifier
@@ -56,12 +56,19 @@ def create_app(
                 await the_store.close()
 
     app = FastAPI(
-        title=settings.brand_name,
+        title=f"{settings.brand_name} API" if settings.tenant else "Tally API",
         version="0.1.0",
-        description="Unique, durable, per-tenant sequence numbers.",
+        description=(
+            f"Sequence numbers for {settings.brand_name}, powered by Tally."
+            if settings.tenant
+            else "Unique, durable, per-tenant sequence numbers."
+        ),
         lifespan=lifespan,
+        docs_url=None,  # served by api.landing, with the title HTML-escaped
+        redoc_url=None,
     )
     problems.install(app)
+    app.include_router(landing.router)
     app.include_router(health.router)
     app.include_router(sequences_router)
     app.include_router(seed_router)

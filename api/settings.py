@@ -79,6 +79,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a #RRGGBB colour")
         return v
 
+    @field_validator("brand_logo_url")
+    @classmethod
+    def _logo(cls, v: str) -> str:
+        if v and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return v
+
     @field_validator("mongo_write_concern")
     @classmethod
     def _write_concern(cls, v: str) -> str:

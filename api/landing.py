@@ -1,0 +1,74 @@
+"""The landing page at ``/``: the instance's branding (a siloed tenant's, or Tally's)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from api.settings import Settings
+
+router = APIRouter(include_in_schema=False)
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{name}</title>
+<style>
+  :root {{ --brand: {color}; }}
+  body {{ font-family: system-ui, sans-serif; margin: 0; color: #1f2933; }}
+  header {{ background: var(--brand); color: #fff; padding: 1.5rem 2rem;
+           display: flex; align-items: center; gap: 1rem; }}
+  header img {{ height: 48px; }}
+  main {{ padding: 2rem; max-width: 44rem; line-height: 1.5; }}
+  a {{ color: var(--brand); }}
+  code {{ background: #f1f3f5; padding: 0.1rem 0.3rem; }}
+</style>
+</head>
+<body>
+<header>{logo}<h1>{name}</h1></header>
+<main>
+<p>{tagline}</p>
+<p>Get an access token with OAuth 2.0 client credentials at <code>POST /oauth/token</code>,
+then take numbers with <code>POST /v1/sequences/&lt;name&gt;/next</code>.</p>
+<p><a href="/docs">API documentation</a> · <a href="/openapi.json">OpenAPI</a></p>
+</main>
+</body>
+</html>
+"""
+
+
+def render(settings: Settings) -> str:
+    logo = (
+        f'<img src="{escape(settings.brand_logo_url, quote=True)}" alt="">'
+        if settings.brand_logo_url
+        else ""
+    )
+    tagline = (
+        f"Sequence numbers for {escape(settings.brand_name)}, powered by Tally."
+        if settings.tenant
+        else "Unique, durable, per-tenant sequence numbers."
+    )
+    return _PAGE.format(
+        name=escape(settings.brand_name),
+        color=escape(settings.brand_color),
+        logo=logo,
+        tagline=tagline,
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def landing(request: Request) -> HTMLResponse:
+    """The branded landing page."""
+    return HTMLResponse(render(request.app.state.settings))
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI under the instance's (escaped) brand name."""
+    title = escape(request.app.title)
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} - docs")

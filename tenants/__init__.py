@@ -1,0 +1,1 @@
+"""Tenants: the registry of client businesses, their API clients and onboarding."""
