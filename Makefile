@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION ?= >=3.3.30,<4
 
 .PHONY: run test lint fmt pytest bench clean
 
@@ -21,6 +23,11 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@ $(VENV)/.stamp-run
 
+# checkov in a venv of its own: its pins clash with pytest's (see pyproject.toml).
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov$(CHECKOV_VERSION)'
+
 run: $(VENV)/.stamp-run
 	$(BIN)/tally serve --host $(HOST) --port $(PORT)
 
@@ -34,7 +41,7 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing; that must fail, not pass.
-pytest: $(VENV)/.stamp-dev
+pytest: $(VENV)/.stamp-dev $(CHECKOV_VENV)/bin/checkov
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -44,4 +51,4 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
