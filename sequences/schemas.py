@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -41,7 +42,7 @@ class SequenceSettings(BaseModel):
     step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] = 1
     min: Int64 | None = None
     max: Int64 | None = None
-    cycle: bool = False
+    cycle: StrictBool = False
     format: Annotated[str, StringConstraints(max_length=128)] | None = None
 
     @field_validator("format")
@@ -82,7 +83,7 @@ class SequencePatch(BaseModel):
     step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] | None = None
     min: Int64 | None = None
     max: Int64 | None = None
-    cycle: bool | None = None
+    cycle: StrictBool | None = None
     format: Annotated[str, StringConstraints(max_length=128)] | None = None
 
     @field_validator("format")
