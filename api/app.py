@@ -9,12 +9,14 @@ from fastapi import FastAPI
 
 from api import health, landing, problems
 from api.settings import Settings, get_settings
+from audit.router import admin_router as audit_admin_router
+from audit.router import router as audit_router
 from auth.keys import KeyRing
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from sequences.router import router as sequences_router
 from sequences.router import seed_router
-from sequences.service import SequenceService
+from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
 
 
@@ -29,8 +31,9 @@ def create_app(
     *,
     store: Store | None = None,
     clock: Clock | None = None,
+    timezone_of: TimezoneLookup | None = None,
 ) -> FastAPI:
-    """Build the ASGI app; tests pass their own settings, store and clock."""
+    """Build the ASGI app; tests pass their own settings, store, clock and time zones."""
     settings = settings or get_settings()
     clock = clock or SystemClock()
 
@@ -49,6 +52,9 @@ def create_app(
             cache_size=settings.token_cache_size,
         )
         app.state.sequences = SequenceService(the_store, clock=clock, max_batch=settings.max_batch)
+        app.state.audit = app.state.sequences.audit
+        if timezone_of is not None:  # an injected lookup wins over the default one
+            app.state.sequences.timezone_of = timezone_of
         try:
             yield
         finally:
@@ -72,5 +78,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(sequences_router)
     app.include_router(seed_router)
+    app.include_router(audit_router)
+    app.include_router(audit_admin_router)
     app.dependency_overrides[get_settings] = lambda: settings
     return app

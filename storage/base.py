@@ -45,6 +45,22 @@ class SequenceRecord:
     revision: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrative change: who did what to which target, before and after."""
+
+    at: datetime
+    actor: str
+    client_id: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    # Assigned by the store: an opaque cursor that sorts in insertion order.
+    id: str = ""
+    tenant: str = ""
+
+
 class Store(Protocol):
     """What the services need from a database; nothing more."""
 
@@ -95,4 +111,16 @@ class Store(Protocol):
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
         """Compare-and-set the whole counter (``expected=None``: it must not exist)."""
+        ...
+
+    # -- audit trail ----------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        """Append an entry (``id``/``tenant`` of ``entry`` are ignored); return its id."""
+        ...
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        """Entries in insertion order, strictly after the id ``after``.
+
+        Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made.
+        """
         ...

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import (
     ConnectionFailure,
@@ -29,8 +30,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from storage.base import Counter, SequenceRecord
-from storage.errors import AlreadyExists, StoreUnavailable
+from storage.base import AuditEntry, Counter, SequenceRecord
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 _UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
 
@@ -67,6 +68,7 @@ class MongoStore:
         self._db = database
         self.sequences = database["sequences"]
         self.counters = database["counters"]
+        self.audit = database["audit"]
         self._on_close = on_close
 
     async def _call(self, awaitable: Any) -> Any:
@@ -78,6 +80,7 @@ class MongoStore:
     async def start(self) -> None:
         await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))
         await self._call(self.counters.create_index([("tenant", ASCENDING), ("seq", ASCENDING)]))
+        await self._call(self.audit.create_index([("tenant", ASCENDING), ("_id", ASCENDING)]))
 
     async def close(self) -> None:
         if self._on_close is not None:
@@ -201,3 +204,47 @@ class MongoStore:
             )
         )
         return bool(result.modified_count == 1)
+
+    # -- audit trail ---------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        # ObjectIds sort by creation time (and by a counter within one process).
+        doc_id = ObjectId()
+        await self._call(
+            self.audit.insert_one(
+                {
+                    "_id": doc_id,
+                    "tenant": tenant,
+                    "at": entry.at,
+                    "actor": entry.actor,
+                    "client_id": entry.client_id,
+                    "action": entry.action,
+                    "target": entry.target,
+                    "before": entry.before,
+                    "after": entry.after,
+                }
+            )
+        )
+        return str(doc_id)
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if after is not None:
+            if not ObjectId.is_valid(after):
+                raise InvalidCursor(after)
+            query["_id"] = {"$gt": ObjectId(after)}
+        cursor = self.audit.find(query).sort("_id", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [
+            AuditEntry(
+                id=str(d["_id"]),
+                tenant=d["tenant"],
+                at=_aware(d["at"]),
+                actor=d["actor"],
+                client_id=d["client_id"],
+                action=d["action"],
+                target=d["target"],
+                before=d.get("before"),
+                after=d.get("after"),
+            )
+            for d in docs
+        ]

@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.base import Counter, SequenceRecord
-from storage.errors import AlreadyExists, StoreUnavailable
+from storage.base import AuditEntry, Counter, SequenceRecord
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -48,6 +48,18 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counters_by_sequence ON counters (tenant, seq);
+CREATE TABLE IF NOT EXISTS audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT    NOT NULL,
+    at          TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    client_id   TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    before_json TEXT,
+    after_json  TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant, id);
 """
 
 
@@ -287,3 +299,49 @@ class SQLiteStore:
             return cur.rowcount == 1
 
         return await self._writer.run(lambda c: _write(c, op))
+
+    # -- audit trail ---------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        def op(conn: sqlite3.Connection) -> str:
+            cur = conn.execute(
+                "INSERT INTO audit (tenant, at, actor, client_id, action, target,"
+                " before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    entry.at.isoformat(),
+                    entry.actor,
+                    entry.client_id,
+                    entry.action,
+                    entry.target,
+                    None if entry.before is None else json.dumps(entry.before, sort_keys=True),
+                    None if entry.after is None else json.dumps(entry.after, sort_keys=True),
+                ),
+            )
+            return str(cur.lastrowid)
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
+            raise InvalidCursor(after)
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT id, tenant, at, actor, client_id, action, target, before_json, after_json"
+                " FROM audit WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant, int(after or 0), limit),
+            ).fetchall()
+        )
+        return [
+            AuditEntry(
+                id=str(row[0]),
+                tenant=row[1],
+                at=datetime.fromisoformat(row[2]),
+                actor=row[3],
+                client_id=row[4],
+                action=row[5],
+                target=row[6],
+                before=None if row[7] is None else json.loads(row[7]),
+                after=None if row[8] is None else json.loads(row[8]),
+            )
+            for row in rows
+        ]
