@@ -244,6 +244,10 @@ class SequenceService:
             current = await self.store.read_counter(tenant, key)
             if current is None:
                 shape = seq.fresh_counter()
+                if n > shape.cap:  # even a fresh counter cannot hold this batch
+                    raise SequenceExhausted(
+                        f"Sequence '{seq.name}' holds {shape.cap} number(s); {n} requested."
+                    )
                 continue
             if current.shape != shape.shape:
                 shape = Counter(current.base, current.step, current.cap)
