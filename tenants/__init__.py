@@ -1,0 +1,1 @@
+"""Tenant registry, API clients and their lifecycle; the onboarding CLI."""
