@@ -87,7 +87,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Make the 'next' key sign; the old one keeps verifying until retired."""
+    """Make the 'next' key sign; the old one ('previous') keeps verifying until retired."""
     try:
         kid = _ring().rotate()
     except KeyRingError as exc:
@@ -97,7 +97,7 @@ def keys_rotate(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 @keys_app.command("retire")
 def keys_retire(kid: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Unpublish a key; tokens it signed are rejected from then on."""
+    """Unpublish a key and delete its file; tokens it signed are rejected from then on."""
     try:
         _ring().retire(kid)
     except KeyRingError as exc:
