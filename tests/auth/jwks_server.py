@@ -42,7 +42,9 @@ class CountingServer:
 @contextmanager
 def serving(document: Any) -> Iterator[CountingServer]:
     server = CountingServer(document)
-    thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server
