@@ -345,6 +345,8 @@ class TenantService:
         return [client_out(c) for c in await self.store.list_clients(slug)]
 
     async def _client(self, slug: str, client_id: str) -> ClientRecord:
+        if slug:
+            await self._record(slug)
         record = await self.store.get_client(slug, client_id)
         if record is None:
             raise ClientNotFound(client_id, slug)
