@@ -128,9 +128,11 @@ async def token_request(request: Request) -> TokenRequest:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != _FORM:
         raise _invalid_request(f"Content-Type must be {_FORM}.")
-    body = await request.body()
-    if len(body) > _MAX_FORM_BYTES:
-        raise _invalid_request("The form body is too large.")
+    body = b""
+    async for chunk in request.stream():  # read no more than the cap, whatever is sent
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise _invalid_request("The form body is too large.")
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(

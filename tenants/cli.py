@@ -30,6 +30,7 @@ from tenants.schemas import (
 from tenants.service import TenantService
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 tenants_app = typer.Typer(help="Tenants: create, list, show, update, suspend, resume, delete.")
 clients_app = typer.Typer(help="A tenant's API clients: create, list, revoke, rotate.")
@@ -60,9 +61,9 @@ _OPTIONS = {
 }
 
 
-def _validate(model: type[T], data: dict[str, Any]) -> T:
+def _validate(model: type[M], data: dict[str, Any]) -> M:
     try:
-        return model.model_validate(data)  # type: ignore[attr-defined,no-any-return]
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))

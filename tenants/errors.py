@@ -7,6 +7,7 @@ TallyError
 ├── Conflict (409)
 │   ├── TenantExists             create with a taken slug
 │   ├── IssuerTaken              another tenant registered that identity provider issuer
+│   ├── DomainTaken              another tenant uses that domain
 │   ├── TenantNotSuspended       delete needs a suspended tenant
 │   └── ClientRevoked            rotate/revoke a client that is already revoked
 └── Unprocessable (422)
@@ -46,6 +47,14 @@ class TenantExists(Conflict):
 class IssuerTaken(Conflict):
     type = "issuer-taken"
     title = "Issuer already registered"
+
+
+class DomainTaken(Conflict):
+    type = "domain-taken"
+    title = "Domain already in use"
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"Domain '{domain}' belongs to another tenant.")
 
 
 class TenantNotSuspended(Conflict):

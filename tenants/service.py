@@ -37,6 +37,7 @@ from storage import PLATFORM, AlreadyExists, ClientRecord, Store, TenantRecord
 from tenants.errors import (
     ClientNotFound,
     ClientRevoked,
+    DomainTaken,
     IssuerTaken,
     TenantExists,
     TenantNotFound,
@@ -207,6 +208,8 @@ class TenantService:
         """Record a new tenant (no sequence, no client); 409 if the slug is taken."""
         if spec.identity_provider is not None:
             await self._check_issuer(spec.slug, spec.identity_provider)
+        if spec.domain is not None:
+            await self._check_domain(spec.slug, spec.domain)
         now = self.clock.now()
         config = spec.model_dump(mode="json", exclude={"slug"}) | {"status": "active"}
         record = TenantRecord(slug=spec.slug, config=config, created_at=now, updated_at=now)
@@ -274,6 +277,8 @@ class TenantService:
         fields = patch.model_dump(mode="json", exclude_unset=True)
         if patch.identity_provider is not None:
             await self._check_issuer(slug, patch.identity_provider)
+        if patch.domain is not None:
+            await self._check_domain(slug, patch.domain)
 
         def apply(config: dict[str, Any]) -> None:
             for key, value in fields.items():
@@ -308,6 +313,18 @@ class TenantService:
         for issuer, registered in (await self._load_issuers()).items():
             if issuer == idp.issuer and registered.tenant != slug:
                 raise IssuerTaken(f"Issuer '{issuer}' is registered for another tenant.")
+
+    async def _check_domain(self, slug: str, domain: str) -> None:
+        # A branded instance's DNS name and certificate belong to one tenant.
+        after: str | None = None
+        while True:
+            page = await self.store.list_tenants(after=after, limit=500)
+            for record in page:
+                if record.slug != slug and record.config.get("domain") == domain:
+                    raise DomainTaken(domain)
+            if len(page) < 500:
+                return
+            after = page[-1].slug
 
     # -- clients -----------------------------------------------------------------------
     async def create_client(self, slug: str, spec: ClientCreate) -> NewClient:

@@ -14,6 +14,7 @@ from storage import AlreadyExists, ClientRecord, Store
 from tenants.errors import (
     ClientNotFound,
     ClientRevoked,
+    DomainTaken,
     TenantExists,
     TenantNotFound,
     TenantNotSuspended,
@@ -82,6 +83,16 @@ async def test_existing_slug_is_a_conflict_and_keeps_the_first(service: TenantSe
         await make_tenant(service, "acme", name="Second")
     assert (await service.get("acme")).name == "First"
     assert len(await service.list_clients("acme")) == 1
+
+
+async def test_a_domain_belongs_to_one_tenant(service: TenantService) -> None:
+    await make_tenant(service, "acme", domain="numbers.acme.com")
+    with pytest.raises(DomainTaken):
+        await make_tenant(service, "globex", domain="numbers.acme.com")
+    await make_tenant(service, "globex", domain="numbers.globex.com")
+    with pytest.raises(DomainTaken):
+        await service.update("globex", TenantUpdate(domain="numbers.acme.com"))
+    await service.update("acme", TenantUpdate(domain="numbers.acme.com"))
 
 
 async def test_update_merges_branding_and_clears_the_domain(service: TenantService) -> None:
