@@ -166,3 +166,11 @@ def test_keys_rotate_needs_generate_first() -> None:
     assert json.loads(tally("keys", "rotate", "--json")[1]) == {"active": kid}
     statuses = {k["status"] for k in json.loads(tally("keys", "list", "--json")[1])}
     assert statuses == {"active", "previous"}
+
+
+def test_token_json_prints_a_token_response() -> None:
+    code, out, err = tally("token", "--tenant", "demo", "--scope", "sequences:read", "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["token_type"] == "Bearer" and body["scope"] == "sequences:read"
+    assert body["access_token"].count(".") == 2
