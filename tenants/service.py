@@ -60,6 +60,7 @@ from tenants.schemas import (
 
 T = TypeVar("T")
 UTC_ZONE = ZoneInfo("UTC")
+_FOREVER = float("inf")
 ADMIN_PREFIX = "admin"
 # '<tenant slug>.<16 hex>' or 'admin.<16 hex>': the owner is readable from the id, so
 # looking a client up is tenant-scoped like every other storage call.
@@ -199,7 +200,8 @@ class TenantService:
         self.status_ttl = status_ttl
         self.allow_unregistered = allow_unregistered
         self._tenants: dict[str, tuple[float, _TenantState | None]] = {}
-        self._clients: dict[str, tuple[float, bool]] = {}
+        # client id -> (expires, active, owning tenant or None: not a registered client)
+        self._clients: dict[str, tuple[float, bool, str | None]] = {}
         self._issuers: tuple[float, dict[str, ExternalIssuer]] = (float("-inf"), {})
         self._inflight: dict[str, asyncio.Future[Any]] = {}
 
@@ -423,17 +425,22 @@ class TenantService:
                     raise InvalidToken("The token's tenant is not registered.")
             elif not state.active:
                 raise InvalidToken("The tenant is suspended.")
-        if principal.issuer == self.own_issuer:
+        if principal.issuer != self.own_issuer:
+            return  # an external provider's client: the provider manages it
+        cached = self._clients.get(principal.client_id)
+        if cached is not None and cached[0] > now:
+            active, owner = cached[1], cached[2]
+        else:
             owner = owner_of(principal.client_id)
-            if owner is not None:
-                if owner != principal.tenant:
-                    raise InvalidToken()
-                cached = self._clients.get(principal.client_id)
-                active = cached[1] if cached is not None and cached[0] > now else None
-                if active is None:
-                    active = await self._client_active(owner, principal.client_id)
-                if not active:
-                    raise InvalidToken("The client is revoked.")
+            if owner is None:
+                # Not a registered client's id (a `tally token` development token).
+                self._clients[principal.client_id] = (_FOREVER, True, None)
+                return
+            active = await self._client_active(owner, principal.client_id)
+        if owner is not None and owner != principal.tenant:
+            raise InvalidToken()
+        if not active:
+            raise InvalidToken("The client is revoked.")
 
     async def timezone_of(self, tenant: str) -> ZoneInfo:
         """The tenant's time zone for reset periods; UTC for unregistered tenants."""
@@ -479,7 +486,8 @@ class TenantService:
         async def load() -> bool:
             record = await self.store.get_client(owner, client_id)
             active = record is not None and record.revoked_at is None
-            self._clients[client_id] = (self.clock.monotonic() + self.status_ttl, active)
+            expires = self.clock.monotonic() + self.status_ttl
+            self._clients[client_id] = (expires, active, owner)
             return active
 
         return await self._once(f"c:{client_id}", load)

@@ -153,3 +153,45 @@ async def test_reset_periods_follow_the_tenants_registered_time_zone(
         r = await client.post("/v1/sequences/daily/next", headers=headers)
         periods.append(r.json()["period"])
     assert periods == ["2026-01-02", "2026-01-01"]
+
+
+async def test_development_tokens_with_one_subject_work_for_several_tenants(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    for tenant in ["demo", "other", "demo"]:
+        token = mint(
+            app.state.verifier.ring,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            subject="dev-cli",
+            tenant=tenant,
+            scopes=["sequences:next"],
+            ttl_seconds=60,
+        )
+        r = await client.get("/getCounter", headers=bearer(token))
+        assert r.status_code == 200, r.text
+
+
+async def test_the_lifecycle_check_is_a_cache_hit_on_the_hot_path(
+    app: FastAPI, acme: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auth.schemas import TokenPrincipal
+
+    tenants: TenantService = app.state.tenants
+    principal = TokenPrincipal(
+        subject=acme.client_id,
+        tenant="acme",
+        scopes=frozenset({"sequences:next"}),
+        expires_at=2e9,
+        client_id=acme.client_id,
+        issuer=tenants.own_issuer,
+    )
+    await tenants.admit(principal)  # fills the cache
+
+    async def no_store(*args: object) -> None:
+        raise AssertionError("the hot path read the store")
+
+    monkeypatch.setattr(tenants.store, "get_tenant", no_store)
+    monkeypatch.setattr(tenants.store, "get_client", no_store)
+    for _ in range(1000):
+        await tenants.admit(principal)
