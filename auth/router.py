@@ -44,7 +44,31 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/oauth/token", response_model=TokenResponse, responses=_ERRORS)
+# The form is parsed by ``auth.dependencies.token_request``; describe it for OpenAPI.
+_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {"type": "string", "description": "Space-separated subset."},
+                        "client_id": {"type": "string", "description": "client_secret_post"},
+                        "client_secret": {"type": "string", "description": "client_secret_post"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/oauth/token", response_model=TokenResponse, responses=_ERRORS, openapi_extra=_FORM_BODY
+)
 async def token(credentials: ClientCredentials, issuer: Issuer) -> JSONResponse:
     """OAuth 2.0 client credentials grant: a form body, client_secret_basic or _post."""
     body = await issuer.issue(
