@@ -195,3 +195,25 @@ async def test_the_lifecycle_check_is_a_cache_hit_on_the_hot_path(
     monkeypatch.setattr(tenants.store, "get_client", no_store)
     for _ in range(1000):
         await tenants.admit(principal)
+
+
+@pytest.mark.parametrize(
+    ("environment", "override", "allowed"),
+    [
+        ("development", None, True),
+        ("production", None, False),
+        ("production", "allow", True),
+        ("development", "refuse", False),
+    ],
+)
+def test_unregistered_tenants_policy_follows_the_environment_unless_set(
+    tmp_path: Path, environment: str, override: str | None, allowed: bool
+) -> None:
+    settings = Settings(
+        environment=environment,  # type: ignore[arg-type]
+        unregistered_tenants=override,  # type: ignore[arg-type]
+        store_url=f"sqlite:///{tmp_path}/t.db",  # type: ignore[arg-type]
+        jwt_issuer="https://tally.prod.test",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    assert settings.allow_unregistered_tenants is allowed
