@@ -142,8 +142,9 @@ class Store(Protocol):
         """Replace config/updated_at/revision if the stored revision matches."""
         ...
 
-    async def delete_tenant(self, tenant: str) -> bool:
-        """Delete the tenant, its clients, sequences and counters; False if unknown."""
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
+        """Delete the tenant and its clients, and (``with_data``) its sequences and
+        counters; False if the tenant was unknown."""
         ...
 
     # -- API clients --------------------------------------------------------------

@@ -260,9 +260,10 @@ class MongoStore:
         )
         return bool(result.modified_count == 1)
 
-    async def delete_tenant(self, tenant: str) -> bool:
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
         result = await self._call(self.tenants.delete_one({"_id": tenant}))
-        for collection in (self.clients, self.sequences, self.counters):
+        owned = [self.clients, self.sequences, self.counters] if with_data else [self.clients]
+        for collection in owned:
             await self._call(collection.delete_many({"tenant": tenant}))
         return bool(result.deleted_count == 1)
 

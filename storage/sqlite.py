@@ -368,10 +368,12 @@ class SQLiteStore:
 
         return await self._writer.run(lambda c: _write(c, op))
 
-    async def delete_tenant(self, tenant: str) -> bool:
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
+        tables = ("clients", "sequences", "counters") if with_data else ("clients",)
+
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM tenants WHERE tenant = ?", (tenant,))
-            for table in ("clients", "sequences", "counters"):
+            for table in tables:
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,))  # noqa: S608
             return cur.rowcount == 1
 

@@ -225,13 +225,20 @@ class TenantService:
     async def onboard(self, spec: TenantCreate, client: ClientCreate | None = None) -> Onboarded:
         """Create the tenant, its ``default`` sequence and its first client, or none of them."""
         tenant = await self.create(spec)
+        sequences = SequenceService(self.store, clock=self.clock)
+        made_default = False
         try:
-            sequences = SequenceService(self.store, clock=self.clock)
-            with contextlib.suppress(SequenceExists):  # kept from an earlier life of the slug
+            # The tenant may already have a `default` sequence (it used Tally before it
+            # was registered, with TALLY_UNREGISTERED_TENANTS=allow): keep that one.
+            with contextlib.suppress(SequenceExists):
                 await sequences.create(spec.slug, SequenceCreate(name=DEFAULT_SEQUENCE))
+                made_default = True
             first = await self.create_client(spec.slug, client or ClientCreate())
         except BaseException:
-            await self.store.delete_tenant(spec.slug)
+            # Undo only what this call made; numbers issued before are never touched.
+            if made_default:
+                await self.store.delete_sequence(spec.slug, DEFAULT_SEQUENCE)
+            await self.store.delete_tenant(spec.slug, with_data=False)
             self._invalidate(spec.slug)
             raise
         return Onboarded(

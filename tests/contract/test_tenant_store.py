@@ -87,6 +87,18 @@ async def test_tenant_delete_removes_its_clients_sequences_and_counters_only(
     assert not await store.delete_tenant("acme")
 
 
+async def test_tenant_delete_without_data_keeps_sequences_and_counters(store: Store) -> None:
+    await store.create_tenant("acme", make_tenant("acme"))
+    await store.create_client("acme", make_client())
+    await store.create_sequence("acme", make_record())
+    await store.allocate("acme", "invoices", "invoices", Counter(1, 1, 100), 3)
+    assert await store.delete_tenant("acme", with_data=False)
+    assert await store.get_tenant("acme") is None
+    assert await store.list_clients("acme") == []
+    assert await store.get_sequence("acme", "invoices") is not None
+    assert await store.read_counter("acme", "invoices") == Counter(1, 1, 100, 3)
+
+
 async def test_client_create_then_get_round_trips(store: Store) -> None:
     await store.create_client("acme", make_client())
     got = await store.get_client("acme", "acme.c1")

@@ -77,6 +77,23 @@ async def test_onboarding_that_fails_halfway_leaves_nothing_behind(
     assert await store.get_sequence("acme", "default") is None
 
 
+async def test_failed_onboarding_of_a_tenant_already_taking_numbers_keeps_its_numbers(
+    service: TenantService, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unregistered tenant (allowed in development) already took numbers.
+    seqs = SequenceService(store)
+    await seqs.next_default("acme")
+
+    async def broken(tenant: str, record: ClientRecord) -> None:
+        raise AlreadyExists("simulated failure")
+
+    monkeypatch.setattr(store, "create_client", broken)
+    with pytest.raises(AlreadyExists):
+        await make_tenant(service, "acme")
+    assert await store.get_tenant("acme") is None
+    assert (await seqs.next("acme", "default")).first == 2
+
+
 async def test_existing_slug_is_a_conflict_and_keeps_the_first(service: TenantService) -> None:
     await make_tenant(service, "acme", name="First")
     with pytest.raises(TenantExists):
