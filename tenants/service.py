@@ -72,6 +72,9 @@ _UPDATE_RETRIES = 8
 # parameters are stored with each hash, so they can be raised without breaking old ones.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 _MAXMEM = 128 * 1024 * 1024
+# At most this many scrypt runs at once per process: bounds memory (32 MiB each) and
+# CPU however many token requests arrive together.
+_CONCURRENT_HASHES = 4
 
 
 def _b64(data: bytes) -> str:
@@ -204,6 +207,18 @@ class TenantService:
         self._clients: dict[str, tuple[float, bool, str | None]] = {}
         self._issuers: tuple[float, dict[str, ExternalIssuer]] = (float("-inf"), {})
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
+
+    async def _hash(self, secret: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(hash_secret, secret)
+
+    async def _verify(self, secret: str, encoded: str | None) -> bool:
+        """Check ``secret``; with no hash, spend the same time and say no."""
+        async with self._hashing:
+            return await asyncio.to_thread(
+                lambda: verify_secret(secret, encoded or _dummy_hash()) and encoded is not None
+            )
 
     # -- registry --------------------------------------------------------------------
     async def create(self, spec: TenantCreate) -> TenantOut:
@@ -351,7 +366,7 @@ class TenantService:
             client_id=_new_client_id(tenant),
             tenant=tenant,
             name=name,
-            secret_hash=await asyncio.to_thread(hash_secret, secret),
+            secret_hash=await self._hash(secret),
             scopes=scopes,
             created_at=self.clock.now(),
         )
@@ -390,7 +405,7 @@ class TenantService:
         """A new secret for a client; the old one stops working at once."""
         record = await self._client(slug, client_id)
         secret = new_secret()
-        hashed = await asyncio.to_thread(hash_secret, secret)
+        hashed = await self._hash(secret)
         if not await self.store.set_client_secret(slug, client_id, hashed):
             raise ClientRevoked(client_id)
         return NewClient(
@@ -404,9 +419,10 @@ class TenantService:
     async def authenticate_client(self, client_id: str, secret: str) -> ClientRecord:
         """The client these credentials prove, if it may get a token now."""
         owner = owner_of(client_id)
-        record = await self.store.get_client(owner, client_id) if owner is not None else None
-        encoded = record.secret_hash if record is not None else _dummy_hash()
-        valid = await asyncio.to_thread(verify_secret, secret, encoded)
+        if owner is None:  # not even shaped like a client id: no need to hash anything
+            raise ClientAuthFailed("Client authentication failed.")
+        record = await self.store.get_client(owner, client_id)
+        valid = await self._verify(secret, record.secret_hash if record is not None else None)
         if record is None or not valid:
             raise ClientAuthFailed("Client authentication failed.")
         if record.revoked_at is not None:
