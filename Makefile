@@ -14,12 +14,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps re-install only when pyproject.toml changes.
-$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+# Stamps re-install only when pyproject.toml changes or a top-level package appears
+# (the editable install maps package names to directories when it is made).
+PACKAGES := $(wildcard */__init__.py)
+
+$(VENV)/.stamp-run: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-dev: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@ $(VENV)/.stamp-run
 

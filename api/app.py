@@ -11,19 +11,61 @@ from api import health, landing, problems
 from api.settings import Settings, get_settings
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
+from auth import router as oauth
+from auth.errors import OAuthError
+from auth.external import ExternalVerifier, JwksCache
 from auth.keys import KeyRing
+from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from sequences.router import router as sequences_router
 from sequences.router import seed_router
 from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
+from tenants.router import router as admin_router
+from tenants.service import TenantService
 
 
 def load_keys(settings: Settings) -> KeyRing:
     if settings.auto_create_keys:
         return KeyRing.load_or_create(settings.keys_dir)
     return KeyRing.load(settings.keys_dir)
+
+
+def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> TenantService:
+    """The tenant registry, its lifecycle check, external IdPs and the token endpoint."""
+    tenants = TenantService(
+        store,
+        clock=clock,
+        own_issuer=settings.jwt_issuer,
+        status_ttl=settings.status_cache_seconds,
+        allow_unregistered=settings.allow_unregistered_tenants,
+    )
+    app.state.tenants = tenants
+    app.state.admit = tenants.admit
+    app.state.external = ExternalVerifier(
+        JwksCache(
+            clock=clock,
+            ttl=settings.jwks_cache_seconds,
+            cooldown=settings.jwks_refetch_cooldown_seconds,
+        ),
+        tenants.external_issuer,
+        own_issuer=settings.jwt_issuer,
+        cache_size=settings.token_cache_size,
+    )
+    app.state.token_issuer = TokenIssuer(
+        tenants,
+        app.state.verifier,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+        throttle=FailureThrottle(
+            clock=clock,
+            max_failures=settings.oauth_max_failures,
+            window=settings.oauth_lockout_seconds,
+        ),
+    )
+    return tenants
 
 
 def create_app(
@@ -51,13 +93,19 @@ def create_app(
             audience=settings.jwt_audience,
             cache_size=settings.token_cache_size,
         )
-        app.state.sequences = SequenceService(the_store, clock=clock, max_batch=settings.max_batch)
+        tenants = wire_tenants(app, settings, the_store, clock)
+        app.state.sequences = SequenceService(
+            the_store,
+            clock=clock,
+            max_batch=settings.max_batch,
+            # An injected lookup (tests) wins over the tenant registry's.
+            timezone_of=timezone_of or tenants.timezone_of,
+        )
         app.state.audit = app.state.sequences.audit
-        if timezone_of is not None:  # an injected lookup wins over the default one
-            app.state.sequences.timezone_of = timezone_of
         try:
             yield
         finally:
+            await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
 
@@ -80,5 +128,8 @@ def create_app(
     app.include_router(seed_router)
     app.include_router(audit_router)
     app.include_router(audit_admin_router)
+    app.include_router(oauth.router)
+    app.include_router(admin_router)
+    app.add_exception_handler(OAuthError, oauth.oauth_error)
     app.dependency_overrides[get_settings] = lambda: settings
     return app

@@ -57,6 +57,23 @@ class Settings(BaseSettings):
     brand_logo_url: str = ""
     public_url: str = ""
 
+    # Tenants, OAuth clients and tenants' own identity providers (tenants/, auth/).
+    status_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="Lifecycle bound: a suspension or revocation is enforced within this.",
+    )
+    unregistered_tenants: Literal["allow", "refuse"] | None = Field(
+        default=None,
+        description="Tokens for tenants not in the registry; default allow in development,"
+        " refuse in production.",
+    )
+    oauth_max_failures: int = Field(default=5, ge=1, le=1000)
+    oauth_lockout_seconds: int = Field(default=60, ge=1, le=3600)
+    jwks_cache_seconds: int = Field(default=3600, ge=60, le=86_400)
+    jwks_refetch_cooldown_seconds: float = Field(default=60.0, ge=1, le=3600)
+
     @field_validator("store_url")
     @classmethod
     def _known_scheme(cls, v: SecretStr) -> SecretStr:
@@ -111,6 +128,12 @@ class Settings(BaseSettings):
     @property
     def auto_create_keys(self) -> bool:
         """Development creates a signing key on first start; production never does."""
+        return self.environment == "development"
+
+    @property
+    def allow_unregistered_tenants(self) -> bool:
+        if self.unregistered_tenants is not None:
+            return self.unregistered_tenants == "allow"
         return self.environment == "development"
 
 

@@ -91,6 +91,11 @@ class TokenVerifier:
             self.ring = KeyRing.load(self.ring.directory)
             self._cache.clear()
 
+    def signing_ring(self) -> KeyRing:
+        """The ring as on disk now (reloaded if ``keys.json`` changed): mint with this."""
+        self._maybe_reload(time.monotonic())
+        return self.ring
+
     def verify(self, token: str, *, now: float | None = None) -> TokenPrincipal:
         """Return the principal for a valid token or raise ``InvalidToken``."""
         current = time.time() if now is None else now
