@@ -40,6 +40,7 @@ def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
         own_issuer=settings.jwt_issuer,
         status_ttl=settings.status_cache_seconds,
         allow_unregistered=settings.allow_unregistered_tenants,
+        only_tenant=settings.tenant,
     )
     app.state.tenants = tenants
     app.state.admit = tenants.admit

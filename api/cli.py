@@ -22,6 +22,7 @@ app.add_typer(auth_cli.keys_app, name="keys")
 app.add_typer(tenants_cli.tenants_app, name="tenants")
 app.add_typer(tenants_cli.clients_app, name="clients")
 app.add_typer(tenants_cli.admin_app, name="admin")
+app.command("provision")(tenants_cli.provision)
 
 
 @app.command()

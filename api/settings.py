@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     brand_color: str = "#3b5bdb"
     brand_logo_url: str = ""
     public_url: str = ""
+    # The platform's DNS zone (tenants get <slug>.<platform_domain>); used by `tally provision`.
+    platform_domain: str = ""
 
     # Tenants, OAuth clients and tenants' own identity providers (tenants/, auth/).
     status_cache_seconds: float = Field(

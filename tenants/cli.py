@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -398,3 +399,55 @@ def admin_clients_revoke(client_id: str, as_json: Json = False) -> None:
     """Revoke a platform-admin client."""
     revoked = _run(lambda s: s.revoke_client("", client_id))
     _emit(revoked, as_json, lambda: typer.echo(f"client {client_id} revoked"))
+
+
+def provision(
+    slug: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    out: Annotated[
+        Path, typer.Option(help="Root to write under (terraform/live/tenants/, deploy/tenants/).")
+    ] = Path("."),
+    terraform_outputs: Annotated[
+        Path | None,
+        typer.Option(help="`terraform output -json` of terraform/live, to merge in."),
+    ] = None,
+    platform_domain: Annotated[
+        str | None, typer.Option(help="Platform DNS zone; default TALLY_PLATFORM_DOMAIN.")
+    ] = None,
+    image_tag: Annotated[str | None, typer.Option(help="Image tag to deploy.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Render SLUG's provisioning bundle: its Terraform tenant file and Helm values."""
+    from tenants.provision import render
+
+    outputs: dict[str, Any] | None = None
+    if terraform_outputs is not None:
+        try:
+            outputs = json.loads(terraform_outputs.read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read --terraform-outputs {terraform_outputs}: {exc}")
+        if not isinstance(outputs, dict):
+            fail(f"--terraform-outputs {terraform_outputs} is not `terraform output -json`")
+    domain = platform_domain if platform_domain is not None else load_settings().platform_domain
+    tenant = _run(lambda s: s.get(slug))
+    try:
+        files = render(tenant, platform_domain=domain or None, outputs=outputs, image_tag=image_tag)
+    except TallyError as exc:
+        fail(exc.detail)
+    written = []
+    for relative, text in files.items():
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+        written.append(str(target))
+    if as_json:
+        typer.echo(json.dumps({"tenant": slug, "files": written}))
+    else:
+        for path in written:
+            typer.echo(f"wrote {path}")
+        typer.echo(
+            "next: terraform -chdir=terraform/live apply, then "
+            f"helm upgrade --install tally deploy/helm/tally -n tally-{slug} "
+            f"-f deploy/tenants/{slug}/values.yaml"
+        )

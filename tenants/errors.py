@@ -11,7 +11,8 @@ TallyError
 │   ├── TenantNotSuspended       delete needs a suspended tenant
 │   └── ClientRevoked            rotate/revoke a client that is already revoked
 └── Unprocessable (422)
-    └── InvalidTenant            settings that do not hold together
+    ├── InvalidTenant            settings that do not hold together
+    └── ProvisionError           `tally provision` lacks an input (e.g. the platform domain)
 """
 
 from __future__ import annotations
@@ -73,3 +74,8 @@ class ClientRevoked(Conflict):
 class InvalidTenant(Unprocessable):
     type = "validation-error"
     title = "Invalid tenant settings"
+
+
+class ProvisionError(Unprocessable):
+    type = "provision-error"
+    title = "Cannot render the provisioning bundle"

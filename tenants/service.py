@@ -196,8 +196,11 @@ class TenantService:
         own_issuer: str = "",
         status_ttl: float = 10.0,
         allow_unregistered: bool = True,
+        only_tenant: str = "",
     ) -> None:
         self.store = store
+        # A siloed instance (TALLY_TENANT) serves one tenant and refuses every other.
+        self.only_tenant = only_tenant
         self.clock = clock or SystemClock()
         self.own_issuer = own_issuer
         self.status_ttl = status_ttl
@@ -427,6 +430,8 @@ class TenantService:
             raise ClientAuthFailed("Client authentication failed.")
         if record.revoked_at is not None:
             raise ClientAuthFailed("Client authentication failed.", counts=False)
+        if self.only_tenant and record.tenant not in ("", self.only_tenant):
+            raise ClientAuthFailed("Client authentication failed.", counts=False)
         if record.tenant:
             tenant = await self.store.get_tenant(record.tenant)
             if tenant is None or tenant.config.get("status") != "active":
@@ -438,6 +443,8 @@ class TenantService:
     async def admit(self, principal: TokenPrincipal) -> None:
         """Refuse a verified token whose tenant is suspended/unknown or whose client is revoked."""
         now = self.clock.monotonic()
+        if self.only_tenant and principal.tenant and principal.tenant != self.only_tenant:
+            raise InvalidToken(f"This instance serves only tenant '{self.only_tenant}'.")
         if principal.tenant:
             entry = self._tenants.get(principal.tenant)
             state = entry[1] if entry is not None and entry[0] > now else None

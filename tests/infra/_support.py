@@ -20,6 +20,8 @@ TERRAFORM_ROOTS = ("modules/platform", "modules/tenant-instance", "live")
 CHART_DIR = REPO / "deploy" / "helm" / "tally"
 TENANT_VALUES = CHART_DIR / "ci" / "tenant-values.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
+# Shaped like `terraform output -json` of terraform/live for tenant acme.
+TERRAFORM_OUTPUTS = Path(__file__).parent / "fixtures" / "terraform-outputs.json"
 
 # Read at import: the suite's autouse fixture clears TALLY_* variables before each test.
 TERRAFORM_BIN = os.environ.get("TALLY_TERRAFORM") or shutil.which("terraform")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from ._support import (
     TENANT_VALUES,
     TERRAFORM_BIN,
     TERRAFORM_DIR,
+    TERRAFORM_OUTPUTS,
     TERRAFORM_ROOTS,
     TF_PLUGIN_DIR,
     missing,
@@ -109,11 +112,57 @@ def tenant_values() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def rendered(helm: Any) -> dict[str, dict[str, str]]:
-    """Rendered templates per release kind: {"pooled"|"tenant": {template path: text}}."""
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tenant onboarded and provisioned through the real `tally` CLI.
+
+    Returns the bundle's paths, the tenant's one-time client secret and the store path,
+    so tests can check the bundle and prove no secret leaked into it.
+    """
+    work = tmp_path_factory.mktemp("provision")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+    env.update(TALLY_STORE_URL=f"sqlite:///{work}/tally.db", TALLY_KEYS_DIR=str(work / "keys"))
+    tally = str(Path(sys.executable).parent / "tally")
+    created = run(
+        [
+            tally, "tenants", "create", "acme", "--name", "Acme Corp",
+            "--domain", "numbers.acme.com", "--plan", "enterprise", "--color", "#FF6600",
+            "--logo-url", "https://cdn.acme.com/logo.svg", "--timezone", "Europe/Berlin",
+            "--json",
+        ],
+        work,
+        env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    bundle = [
+        tally, "provision", "acme", "--out", str(work / "out"), "--image-tag", "0.1.0",
+        "--terraform-outputs", str(TERRAFORM_OUTPUTS),
+    ]  # fmt: skip
+    first = run(bundle, work, env)
+    assert first.returncode == 0, first.stderr
+    out = work / "out"
+    return {
+        "env": env,
+        "work": work,
+        "command": bundle,
+        "tenant_file": out / "terraform" / "live" / "tenants" / "acme.json",
+        "values_file": out / "deploy" / "tenants" / "acme" / "values.yaml",
+        "client_secret": json.loads(created.stdout)["client_secret"],
+    }
+
+
+@pytest.fixture(scope="session")
+def provisioned_values(provisioned: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = _yaml().safe_load(provisioned["values_file"].read_text())
+    return values
+
+
+@pytest.fixture(scope="session")
+def rendered(helm: Any, provisioned: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Rendered templates per release kind: {"pooled"|"tenant"|"provisioned": {path: text}}."""
     out: dict[str, dict[str, str]] = {}
+    releases = {**RELEASES, "provisioned": ("tally", "tally-acme", provisioned["values_file"])}
     with helm.Chart.load(CHART_DIR) as chart:
-        for kind, (name, namespace, values_file) in RELEASES.items():
+        for kind, (name, namespace, values_file) in releases.items():
             values = _yaml().safe_load(values_file.read_text()) if values_file else None
             out[kind] = chart.render(values, name=name, namespace=namespace, is_install=True)
     return out

@@ -11,7 +11,7 @@ from ._support import CHART_DIR, missing
 
 pytestmark = pytest.mark.infra
 
-KINDS = ("pooled", "tenant")
+KINDS = ("pooled", "tenant", "provisioned")
 LINT_ERROR = 3
 
 
@@ -39,9 +39,13 @@ def kubernetes_validate() -> Any:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_chart_lints_without_errors(
-    kind: str, helm: Any, tenant_values: dict[str, Any], kubernetes_validate: Any
+    kind: str,
+    helm: Any,
+    tenant_values: dict[str, Any],
+    provisioned_values: dict[str, Any],
+    kubernetes_validate: Any,
 ) -> None:
-    values = tenant_values if kind == "tenant" else None
+    values = {"pooled": None, "tenant": tenant_values, "provisioned": provisioned_values}[kind]
     kube = f"v{kubernetes_validate.latest_version()}"
     report = helm.lint(CHART_DIR, values, namespace="tally", kube_version=kube)
     errors = [m for m in report["messages"] if m["severity"] >= LINT_ERROR]
