@@ -43,6 +43,7 @@ from tenants.errors import (
     TenantNotFound,
     TenantNotSuspended,
 )
+from tenants.ratelimit import TenantRateLimiter
 from tenants.schemas import (
     DEFAULT_COLOR,
     PLANS,
@@ -185,6 +186,8 @@ def client_out(record: ClientRecord) -> ClientOut:
 class _TenantState:
     active: bool
     zone: ZoneInfo
+    requests_per_second: int = 0
+    max_batch: int = 0
 
 
 class TenantService:
@@ -211,6 +214,7 @@ class TenantService:
         self._issuers: tuple[float, dict[str, ExternalIssuer]] = (float("-inf"), {})
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
+        self._limiter = TenantRateLimiter()
 
     async def _hash(self, secret: str) -> str:
         async with self._hashing:
@@ -455,6 +459,8 @@ class TenantService:
                     raise InvalidToken("The token's tenant is not registered.")
             elif not state.active:
                 raise InvalidToken("The tenant is suspended.")
+            else:
+                self._limiter.take(principal.tenant, state.requests_per_second, now)
         if principal.issuer != self.own_issuer:
             return  # an external provider's client: the provider manages it
         cached = self._clients.get(principal.client_id)
@@ -471,6 +477,15 @@ class TenantService:
             raise InvalidToken()
         if not active:
             raise InvalidToken("The client is revoked.")
+
+    async def max_batch_of(self, tenant: str) -> int | None:
+        """The tenant's plan's largest ``count``; None for unregistered tenants."""
+        entry = self._tenants.get(tenant)
+        if entry is not None and entry[0] > self.clock.monotonic():
+            state = entry[1]
+        else:
+            state = await self._tenant_state(tenant)
+        return state.max_batch if state is not None else None
 
     async def timezone_of(self, tenant: str) -> ZoneInfo:
         """The tenant's time zone for reset periods; UTC for unregistered tenants."""
@@ -503,9 +518,12 @@ class TenantService:
             record = await self.store.get_tenant(slug)
             state = None
             if record is not None:
+                limits = PLANS[record.config.get("plan", "standard")]
                 state = _TenantState(
                     active=record.config.get("status") == "active",
                     zone=ZoneInfo(record.config.get("timezone", "UTC")),
+                    requests_per_second=limits.requests_per_second,
+                    max_batch=limits.max_batch,
                 )
             self._tenants[slug] = (self.clock.monotonic() + self.status_ttl, state)
             return state
