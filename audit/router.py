@@ -26,9 +26,15 @@ async def list_own_audit(
 async def list_tenant_audit(
     _admin: PlatformAdmin,
     audit: Audit,
-    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, description="Tenant slug.")],
+    tenant: Annotated[
+        str,
+        Query(
+            pattern=f"^$|{TENANT_PATTERN}",
+            description="Tenant slug; empty (`?tenant=`): the platform trail (admin clients).",
+        ),
+    ],
     after: AfterQuery = None,
     limit: LimitQuery = 100,
 ) -> AuditPage:
-    """Any tenant's administrative changes, oldest first (platform admins)."""
+    """Any tenant's administrative changes, or the platform's, oldest first (platform admins)."""
     return page(await audit.list(tenant, after=after, limit=limit), limit)

@@ -143,8 +143,8 @@ async def test_the_admin_trail_needs_platform_admin(api: Api) -> None:
     "params",
     [
         {},
-        {"tenant": ""},
         {"tenant": "ACME"},
+        {"tenant": "-"},
         {"tenant": "acme", "limit": 0},
         {"tenant": "acme", "limit": 501},
         {"tenant": "acme", "after": "not-a-cursor"},
