@@ -8,6 +8,7 @@ Input is validated in full before anything is written.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from api.settings import load_settings
+from audit.service import Actor
 from core.cli import fail, print_table
 from core.errors import TallyError
 from storage import open_store
@@ -75,6 +77,15 @@ def _validate(model: type[M], data: dict[str, Any]) -> M:
         elif first["type"] == "string_pattern_mismatch" and option == "--color":
             message = "must be a #RRGGBB colour"
         fail(f"invalid {option}: {message}")
+
+
+def _operator() -> Actor:
+    """The audit actor of a CLI change: the operator's login name (attribution, not proof)."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry, e.g. an arbitrary container uid
+        user = "unknown"
+    return Actor(subject=f"cli:{user}")
 
 
 def _run(call: Callable[[TenantService], Awaitable[T]]) -> T:
@@ -188,7 +199,7 @@ def tenants_create(
             "identity_provider": _idp(idp_issuer, idp_jwks_url, idp_audience, idp_client_claim),
         },
     )
-    done = _run(lambda s: s.onboard(spec))
+    done = _run(lambda s: s.onboard(spec, actor=_operator()))
 
     def human() -> None:
         typer.echo(f"Created tenant {slug} with its 'default' sequence and a first API client.")
@@ -282,21 +293,21 @@ def tenants_update(
     if not data:
         fail("nothing to update: pass at least one option (see --help)")
     patch = _validate(TenantUpdate, data)
-    tenant = _run(lambda s: s.update(slug, patch))
+    tenant = _run(lambda s: s.update(slug, patch, actor=_operator()))
     _emit(tenant, as_json, lambda: _show_tenant(tenant))
 
 
 @tenants_app.command("suspend")
 def tenants_suspend(slug: str, as_json: Json = False) -> None:
     """Suspend a tenant: no new tokens; its tokens are refused within the lifecycle bound."""
-    tenant = _run(lambda s: s.suspend(slug))
+    tenant = _run(lambda s: s.suspend(slug, actor=_operator()))
     _emit(tenant, as_json, lambda: typer.echo(f"tenant {slug} suspended"))
 
 
 @tenants_app.command("resume")
 def tenants_resume(slug: str, as_json: Json = False) -> None:
     """Lift a tenant's suspension."""
-    tenant = _run(lambda s: s.resume(slug))
+    tenant = _run(lambda s: s.resume(slug, actor=_operator()))
     _emit(tenant, as_json, lambda: typer.echo(f"tenant {slug} active"))
 
 
@@ -309,7 +320,7 @@ def tenants_delete(
     """Delete a suspended tenant with its clients, sequences and counters."""
     if not yes:
         fail(f"deleting {slug} deletes its sequences and counters too; pass --yes to confirm")
-    _run(lambda s: s.delete(slug))
+    _run(lambda s: s.delete(slug, actor=_operator()))
     if as_json:
         typer.echo(json.dumps({"deleted": slug}))
     else:
@@ -349,7 +360,7 @@ def clients_create(
 ) -> None:
     """Create an API client for a tenant (its secret is shown once)."""
     spec = _validate(ClientCreate, {"name": name, "scopes": scope.split()})
-    created = _run(lambda s: s.create_client(tenant, spec))
+    created = _run(lambda s: s.create_client(tenant, spec, actor=_operator()))
     _emit(created, as_json, lambda: _show_secret(created))
 
 
@@ -363,14 +374,14 @@ def clients_list(tenant: TenantOpt, as_json: Json = False) -> None:
 @clients_app.command("revoke")
 def clients_revoke(client_id: str, tenant: TenantOpt, as_json: Json = False) -> None:
     """Revoke a client: no new tokens; its tokens are refused within the lifecycle bound."""
-    revoked = _run(lambda s: s.revoke_client(tenant, client_id))
+    revoked = _run(lambda s: s.revoke_client(tenant, client_id, actor=_operator()))
     _emit(revoked, as_json, lambda: typer.echo(f"client {client_id} revoked"))
 
 
 @clients_app.command("rotate")
 def clients_rotate(client_id: str, tenant: TenantOpt, as_json: Json = False) -> None:
     """Give a client a new secret (shown once); the old secret stops working at once."""
-    rotated = _run(lambda s: s.rotate_client(tenant, client_id))
+    rotated = _run(lambda s: s.rotate_client(tenant, client_id, actor=_operator()))
     _emit(rotated, as_json, lambda: _show_secret(rotated))
 
 
@@ -383,7 +394,7 @@ def admin_clients_create(
     """Create a platform-admin client (scope platform:admin, no tenant; secret shown once)."""
     if not name.strip() or len(name) > 64:
         fail("invalid --name: must be 1-64 characters")
-    created = _run(lambda s: s.create_admin_client(name.strip()))
+    created = _run(lambda s: s.create_admin_client(name.strip(), actor=_operator()))
     _emit(created, as_json, lambda: _show_secret(created))
 
 
@@ -397,7 +408,7 @@ def admin_clients_list(as_json: Json = False) -> None:
 @admin_clients_app.command("revoke")
 def admin_clients_revoke(client_id: str, as_json: Json = False) -> None:
     """Revoke a platform-admin client."""
-    revoked = _run(lambda s: s.revoke_client("", client_id))
+    revoked = _run(lambda s: s.revoke_client("", client_id, actor=_operator()))
     _emit(revoked, as_json, lambda: typer.echo(f"client {client_id} revoked"))
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from audit.service import Actor
 from auth.dependencies import PlatformAdmin
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
 from tenants.schemas import (
@@ -39,9 +40,9 @@ async def list_tenants(
 
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=Onboarded)
-async def create_tenant(spec: TenantCreate, _: PlatformAdmin, tenants: Tenants) -> Onboarded:
+async def create_tenant(spec: TenantCreate, admin: PlatformAdmin, tenants: Tenants) -> Onboarded:
     """Onboard a tenant: record, `default` sequence and first client (secret shown once)."""
-    return await tenants.onboard(spec)
+    return await tenants.onboard(spec, actor=Actor.of(admin))
 
 
 @router.get("/tenants/{slug}", response_model=TenantOut)
@@ -52,22 +53,22 @@ async def get_tenant(slug: SlugPath, _: PlatformAdmin, tenants: Tenants) -> Tena
 
 @router.patch("/tenants/{slug}", response_model=TenantOut)
 async def update_tenant(
-    slug: SlugPath, patch: TenantUpdate, _: PlatformAdmin, tenants: Tenants
+    slug: SlugPath, patch: TenantUpdate, admin: PlatformAdmin, tenants: Tenants
 ) -> TenantOut:
     """Change some of a tenant's settings."""
-    return await tenants.update(slug, patch)
+    return await tenants.update(slug, patch, actor=Actor.of(admin))
 
 
 @router.post("/tenants/{slug}/suspend", response_model=TenantOut)
-async def suspend_tenant(slug: SlugPath, _: PlatformAdmin, tenants: Tenants) -> TenantOut:
+async def suspend_tenant(slug: SlugPath, admin: PlatformAdmin, tenants: Tenants) -> TenantOut:
     """Suspend: no new tokens, existing tokens refused within the lifecycle bound."""
-    return await tenants.suspend(slug)
+    return await tenants.suspend(slug, actor=Actor.of(admin))
 
 
 @router.post("/tenants/{slug}/resume", response_model=TenantOut)
-async def resume_tenant(slug: SlugPath, _: PlatformAdmin, tenants: Tenants) -> TenantOut:
+async def resume_tenant(slug: SlugPath, admin: PlatformAdmin, tenants: Tenants) -> TenantOut:
     """Lift a suspension."""
-    return await tenants.resume(slug)
+    return await tenants.resume(slug, actor=Actor.of(admin))
 
 
 @router.get("/tenants/{slug}/clients", response_model=list[ClientOut])
@@ -80,15 +81,15 @@ async def list_clients(slug: SlugPath, _: PlatformAdmin, tenants: Tenants) -> li
     "/tenants/{slug}/clients", status_code=status.HTTP_201_CREATED, response_model=NewClient
 )
 async def create_client(
-    slug: SlugPath, _: PlatformAdmin, tenants: Tenants, spec: ClientCreate | None = None
+    slug: SlugPath, admin: PlatformAdmin, tenants: Tenants, spec: ClientCreate | None = None
 ) -> NewClient:
     """A new API client for the tenant; the secret is in this answer only."""
-    return await tenants.create_client(slug, spec or ClientCreate())
+    return await tenants.create_client(slug, spec or ClientCreate(), actor=Actor.of(admin))
 
 
 @router.post("/tenants/{slug}/clients/{client_id}/revoke", response_model=ClientOut)
 async def revoke_client(
-    slug: SlugPath, client_id: ClientIdPath, _: PlatformAdmin, tenants: Tenants
+    slug: SlugPath, client_id: ClientIdPath, admin: PlatformAdmin, tenants: Tenants
 ) -> ClientOut:
     """Revoke a client: no new tokens, its tokens refused within the lifecycle bound."""
-    return await tenants.revoke_client(slug, client_id)
+    return await tenants.revoke_client(slug, client_id, actor=Actor.of(admin))

@@ -3,6 +3,11 @@
 The CLI (``tenants/cli.py``) and the admin API (``tenants/router.py``) call the same
 methods of ``TenantService``.
 
+Every administrative change is recorded in the affected tenant's audit trail
+(``audit.service``); platform-admin clients in the platform trail (tenant ``""``).
+Entries describe tenant config and client name/scopes/status, never a client's
+secret or its hash. Deleting a tenant keeps its trail: audit history outlives it.
+
 Lifecycle bound: every authenticated request checks its tenant's status (and its
 client's, for tokens from ``/oauth/token``) against a per-process cache whose entries
 live ``status_ttl`` seconds (``TALLY_STATUS_CACHE_SECONDS``, default 10, at most 60).
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from audit.service import SYSTEM, Actor, AuditLog
 from auth.errors import ClientAuthFailed, InvalidToken
 from auth.external import ExternalIssuer
 from auth.schemas import TokenPrincipal
@@ -33,7 +39,7 @@ from core.clock import Clock, SystemClock
 from sequences.errors import SequenceExists
 from sequences.schemas import SequenceCreate
 from sequences.service import DEFAULT_SEQUENCE, SequenceService
-from storage import PLATFORM, AlreadyExists, ClientRecord, Store, TenantRecord
+from storage import PLATFORM, AlreadyExists, AuditEntry, ClientRecord, Store, TenantRecord
 from tenants.errors import (
     ClientNotFound,
     ClientRevoked,
@@ -182,6 +188,60 @@ def client_out(record: ClientRecord) -> ClientOut:
     )
 
 
+# -- the audit trail ----------------------------------------------------------------------
+def _tenant_target(slug: str) -> str:
+    return f"tenants/{slug}"
+
+
+def _client_target(client_id: str) -> str:
+    return f"clients/{client_id}"
+
+
+def _client_view(record: ClientRecord) -> dict[str, Any]:
+    """What the trail says about a client: never its secret or secret hash."""
+    status = "revoked" if record.revoked_at else "active"
+    return {"name": record.name, "scopes": list(record.scopes), "status": status}
+
+
+class _HeldBack(AuditLog):
+    """Holds entries until ``release``, so an onboarding that is undone leaves no trail."""
+
+    def __init__(self, log: AuditLog) -> None:
+        super().__init__(log.store, clock=log.clock)
+        self._log = log
+        self._held: list[tuple[AuditEntry, Actor]] = []
+
+    async def record(
+        self,
+        tenant: str,
+        actor: Actor,
+        action: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            at=self.clock.now(),
+            actor=actor.subject,
+            client_id=actor.client_id,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            tenant=tenant,
+        )
+        self._held.append((entry, actor))
+        return entry
+
+    async def release(self) -> None:
+        """Write the held entries, in order, to the real trail."""
+        for e, actor in self._held:
+            await self._log.record(
+                e.tenant, actor, e.action, e.target, before=e.before, after=e.after
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class _TenantState:
     active: bool
@@ -200,11 +260,13 @@ class TenantService:
         status_ttl: float = 10.0,
         allow_unregistered: bool = True,
         only_tenant: str = "",
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         # A siloed instance (TALLY_TENANT) serves one tenant and refuses every other.
         self.only_tenant = only_tenant
         self.clock = clock or SystemClock()
+        self.audit = audit or AuditLog(store, clock=self.clock)
         self.own_issuer = own_issuer
         self.status_ttl = status_ttl
         self.allow_unregistered = allow_unregistered
@@ -228,8 +290,20 @@ class TenantService:
             )
 
     # -- registry --------------------------------------------------------------------
-    async def create(self, spec: TenantCreate) -> TenantOut:
+    async def create(self, spec: TenantCreate, *, actor: Actor = SYSTEM) -> TenantOut:
         """Record a new tenant (no sequence, no client); 409 if the slug is taken."""
+        record = await self._insert(spec)
+        await self.audit.record(
+            spec.slug,
+            actor,
+            "tenant.created",
+            _tenant_target(spec.slug),
+            before=None,
+            after=record.config,
+        )
+        return to_out(record)
+
+    async def _insert(self, spec: TenantCreate) -> TenantRecord:
         if spec.identity_provider is not None:
             await self._check_issuer(spec.slug, spec.identity_provider)
         if spec.domain is not None:
@@ -242,20 +316,37 @@ class TenantService:
         except AlreadyExists:
             raise TenantExists(spec.slug) from None
         self._invalidate(spec.slug)
-        return to_out(record)
+        return record
 
-    async def onboard(self, spec: TenantCreate, client: ClientCreate | None = None) -> Onboarded:
+    async def onboard(
+        self, spec: TenantCreate, client: ClientCreate | None = None, *, actor: Actor = SYSTEM
+    ) -> Onboarded:
         """Create the tenant, its ``default`` sequence and its first client, or none of them."""
-        tenant = await self.create(spec)
-        sequences = SequenceService(self.store, clock=self.clock)
+        # The trail gets the three entries only once all three changes stand.
+        held = _HeldBack(self.audit)
+        record = await self._insert(spec)
+        await held.record(
+            spec.slug,
+            actor,
+            "tenant.created",
+            _tenant_target(spec.slug),
+            before=None,
+            after=record.config,
+        )
+        sequences = SequenceService(self.store, clock=self.clock, audit=held)
         made_default = False
         try:
             # The tenant may already have a `default` sequence (it used Tally before it
             # was registered, with TALLY_UNREGISTERED_TENANTS=allow): keep that one.
             with contextlib.suppress(SequenceExists):
-                await sequences.create(spec.slug, SequenceCreate(name=DEFAULT_SEQUENCE))
+                await sequences.create(
+                    spec.slug, SequenceCreate(name=DEFAULT_SEQUENCE), actor=actor
+                )
                 made_default = True
-            first = await self.create_client(spec.slug, client or ClientCreate())
+            wanted = client or ClientCreate()
+            first = await self._new_client(
+                spec.slug, wanted.name, tuple(wanted.scopes), actor=actor, log=held
+            )
         except BaseException:
             # Undo only what this call made; numbers issued before are never touched.
             if made_default:
@@ -263,8 +354,9 @@ class TenantService:
             await self.store.delete_tenant(spec.slug, with_data=False)
             self._invalidate(spec.slug)
             raise
+        await held.release()
         return Onboarded(
-            tenant=tenant,
+            tenant=to_out(record),
             client_id=first.client_id,
             client_secret=first.client_secret,
             scopes=first.scopes,
@@ -285,12 +377,18 @@ class TenantService:
         """Tenants by slug, a page at a time."""
         return [to_out(r) for r in await self.store.list_tenants(after=after, limit=limit)]
 
-    async def _change(self, slug: str, change: Callable[[dict[str, Any]], None]) -> TenantOut:
+    async def _change(
+        self, slug: str, change: Callable[[dict[str, Any]], None], *, actor: Actor, action: str
+    ) -> TenantOut:
         # Optimistic concurrency: re-read and re-apply if another writer got in first.
         for _ in range(_UPDATE_RETRIES):
             record = await self._record(slug)
             config = dict(record.config)
             change(config)
+            if config == record.config:
+                # Nothing to change, nothing to record (as for sequences).
+                self._invalidate(slug)
+                return to_out(record)
             updated = TenantRecord(
                 slug=slug,
                 config=config,
@@ -300,10 +398,13 @@ class TenantService:
             )
             if await self.store.update_tenant(slug, updated, expected_revision=record.revision):
                 self._invalidate(slug)
+                await self.audit.record(
+                    slug, actor, action, _tenant_target(slug), before=record.config, after=config
+                )
                 return to_out(updated)
         raise TenantExists(slug)  # pragma: no cover - only under pathological contention
 
-    async def update(self, slug: str, patch: TenantUpdate) -> TenantOut:
+    async def update(self, slug: str, patch: TenantUpdate, *, actor: Actor = SYSTEM) -> TenantOut:
         """Change some settings; branding fields merge, ``identity_provider: null`` clears."""
         fields = patch.model_dump(mode="json", exclude_unset=True)
         if patch.identity_provider is not None:
@@ -320,23 +421,36 @@ class TenantService:
                 else:
                     config[key] = value
 
-        return await self._change(slug, apply)
+        return await self._change(slug, apply, actor=actor, action="tenant.updated")
 
-    async def suspend(self, slug: str) -> TenantOut:
+    async def suspend(self, slug: str, *, actor: Actor = SYSTEM) -> TenantOut:
         """No new tokens; existing ones refused within the lifecycle bound."""
-        return await self._change(slug, lambda c: c.update(status="suspended"))
+        return await self._change(
+            slug, lambda c: c.update(status="suspended"), actor=actor, action="tenant.suspended"
+        )
 
-    async def resume(self, slug: str) -> TenantOut:
+    async def resume(self, slug: str, *, actor: Actor = SYSTEM) -> TenantOut:
         """Undo a suspension."""
-        return await self._change(slug, lambda c: c.update(status="active"))
+        return await self._change(
+            slug, lambda c: c.update(status="active"), actor=actor, action="tenant.resumed"
+        )
 
-    async def delete(self, slug: str) -> None:
-        """Delete a suspended tenant with its clients, sequences and counters."""
+    async def delete(self, slug: str, *, actor: Actor = SYSTEM) -> None:
+        """Delete a suspended tenant with its clients, sequences and counters (not its trail)."""
         record = await self._record(slug)
         if record.config.get("status") != "suspended":
             raise TenantNotSuspended(f"Suspend tenant '{slug}' before deleting it.")
-        await self.store.delete_tenant(slug)
+        deleted = await self.store.delete_tenant(slug)
         self._invalidate(slug)
+        if deleted:  # else a concurrent delete won, and recorded itself
+            await self.audit.record(
+                slug,
+                actor,
+                "tenant.deleted",
+                _tenant_target(slug),
+                before=record.config,
+                after=None,
+            )
 
     async def _check_issuer(self, slug: str, idp: IdentityProvider) -> None:
         if self.own_issuer and idp.issuer == self.own_issuer:
@@ -358,16 +472,24 @@ class TenantService:
             after = page[-1].slug
 
     # -- clients -----------------------------------------------------------------------
-    async def create_client(self, slug: str, spec: ClientCreate) -> NewClient:
+    async def create_client(
+        self, slug: str, spec: ClientCreate, *, actor: Actor = SYSTEM
+    ) -> NewClient:
         """A new client for a tenant; its secret is in the answer and nowhere else."""
         await self._record(slug)
-        return await self._new_client(slug, spec.name, tuple(spec.scopes))
+        return await self._new_client(
+            slug, spec.name, tuple(spec.scopes), actor=actor, log=self.audit
+        )
 
-    async def create_admin_client(self, name: str = "admin") -> NewClient:
+    async def create_admin_client(self, name: str = "admin", *, actor: Actor = SYSTEM) -> NewClient:
         """A platform-admin client: scope ``platform:admin``, no tenant."""
-        return await self._new_client(PLATFORM, name, ("platform:admin",))
+        return await self._new_client(
+            PLATFORM, name, ("platform:admin",), actor=actor, log=self.audit
+        )
 
-    async def _new_client(self, tenant: str, name: str, scopes: tuple[str, ...]) -> NewClient:
+    async def _new_client(
+        self, tenant: str, name: str, scopes: tuple[str, ...], *, actor: Actor, log: AuditLog
+    ) -> NewClient:
         secret = new_secret()
         record = ClientRecord(
             client_id=_new_client_id(tenant),
@@ -378,6 +500,14 @@ class TenantService:
             created_at=self.clock.now(),
         )
         await self.store.create_client(tenant, record)
+        await log.record(
+            tenant,
+            actor,
+            "client.created",
+            _client_target(record.client_id),
+            before=None,
+            after=_client_view(record),
+        )
         return NewClient(
             client_id=record.client_id,
             client_secret=secret,
@@ -400,21 +530,34 @@ class TenantService:
             raise ClientNotFound(client_id, slug)
         return record
 
-    async def revoke_client(self, slug: str, client_id: str) -> ClientOut:
+    async def revoke_client(self, slug: str, client_id: str, *, actor: Actor = SYSTEM) -> ClientOut:
         """Revoke a client: no new tokens, its tokens refused within the lifecycle bound."""
-        await self._client(slug, client_id)
+        before = await self._client(slug, client_id)
         if not await self.store.revoke_client(slug, client_id, self.clock.now()):
             raise ClientRevoked(client_id)
         self._clients.pop(client_id, None)
-        return client_out(await self._client(slug, client_id))
+        after = await self._client(slug, client_id)
+        await self.audit.record(
+            slug,
+            actor,
+            "client.revoked",
+            _client_target(client_id),
+            before=_client_view(before),
+            after=_client_view(after),
+        )
+        return client_out(after)
 
-    async def rotate_client(self, slug: str, client_id: str) -> NewClient:
+    async def rotate_client(self, slug: str, client_id: str, *, actor: Actor = SYSTEM) -> NewClient:
         """A new secret for a client; the old one stops working at once."""
         record = await self._client(slug, client_id)
         secret = new_secret()
         hashed = await self._hash(secret)
         if not await self.store.set_client_secret(slug, client_id, hashed):
             raise ClientRevoked(client_id)
+        # The secret is all that changed, and the trail never holds a secret or its hash.
+        await self.audit.record(
+            slug, actor, "client.rotated", _client_target(client_id), before=None, after=None
+        )
         return NewClient(
             client_id=client_id,
             client_secret=secret,
