@@ -12,6 +12,7 @@ from api.settings import Settings, get_settings
 from auth.keys import KeyRing
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
+from sequences.allocator import BlockPolicy
 from sequences.router import router as sequences_router
 from sequences.router import seed_router
 from sequences.service import SequenceService
@@ -48,10 +49,21 @@ def create_app(
             audience=settings.jwt_audience,
             cache_size=settings.token_cache_size,
         )
-        app.state.sequences = SequenceService(the_store, clock=clock, max_batch=settings.max_batch)
+        app.state.sequences = SequenceService(
+            the_store,
+            clock=clock,
+            max_batch=settings.max_batch,
+            coalesce=settings.coalesce,
+            block_policy=BlockPolicy(
+                min_block=settings.cached_block_min,
+                max_block=max(settings.cached_block_max, settings.cached_block_min),
+                target_seconds=settings.cached_block_target_seconds,
+            ),
+        )
         try:
             yield
         finally:
+            await app.state.sequences.allocator.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
 

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."
     )
+    # Cached-mode blocks: sized between min and max, aiming to last about target seconds.
+    cached_block_min: int = Field(default=100, ge=1, le=10_000_000)
+    cached_block_max: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    cached_block_target_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # A siloed (branded) instance serves one tenant; empty means pooled.
     tenant: str = ""

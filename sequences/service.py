@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from core.clock import Clock, SystemClock
 from core.errors import Unavailable
+from sequences.allocator import Allocator, BlockPolicy
 from sequences.errors import SequenceExhausted, SequenceExists, SequenceNotFound
 from sequences.formatting import Template, parse
 from sequences.periods import Reset, counter_key, local_time, period_of
@@ -114,6 +115,8 @@ class SequenceService:
         clock: Clock | None = None,
         timezone_of: TimezoneLookup = _utc,
         max_batch: int = 100_000,
+        coalesce: bool = True,
+        block_policy: BlockPolicy | None = None,
     ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
@@ -121,6 +124,7 @@ class SequenceService:
         self.max_batch = max_batch
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
         self._shapes: dict[tuple[str, str], Counter] = {}
+        self.allocator = Allocator(self, coalesce=coalesce, policy=block_policy, clock=self.clock)
 
     # -- definitions -----------------------------------------------------------------
     async def create(self, tenant: str, spec: SequenceCreate) -> Sequence:
@@ -167,6 +171,7 @@ class SequenceService:
         self._definitions.pop((tenant, name), None)
         for key in [k for k in self._shapes if k[0] == tenant and k[1].split("/")[0] == name]:
             del self._shapes[key]
+        self.allocator.forget(tenant, name)
 
     # -- reading -----------------------------------------------------------------------
     async def describe(self, tenant: str, name: str) -> SequenceOut:
@@ -207,7 +212,22 @@ class SequenceService:
             return await self.next(tenant, DEFAULT_SEQUENCE)
 
     async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
-        """One conditional increment of the counter by ``n``; re-read and retry on a miss."""
+        """``n`` contiguous numbers: coalesced (strict) or from a leased block (cached)."""
+        return await self.allocator.allocate(tenant, seq, key, n)
+
+    async def remaining(self, tenant: str, seq: Sequence, key: str) -> int:
+        """How many numbers the counter has left before ``max`` (without cycling)."""
+        current = await self.store.read_counter(tenant, key)
+        return seq.fresh_counter().cap if current is None else current.remaining
+
+    async def increment(
+        self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
+    ) -> tuple[int, int]:
+        """One conditional increment of the counter by ``n``; re-read and retry on a miss.
+
+        ``wrap=False`` raises ``SequenceExhausted`` instead of cycling (the allocator's
+        coalesced batches use it to fall back to one request at a time).
+        """
         shape = self._shapes.get((tenant, key)) or seq.fresh_counter()
         for attempt in range(_MAX_ATTEMPTS):
             if attempt > 4:
@@ -225,7 +245,7 @@ class SequenceService:
                 shape = Counter(current.base, current.step, current.cap)
                 continue
             # Same shape, so the miss means too few numbers left.
-            if seq.cycle and n <= seq.fresh_counter().cap:
+            if seq.cycle and wrap and n <= seq.fresh_counter().cap:
                 # Wrap to start; a batch that does not fit the tail skips it.
                 wrapped = seq.fresh_counter()
                 await self.store.replace_counter(tenant, key, seq.name, current, wrapped)
