@@ -136,5 +136,10 @@ def load_settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """FastAPI dependency; tests override it with ``app.dependency_overrides``."""
+    """The process's settings (CLI, ``create_app()`` without arguments).
+
+    Routes use the app's own copy, ``request.app.state.settings``, rather than
+    overriding this dependency: any ``app.dependency_overrides`` entry makes FastAPI
+    re-inspect every dependency on every request.
+    """
     return load_settings()

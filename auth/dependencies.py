@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,12 +12,14 @@ from auth.schemas import TokenPrincipal
 from auth.tokens import TokenVerifier
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+# Every dependency here is ``async def`` on purpose: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop per dependency per request.
+async def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
 
 
-def authenticate(
+async def authenticate(
     request: Request, verifier: Annotated[TokenVerifier, Depends(get_verifier)]
 ) -> TokenPrincipal:
     """The caller's verified token; 401 if missing or invalid."""
@@ -33,13 +35,17 @@ def authenticate(
 Principal = Annotated[TokenPrincipal, Depends(authenticate)]
 
 
-def require(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
+def _has_scope(principal: TokenPrincipal, scope: str) -> TokenPrincipal:
+    if scope not in principal.scopes:
+        raise MissingScope(scope)
+    return principal
+
+
+def require(scope: str) -> Callable[[TokenPrincipal], Awaitable[TokenPrincipal]]:
     """A dependency that passes the principal through if it holds ``scope`` (else 403)."""
 
-    def check(principal: Principal) -> TokenPrincipal:
-        if scope not in principal.scopes:
-            raise MissingScope(scope)
-        return principal
+    async def check(principal: Principal) -> TokenPrincipal:
+        return _has_scope(principal, scope)
 
     check.__name__ = f"require_{scope.replace(':', '_')}"
     return check
@@ -52,11 +58,9 @@ def tenant_of(principal: TokenPrincipal) -> str:
     return principal.tenant
 
 
-def _tenant_scoped(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
-    checker = require(scope)
-
-    def check(principal: Principal) -> TokenPrincipal:
-        checker(principal)
+def _tenant_scoped(scope: str) -> Callable[[TokenPrincipal], Awaitable[TokenPrincipal]]:
+    async def check(principal: Principal) -> TokenPrincipal:
+        _has_scope(principal, scope)
         tenant_of(principal)
         return principal
 

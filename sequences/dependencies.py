@@ -10,7 +10,7 @@ from sequences.schemas import NAME_PATTERN
 from sequences.service import SequenceService
 
 
-def get_sequence_service(request: Request) -> SequenceService:
+async def get_sequence_service(request: Request) -> SequenceService:
     service: SequenceService = request.app.state.sequences
     return service
 
