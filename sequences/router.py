@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
 from auth.dependencies import CanNext, CanRead, CanWrite
 from core.errors import Unprocessable
-from sequences.dependencies import NamePath, Sequences
+from sequences.dependencies import NamePath, NextContext, Sequences
 from sequences.schemas import NextOut, NextRequest, SequenceCreate, SequenceOut, SequencePage
 from sequences.service import next_out
 
@@ -55,19 +55,24 @@ async def delete_sequence(name: NamePath, principal: CanWrite, service: Sequence
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/next", response_model=NextOut)
-async def next_numbers(
-    name: NamePath,
-    principal: CanNext,
-    service: Sequences,
-    body: Annotated[NextRequest | None, Body()] = None,
-) -> Response:
+@router.post(
+    "/{name}/next",
+    response_model=NextOut,
+    # NextContext reads the body itself (see there); document it as FastAPI would.
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": NextRequest.model_json_schema()}},
+        }
+    },
+)
+async def next_numbers(name: NamePath, call: NextContext) -> Response:
     """Take the next number, or a contiguous range of `count` numbers."""
-    count = body.count if body else 1
+    service, tenant, count = call.service, call.tenant, call.count
     if count > service.max_batch:
         raise Unprocessable(f"count must be at most {service.max_batch}.")
-    seq = await service.get(principal.tenant, name)
-    alloc = await service.next(principal.tenant, name, count)
+    seq = await service.get(tenant, name)
+    alloc = await service.next(tenant, name, count)
     # The hot path: serialise once, skipping FastAPI's re-validation of the response
     # model and jsonable_encoder (response_model above still documents the shape).
     return Response(next_out(seq, alloc).model_dump_json(), media_type="application/json")
