@@ -240,6 +240,11 @@ class SequenceService:
             current = await self.store.read_counter(tenant, key)
             if current is None:
                 shape = seq.fresh_counter()
+                if n > shape.cap:  # more than the whole range: no retry can succeed
+                    raise SequenceExhausted(
+                        f"Sequence '{seq.name}' has {shape.cap} number(s) below its"
+                        f" maximum; {n} requested."
+                    )
                 continue
             if current.shape != shape.shape:
                 shape = Counter(current.base, current.step, current.cap)
