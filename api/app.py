@@ -80,9 +80,10 @@ def create_app(
         redoc_url=None,
     )
     problems.install(app)
+    # Routes match in order and matching is per-request work: the hot API goes first.
+    app.include_router(sequences_router)
     app.include_router(landing.router)
     app.include_router(health.router)
-    app.include_router(sequences_router)
     app.include_router(seed_router)
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
     # every dependency's signature on every request (a third of the hot path's CPU).
