@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -60,9 +61,13 @@ def create_app(
                 target_seconds=settings.cached_block_target_seconds,
             ),
         )
+        # Everything made so far lives as long as the app: move it out of the cyclic
+        # GC's reach, or every full collection walks it (measured: 70 ms pauses).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await app.state.sequences.allocator.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
