@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from auth.dependencies import can_next
 from sequences.schemas import NAME_PATTERN, NextRequest
@@ -25,6 +26,19 @@ Sequences = Annotated[SequenceService, Depends(get_sequence_service)]
 
 _NAME = re.compile(NAME_PATTERN)
 NAME_DESCRIPTION = "1-64 of a-z 0-9 . _ -, starting with a letter or digit."
+
+
+async def _body(request: Request) -> bytes:
+    """The request body; a small one arrives in one ASGI message (Starlette's
+    ``request.body()`` costs a stream generator and a weakref set on top)."""
+    message = await request.receive()
+    chunks = [message.get("body", b"")]
+    while message.get("more_body"):
+        message = await request.receive()
+        chunks.append(message.get("body", b""))
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +71,7 @@ async def next_call(request: Request) -> NextCall:
                 }
             ]
         )
-    raw = await request.body()
+    raw = await _body(request)
     count = 1
     if raw.strip() not in (b"", b"null"):
         try:
