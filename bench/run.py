@@ -132,14 +132,14 @@ def free_port() -> int:
         return port
 
 
-def base_env(workdir: Path) -> dict[str, str]:
+def base_env(workdir: Path, root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
     env.update(
         TALLY_STORE_URL=f"sqlite:///{workdir}/tally.db",
         TALLY_KEYS_DIR=str(workdir / "keys"),
         TALLY_JWT_ISSUER="https://tally.bench",
         TALLY_JWT_AUDIENCE="tally-bench",
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(root),
     )
     return env
 
@@ -150,7 +150,9 @@ def start(config: Config, env: dict[str, str], port: int, log: Path) -> subproce
     if config.factory:
         cmd.append("--factory")
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, env=env, cwd=env["PYTHONPATH"], stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, path: str) -> None:
@@ -171,7 +173,7 @@ def mint(env: dict[str, str]) -> str:
     out = subprocess.run(
         [str(BIN / "tally"), "token", "--tenant", "bench", "--ttl", "3600"],
         env=env,
-        cwd=ROOT,
+        cwd=env["PYTHONPATH"],
         capture_output=True,
         text=True,
         check=True,
@@ -205,7 +207,7 @@ def wrk(url: str, script: Path, seconds: float, connections: int, threads: int) 
 def run_one(config: Config, args: argparse.Namespace, token_holder: dict[str, str]) -> Result:
     with tempfile.TemporaryDirectory(prefix=f"tally-bench-{config.name}-") as tmp:
         workdir = Path(tmp)
-        env = base_env(workdir)
+        env = base_env(workdir, args.app_root if config.tally else ROOT)
         env.update(config.env)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -362,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated configuration names")
     parser.add_argument("--profile", help="configurations to py-spy (raw; see bench.profile)")
     parser.add_argument("--output", default="latest", help="results file stem")
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        default=ROOT,
+        help="serve Tally from another checkout (e.g. `git archive` of an older commit)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print(
