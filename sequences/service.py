@@ -93,6 +93,10 @@ class Sequence:
         )
 
 
+def _version(seq: Sequence) -> tuple[int, datetime]:
+    return (seq.revision, seq.created_at)
+
+
 def capacity(base: int, step: int, upper: int) -> int:
     """How many numbers ``base, base+step, ...`` fit at or below ``upper``."""
     return 0 if base > upper else (upper - base) // step + 1
@@ -164,6 +168,10 @@ class SequenceService:
         self._forget(tenant, name)
 
     def _remember(self, tenant: str, seq: Sequence) -> None:
+        known = self._definitions.get((tenant, seq.name))
+        if known is not None and _version(known[1]) != _version(seq):
+            # Changed here or by another process: leased blocks follow the old settings.
+            self.allocator.forget(tenant, seq.name)
         expires = self.clock.monotonic() + DEFINITION_TTL_SECONDS
         self._definitions[(tenant, seq.name)] = (expires, seq)
 

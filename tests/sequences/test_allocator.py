@@ -245,3 +245,16 @@ async def test_cached_processes_and_restarts_never_repeat_a_number(store: Store)
     restarted, _ = await service_on(store, block_policy=POLICY)  # a's leases are lost: a gap
     taken += [(await restarted.next("acme", "orders")).first for _ in range(300)]
     assert len(set(taken)) == len(taken)
+
+
+async def test_a_changed_definition_drops_the_leased_blocks(store: Store) -> None:
+    from dataclasses import replace
+
+    service, _ = await service_on(store, block_policy=POLICY)
+    seq = await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+    await service.next("acme", "orders")
+    assert service.allocator.block_size("acme", "orders") is not None
+    service._remember("acme", replace(seq, revision=seq.revision + 1))
+    assert service.allocator.block_size("acme", "orders") is None
+    taken = [(await service.next("acme", "orders")).first for _ in range(5)]
+    assert min(taken) > 1 and len(set(taken)) == 5  # a new block: a gap, no repeat
