@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION ?= >=3.3.30,<4
 
 .PHONY: run test lint fmt pytest bench clean
 
@@ -12,14 +14,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps re-install only when pyproject.toml changes.
-$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+# Stamps re-install only when pyproject.toml changes or a top-level package appears
+# (the editable install maps package names to directories when it is made).
+PACKAGES := $(wildcard */__init__.py)
+
+$(VENV)/.stamp-run: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-dev: pyproject.toml $(PACKAGES) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@ $(VENV)/.stamp-run
+
+# checkov in a venv of its own: its pins clash with pytest's (see pyproject.toml).
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov$(CHECKOV_VERSION)'
 
 run: $(VENV)/.stamp-run
 	$(BIN)/tally serve --host $(HOST) --port $(PORT)
@@ -34,7 +44,7 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected nothing; that must fail, not pass.
-pytest: $(VENV)/.stamp-dev
+pytest: $(VENV)/.stamp-dev $(CHECKOV_VENV)/bin/checkov
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -50,4 +60,4 @@ bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,14 +10,22 @@ from fastapi import FastAPI
 
 from api import health, landing, problems
 from api.settings import Settings, get_settings
+from audit.router import admin_router as audit_admin_router
+from audit.router import router as audit_router
+from auth import router as oauth
+from auth.errors import OAuthError
+from auth.external import ExternalVerifier, JwksCache
 from auth.keys import KeyRing
+from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from sequences.allocator import BlockPolicy
 from sequences.router import router as sequences_router
 from sequences.router import seed_router
-from sequences.service import SequenceService
+from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
+from tenants.router import router as admin_router
+from tenants.service import TenantService
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -26,13 +34,51 @@ def load_keys(settings: Settings) -> KeyRing:
     return KeyRing.load(settings.keys_dir)
 
 
+def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> TenantService:
+    """The tenant registry, its lifecycle check, external IdPs and the token endpoint."""
+    tenants = TenantService(
+        store,
+        clock=clock,
+        own_issuer=settings.jwt_issuer,
+        status_ttl=settings.status_cache_seconds,
+        allow_unregistered=settings.allow_unregistered_tenants,
+        only_tenant=settings.tenant,
+    )
+    app.state.tenants = tenants
+    app.state.admit = tenants.admit
+    app.state.external = ExternalVerifier(
+        JwksCache(
+            clock=clock,
+            ttl=settings.jwks_cache_seconds,
+            cooldown=settings.jwks_refetch_cooldown_seconds,
+        ),
+        tenants.external_issuer,
+        own_issuer=settings.jwt_issuer,
+        cache_size=settings.token_cache_size,
+    )
+    app.state.token_issuer = TokenIssuer(
+        tenants,
+        app.state.verifier,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+        throttle=FailureThrottle(
+            clock=clock,
+            max_failures=settings.oauth_max_failures,
+            window=settings.oauth_lockout_seconds,
+        ),
+    )
+    return tenants
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     store: Store | None = None,
     clock: Clock | None = None,
+    timezone_of: TimezoneLookup | None = None,
 ) -> FastAPI:
-    """Build the ASGI app; tests pass their own settings, store and clock."""
+    """Build the ASGI app; tests pass their own settings, store, clock and time zones."""
     settings = settings or get_settings()
     clock = clock or SystemClock()
 
@@ -50,10 +96,13 @@ def create_app(
             audience=settings.jwt_audience,
             cache_size=settings.token_cache_size,
         )
+        tenants = wire_tenants(app, settings, the_store, clock)
         app.state.sequences = SequenceService(
             the_store,
             clock=clock,
             max_batch=settings.max_batch,
+            # An injected lookup (tests) wins over the tenant registry's.
+            timezone_of=timezone_of or tenants.timezone_of,
             coalesce=settings.coalesce,
             block_policy=BlockPolicy(
                 min_block=settings.cached_block_min,
@@ -61,6 +110,7 @@ def create_app(
                 target_seconds=settings.cached_block_target_seconds,
             ),
         )
+        app.state.audit = app.state.sequences.audit
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
         gc.freeze()
@@ -69,6 +119,7 @@ def create_app(
         finally:
             gc.unfreeze()
             await app.state.sequences.allocator.close()
+            await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
 
@@ -90,7 +141,12 @@ def create_app(
     app.include_router(landing.router)
     app.include_router(health.router)
     app.include_router(seed_router)
+    app.include_router(audit_router)
+    app.include_router(audit_admin_router)
+    app.include_router(oauth.router)
+    app.include_router(admin_router)
+    app.add_exception_handler(OAuthError, oauth.oauth_error)
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
-    # every dependency's signature on every request (a third of the hot path's CPU).
-    # Routes read this app's settings from ``request.app.state.settings`` instead.
+    # every dependency's signature on every request. Routes that need this app's
+    # settings use ``api.settings.app_settings``.
     return app

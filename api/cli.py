@@ -9,6 +9,7 @@ import typer
 from api.settings import SettingsError, load_settings
 from auth import cli as auth_cli
 from core.cli import fail
+from tenants import cli as tenants_cli
 
 app = typer.Typer(
     help="Tally: unique, durable, per-tenant sequence numbers.",
@@ -18,6 +19,10 @@ app = typer.Typer(
 )
 app.command("token")(auth_cli.token)
 app.add_typer(auth_cli.keys_app, name="keys")
+app.add_typer(tenants_cli.tenants_app, name="tenants")
+app.add_typer(tenants_cli.clients_app, name="clients")
+app.add_typer(tenants_cli.admin_app, name="admin")
+app.command("provision")(tenants_cli.provision)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from fastapi import Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,6 +61,25 @@ class Settings(BaseSettings):
     brand_color: str = "#3b5bdb"
     brand_logo_url: str = ""
     public_url: str = ""
+    # The platform's DNS zone (tenants get <slug>.<platform_domain>); used by `tally provision`.
+    platform_domain: str = ""
+
+    # Tenants, OAuth clients and tenants' own identity providers (tenants/, auth/).
+    status_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="Lifecycle bound: a suspension or revocation is enforced within this.",
+    )
+    unregistered_tenants: Literal["allow", "refuse"] | None = Field(
+        default=None,
+        description="Tokens for tenants not in the registry; default allow in development,"
+        " refuse in production.",
+    )
+    oauth_max_failures: int = Field(default=5, ge=1, le=1000)
+    oauth_lockout_seconds: int = Field(default=60, ge=1, le=3600)
+    jwks_cache_seconds: int = Field(default=3600, ge=60, le=86_400)
+    jwks_refetch_cooldown_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     @field_validator("store_url")
     @classmethod
@@ -117,6 +137,12 @@ class Settings(BaseSettings):
         """Development creates a signing key on first start; production never does."""
         return self.environment == "development"
 
+    @property
+    def allow_unregistered_tenants(self) -> bool:
+        if self.unregistered_tenants is not None:
+            return self.unregistered_tenants == "allow"
+        return self.environment == "development"
+
 
 class SettingsError(Exception):
     """A setting is invalid; the message is one line naming it."""
@@ -138,8 +164,14 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings (CLI, ``create_app()`` without arguments).
 
-    Routes use the app's own copy, ``request.app.state.settings``, rather than
-    overriding this dependency: any ``app.dependency_overrides`` entry makes FastAPI
-    re-inspect every dependency on every request.
+    Routes use ``app_settings`` (the app's own copy) rather than overriding this
+    dependency: any ``app.dependency_overrides`` entry makes FastAPI re-inspect every
+    dependency on every request.
     """
     return load_settings()
+
+
+async def app_settings(request: Request) -> Settings:
+    """FastAPI dependency: the settings the running app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings

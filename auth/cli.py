@@ -21,6 +21,7 @@ def token(
     scope: Annotated[str, typer.Option(help="Space-separated scopes.")] = " ".join(TENANT_SCOPES),
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
     subject: Annotated[str, typer.Option(help="The token's sub claim.")] = "dev-cli",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a token response.")] = False,
 ) -> None:
     """Print a signed development token (and nothing else) for TENANT."""
     settings = load_settings()
@@ -39,17 +40,26 @@ def token(
     lifetime = ttl if ttl is not None else settings.token_ttl_seconds
     if lifetime < 1 or lifetime > 86_400:
         fail("--ttl must be between 1 and 86400 seconds")
-    typer.echo(
-        mint(
-            ring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject=subject,
-            tenant=tenant,
-            scopes=scopes,
-            ttl_seconds=lifetime,
-        )
+    signed = mint(
+        ring,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        subject=subject,
+        tenant=tenant,
+        scopes=scopes,
+        ttl_seconds=lifetime,
     )
+    if as_json:
+        # The shape of an OAuth token response, so scripts can treat both alike.
+        body = {
+            "access_token": signed,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": " ".join(scopes),
+        }
+        typer.echo(json.dumps(body))
+    else:
+        typer.echo(signed)
 
 
 def _ring() -> KeyRing:
@@ -87,7 +97,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Make the 'next' key sign; the old one keeps verifying until retired."""
+    """Make the 'next' key sign; the old one ('previous') keeps verifying until retired."""
     try:
         kid = _ring().rotate()
     except KeyRingError as exc:
@@ -97,7 +107,7 @@ def keys_rotate(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 @keys_app.command("retire")
 def keys_retire(kid: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Unpublish a key; tokens it signed are rejected from then on."""
+    """Unpublish a key and delete its file; tokens it signed are rejected from then on."""
     try:
         _ring().retire(kid)
     except KeyRingError as exc:

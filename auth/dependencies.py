@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
 
-from auth.errors import InvalidToken, MissingScope, MissingToken
+from auth.errors import InvalidToken, MissingScope, MissingToken, OAuthError
+from auth.external import ExternalVerifier
 from auth.schemas import TokenPrincipal
+from auth.service import invalid_client
 from auth.tokens import TokenVerifier
+
+# The tenant registry's lifecycle check (tenants.service.TenantService.admit).
+Admit = Callable[[TokenPrincipal], Awaitable[None]]
 
 
 # Hot-path notes. Every dependency here is ``async def``: FastAPI runs a plain ``def``
@@ -22,7 +30,7 @@ async def get_verifier(request: Request) -> TokenVerifier:
 
 
 async def authenticate(request: Request) -> TokenPrincipal:
-    """The caller's verified token; 401 if missing or invalid."""
+    """The caller's verified token; 401 if missing, invalid, or its tenant/client is not."""
     verifier = await get_verifier(request)
     header = request.headers.get("authorization")
     if not header:
@@ -30,7 +38,18 @@ async def authenticate(request: Request) -> TokenPrincipal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken()
-    return verifier.verify(token.strip())
+    try:
+        principal = verifier.verify(token.strip())
+    except InvalidToken:
+        # Not one of ours: maybe from a tenant's registered identity provider.
+        external: ExternalVerifier | None = getattr(request.app.state, "external", None)
+        if external is None:
+            raise
+        principal = await external.verify(token.strip())
+    admit: Admit | None = getattr(request.app.state, "admit", None)
+    if admit is not None:
+        await admit(principal)
+    return principal
 
 
 Principal = Annotated[TokenPrincipal, Depends(authenticate)]
@@ -73,4 +92,97 @@ CanRead = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:read"))]
 can_next = _tenant_scoped("sequences:next")
 CanNext = Annotated[TokenPrincipal, Depends(can_next)]
 CanWrite = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:write"))]
-PlatformAdmin = Annotated[TokenPrincipal, Depends(require("platform:admin"))]
+
+
+async def _platform_admin(principal: Principal) -> TokenPrincipal:
+    _has_scope(principal, "platform:admin")
+    if principal.tenant:
+        # Platform administration is never done with a tenant-bound token.
+        raise MissingScope("platform:admin")
+    return principal
+
+
+PlatformAdmin = Annotated[TokenPrincipal, Depends(_platform_admin)]
+
+
+# -- POST /oauth/token ---------------------------------------------------------------
+_FORM = "application/x-www-form-urlencoded"
+_MAX_FORM_BYTES = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    client_id: str
+    client_secret: str
+    scope: str | None
+    basic: bool
+
+
+def _invalid_request(description: str) -> OAuthError:
+    return OAuthError("invalid_request", description)
+
+
+def _invalid_client(description: str) -> OAuthError:
+    return invalid_client(description, basic=True)
+
+
+async def token_request(request: Request) -> TokenRequest:
+    """Parse a client-credentials request (RFC 6749 §4.4.2, §2.3.1); OAuth errors otherwise."""
+    if request.url.query:
+        # Secrets in a URL end up in logs and proxies: refuse before reading anything.
+        raise _invalid_request("Send parameters in the form body, never in the query string.")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != _FORM:
+        raise _invalid_request(f"Content-Type must be {_FORM}.")
+    body = b""
+    async for chunk in request.stream():  # read no more than the cap, whatever is sent
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise _invalid_request("The form body is too large.")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=32
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise _invalid_request("Malformed form body.") from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if key in params:
+            raise _invalid_request(f"Parameter '{key}' is repeated.")
+        params[key] = value
+    grant = params.get("grant_type")
+    if not grant:
+        raise _invalid_request("grant_type is required.")
+    if grant != "client_credentials":
+        raise OAuthError("unsupported_grant_type", "Only client_credentials is supported.")
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise _invalid_client("Authenticate with HTTP Basic or client_secret_post.")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise _invalid_client("Malformed Basic credentials.") from None
+        raw_id, sep, raw_secret = decoded.partition(":")
+        if not sep:
+            raise _invalid_client("Malformed Basic credentials.")
+        client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+        if "client_secret" in params:
+            raise _invalid_request("Use one client authentication method, not two.")
+        if params.get("client_id", client_id) != client_id:
+            raise _invalid_request("client_id does not match the Basic credentials.")
+        basic = True
+    else:
+        client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+        basic = False
+    if not client_id or not secret:
+        raise _invalid_client("Client authentication is required.")
+    if len(client_id) > 128 or len(secret) > 512:
+        raise _invalid_client("Client authentication failed.")
+    scope = params.get("scope")
+    return TokenRequest(client_id, secret, scope if scope else None, basic)
+
+
+ClientCredentials = Annotated[TokenRequest, Depends(token_request)]

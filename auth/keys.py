@@ -180,10 +180,16 @@ class KeyRing:
         return kid
 
     def rotate(self) -> str:
-        """Promote ``next`` to ``active`` (generating one if needed); demote the old one."""
+        """Promote ``next`` to ``active``; the old active key becomes ``previous``.
+
+        There must be a ``next`` key: a key is published (``generate``) before it signs,
+        so every verifier and JWKS cache knows it by the time its first token arrives.
+        """
         if not any(k.status == "next" for k in self.keys):
-            KeyRing.load(self.directory).generate()
-            return KeyRing.load(self.directory).rotate()
+            raise KeyRingError(
+                "no 'next' key to rotate to: run 'tally keys generate' first and rotate"
+                " once JWKS caches have picked it up"
+            )
         entries = []
         promoted = ""
         for e in self._entries():

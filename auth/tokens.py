@@ -94,6 +94,11 @@ class TokenVerifier:
             return True
         return False
 
+    def signing_ring(self) -> KeyRing:
+        """The ring as on disk now (reloaded if ``keys.json`` changed): mint with this."""
+        self._maybe_reload(time.monotonic())
+        return self.ring
+
     def verify(self, token: str, *, now: float | None = None) -> TokenPrincipal:
         """Return the principal for a valid token or raise ``InvalidToken``."""
         # The cache lookup comes first: a hit costs a dict lookup and two clock reads.

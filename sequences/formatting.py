@@ -20,6 +20,11 @@ Dates are rendered in the tenant's time zone at the instant of allocation. A
 template must contain exactly one number token, so formatted values are as unique
 as the numbers. Templates are checked when a sequence is created or changed, never
 at allocation time.
+
+A resetting or cycling sequence repeats its numbers by design, so its formatted
+values are unique only if the template names the period: ``{yyyy}`` for a yearly
+reset (not ``{gggg}``, the ISO week-year, which differs around New Year),
+``{yyyy}{mm}`` for monthly, ``{yyyy}{mm}{dd}`` for daily.
 """
 
 from __future__ import annotations

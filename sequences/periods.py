@@ -1,10 +1,27 @@
 """Reset periods: each period of a resetting sequence is its own counter.
 
-The period is the one containing the allocation instant, in the tenant's time zone.
-Two requests racing across midnight each get the period of the instant the server
-read its clock for them; since every period has its own counter, numbers of
-different periods can never collide, at worst a request that arrived at 23:59:59.999
-is numbered in the old period.
+The period is the one containing the allocation instant, in the tenant's time zone
+(``daily``: its local date, ``monthly``: year and month, ``yearly``: the calendar
+year). The counter of period P is stored under ``<name>/<P>`` (in MongoDB the
+document ``<tenant>/<name>/<P>``), so the first number of a new period is ``start``
+again and the old period's counter is left exactly as it was.
+
+Requests racing across midnight:
+
+- A request reads the clock once, after loading the definition and before it
+  writes; that instant decides both its period and the dates in its formatted
+  value, so ``INV-{yyyy}-{n}`` with a yearly reset can never pair a number with
+  the other year.
+- A request that read 23:59:59.999 is numbered in the old period even if its write
+  lands after midnight, and may therefore finish after the new period's first
+  number. Numbers of different periods still never collide: they are different
+  counters.
+- A batch (``count`` > 1) is never split: all of it belongs to one period.
+- Several processes each use their own clock; with skew between hosts, for a moment
+  around midnight one may still number in the old period while another has begun
+  the new one. Again unique, but not ordered across the boundary; keep hosts on NTP.
+- Administrative moves (``advance``, a PATCH of ``step``/``max``) act on the period
+  current at the moment of the call.
 """
 
 from __future__ import annotations

@@ -7,16 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
+from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, CanWrite
 from core.errors import Unprocessable
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, Sequences, next_call
 from sequences.schemas import (
     NAME_PATTERN,
+    AdvanceRequest,
     NextOut,
     NextRequest,
     SequenceCreate,
     SequenceOut,
     SequencePage,
+    SequencePatch,
 )
 from sequences.service import next_out
 
@@ -64,7 +67,7 @@ async def create_sequence(
     spec: SequenceCreate, principal: CanWrite, service: Sequences
 ) -> SequenceOut:
     """Create a sequence for the caller's tenant."""
-    await service.create(principal.tenant, spec)
+    await service.create(principal.tenant, spec, actor=Actor.of(principal))
     return await service.describe(principal.tenant, spec.name)
 
 
@@ -93,8 +96,24 @@ async def get_sequence(name: NamePath, principal: CanRead, service: Sequences) -
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_sequence(name: NamePath, principal: CanWrite, service: Sequences) -> Response:
     """Delete a sequence and its counters."""
-    await service.delete(principal.tenant, name)
+    await service.delete(principal.tenant, name, actor=Actor.of(principal))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch("/{name}", response_model=SequenceOut)
+async def update_sequence(
+    name: NamePath, patch: SequencePatch, principal: CanWrite, service: Sequences
+) -> SequenceOut:
+    """Change format, bounds, step or cycle; numbers already issued are never reissued."""
+    return await service.update(principal.tenant, name, patch, actor=Actor.of(principal))
+
+
+@router.post("/{name}/advance", response_model=SequenceOut)
+async def advance_sequence(
+    name: NamePath, body: AdvanceRequest, principal: CanWrite, service: Sequences
+) -> SequenceOut:
+    """Move the counter forward: the next number issued will be `to` (never backwards)."""
+    return await service.advance(principal.tenant, name, body.to, actor=Actor.of(principal))
 
 
 @seed_router.get("/getCounter", response_class=PlainTextResponse)

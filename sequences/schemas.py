@@ -6,7 +6,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from sequences.formatting import TemplateError, parse
 from sequences.periods import Reset
@@ -34,16 +42,16 @@ class SequenceSettings(BaseModel):
     step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] = 1
     min: Int64 | None = None
     max: Int64 | None = None
-    cycle: bool = False
+    cycle: StrictBool = False
     format: Annotated[str, StringConstraints(max_length=128)] | None = None
 
+    @field_validator("format")
+    @classmethod
+    def _check_format(cls, value: str | None) -> str | None:
+        return check_template(value)
+
     @model_validator(mode="after")
-    def _check_format(self) -> SequenceSettings:
-        if self.format is not None:
-            try:
-                parse(self.format)
-            except TemplateError as exc:
-                raise ValueError(f"format: {exc}") from None
+    def _check_min_max(self) -> SequenceSettings:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not be greater than max")
         return self
@@ -65,15 +73,40 @@ class SequenceCreate(SequenceSettings):
 
 
 class SequencePatch(BaseModel):
-    """Partial update: only the fields sent change."""
+    """Partial update: only the fields sent change; ``null`` clears min, max or format.
+
+    The result is validated exactly like a creation (``SequenceCreate``) by the service.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] | None = None
     min: Int64 | None = None
     max: Int64 | None = None
-    cycle: bool | None = None
+    cycle: StrictBool | None = None
     format: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _check_format(cls, value: str | None) -> str | None:
+        return check_template(value)
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> SequencePatch:
+        for name in ("step", "cycle"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+def check_template(value: str | None) -> str | None:
+    """Refuse a bad template when settings are made, so allocation never meets one."""
+    if value is not None:
+        try:
+            parse(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+    return value
 
 
 class SequenceOut(BaseModel):
@@ -119,6 +152,8 @@ class NextOut(BaseModel):
 
 
 class AdvanceRequest(BaseModel):
+    """Move the current period's counter forward: the next number issued will be ``to``."""
+
     model_config = ConfigDict(extra="forbid")
 
     to: Int64

@@ -14,10 +14,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
+from audit.service import SYSTEM, Actor, AuditLog
 from core.clock import Clock, SystemClock
 from core.errors import Unavailable
 from sequences.allocator import Allocator, BlockPolicy
-from sequences.errors import SequenceExhausted, SequenceExists, SequenceNotFound
+from sequences.errors import (
+    CounterMoved,
+    InvalidSequence,
+    SequenceExhausted,
+    SequenceExists,
+    SequenceNotFound,
+)
 from sequences.formatting import Template, parse
 from sequences.periods import Reset, counter_key, local_time, period_of
 from sequences.schemas import (
@@ -27,6 +36,7 @@ from sequences.schemas import (
     NextOut,
     SequenceCreate,
     SequenceOut,
+    SequencePatch,
 )
 from storage import AlreadyExists, Counter, SequenceRecord, Store
 
@@ -98,8 +108,12 @@ def _version(seq: Sequence) -> tuple[int, datetime]:
 
 
 def capacity(base: int, step: int, upper: int) -> int:
-    """How many numbers ``base, base+step, ...`` fit at or below ``upper``."""
-    return 0 if base > upper else (upper - base) // step + 1
+    """How many numbers ``base, base+step, ...`` fit at or below ``upper``.
+
+    Capped at 2^63-1 so a counter always fits a signed 64-bit column: from a very
+    negative ``start`` the true count can exceed it, and no counter lives that long.
+    """
+    return 0 if base > upper else min((upper - base) // step + 1, INT64_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +135,11 @@ class SequenceService:
         max_batch: int = 100_000,
         coalesce: bool = True,
         block_policy: BlockPolicy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
+        self.audit = audit or AuditLog(store, clock=self.clock)
         self.timezone_of = timezone_of
         self.max_batch = max_batch
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
@@ -131,7 +147,7 @@ class SequenceService:
         self.allocator = Allocator(self, coalesce=coalesce, policy=block_policy, clock=self.clock)
 
     # -- definitions -----------------------------------------------------------------
-    async def create(self, tenant: str, spec: SequenceCreate) -> Sequence:
+    async def create(self, tenant: str, spec: SequenceCreate, *, actor: Actor = SYSTEM) -> Sequence:
         """Create a sequence; 409 if the name is taken."""
         now = self.clock.now()
         config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})
@@ -142,6 +158,9 @@ class SequenceService:
             raise SequenceExists(spec.name) from None
         seq = Sequence.from_record(record)
         self._remember(tenant, seq)
+        await self.audit.record(
+            tenant, actor, "sequence.created", _target(spec.name), before=None, after=config
+        )
         return seq
 
     async def get(self, tenant: str, name: str, *, fresh: bool = False) -> Sequence:
@@ -161,11 +180,16 @@ class SequenceService:
         records = await self.store.list_sequences(tenant, after=after, limit=limit)
         return [Sequence.from_record(r) for r in records]
 
-    async def delete(self, tenant: str, name: str) -> None:
+    async def delete(self, tenant: str, name: str, *, actor: Actor = SYSTEM) -> None:
         """Delete a sequence and its counters; 404 if unknown."""
-        if not await self.store.delete_sequence(tenant, name):
+        record = await self.store.get_sequence(tenant, name)
+        if record is None or not await self.store.delete_sequence(tenant, name):
+            self._forget(tenant, name)
             raise SequenceNotFound(name)
         self._forget(tenant, name)
+        await self.audit.record(
+            tenant, actor, "sequence.deleted", _target(name), before=record.config, after=None
+        )
 
     def _remember(self, tenant: str, seq: Sequence) -> None:
         known = self._definitions.get((tenant, seq.name))
@@ -248,10 +272,9 @@ class SequenceService:
             current = await self.store.read_counter(tenant, key)
             if current is None:
                 shape = seq.fresh_counter()
-                if n > shape.cap:  # more than the whole range: no retry can succeed
+                if n > shape.cap:  # even a fresh counter cannot hold this batch
                     raise SequenceExhausted(
-                        f"Sequence '{seq.name}' has {shape.cap} number(s) below its"
-                        f" maximum; {n} requested."
+                        f"Sequence '{seq.name}' holds {shape.cap} number(s); {n} requested."
                     )
                 continue
             if current.shape != shape.shape:
@@ -269,6 +292,158 @@ class SequenceService:
                 f" maximum; {n} requested."
             )
         raise Unavailable("The counter is under heavy contention; try again.")
+
+    # -- administration ----------------------------------------------------------------
+    async def update(
+        self, tenant: str, name: str, patch: SequencePatch, *, actor: Actor = SYSTEM
+    ) -> SequenceOut:
+        """Change settings (validated like a creation); a new step or max rebases the counter.
+
+        The current period's counter is rebased first, with a compare-and-set that
+        refuses a ``max`` below the last number issued, then the definition is
+        written at its revision. If another change won the revision race, the patch
+        is applied again on top of it (and the counter rebased again to match).
+        """
+        changes = patch.model_dump(mode="json", exclude_unset=True)
+        for _ in range(_MAX_ATTEMPTS):
+            record = await self.store.get_sequence(tenant, name)
+            if record is None:
+                self._forget(tenant, name)
+                raise SequenceNotFound(name)
+            try:
+                spec = SequenceCreate.model_validate({**record.config, **changes, "name": name})
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+            config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})
+            if config == record.config:
+                return await self.describe(tenant, name)
+            old = Sequence.from_record(record)
+            updated = SequenceRecord(
+                name=name,
+                config=config,
+                created_at=record.created_at,
+                updated_at=self.clock.now(),
+                revision=record.revision + 1,
+            )
+            seq = Sequence.from_record(updated)
+            if (seq.step, seq.upper) != (old.step, old.upper):
+                await self._rebase(tenant, seq)
+            if await self.store.update_sequence(tenant, updated, expected_revision=record.revision):
+                self._forget(tenant, name)
+                self._remember(tenant, seq)
+                await self.audit.record(
+                    tenant,
+                    actor,
+                    "sequence.updated",
+                    _target(name),
+                    before=record.config,
+                    after=config,
+                )
+                return await self.describe(tenant, name)
+        raise Unavailable("The sequence is being changed concurrently; try again.")
+
+    async def _rebase(self, tenant: str, seq: Sequence) -> None:
+        """Give the current period's counter ``seq``'s step and max, never going back.
+
+        A counter that has issued numbers restarts at its last issued number as its
+        tick 0 (already consumed), so the next number is ``last + step`` with the new
+        step, as PostgreSQL's ALTER SEQUENCE does, and nothing issued is reissued.
+        """
+        _period, key = await self._current_key(tenant, seq)
+        for _ in range(_MAX_ATTEMPTS):
+            current = await self.store.read_counter(tenant, key)
+            if current is None:
+                # Pin the new shape now, so no process with the old definition cached
+                # starts this period's counter with the old step or max.
+                new = seq.fresh_counter()
+            else:
+                last = current.value_at(current.ticks - 1) if current.ticks else None
+                if last is not None and last > seq.upper:
+                    raise CounterMoved(
+                        f"max {seq.upper} is below {last}, the last number issued"
+                        f" by sequence '{seq.name}'."
+                    )
+                base, ticks = (last, 1) if last is not None else (current.base, 0)
+                new = Counter(base, seq.step, capacity(base, seq.step, seq.upper), ticks)
+                if new == current:
+                    return
+            if await self.store.replace_counter(tenant, key, seq.name, current, new):
+                return
+        raise Unavailable("The counter is under heavy contention; try again.")
+
+    async def advance(
+        self, tenant: str, name: str, to: int, *, actor: Actor = SYSTEM
+    ) -> SequenceOut:
+        """Move the current period's counter forward so that the next number is ``to``.
+
+        ``to`` must be at least the number peek shows as ``next`` (so above every
+        number already issued); equal is a no-op. Backwards is a 409, outside
+        ``min``..``max`` a 422.
+        """
+        seq = await self.get(tenant, name, fresh=True)
+        if to > seq.upper or (seq.min is not None and to < seq.min):
+            low = seq.min if seq.min is not None else "-"
+            raise InvalidSequence(f"to must be within min..max ({low}..{seq.upper}).")
+        period, key = await self._current_key(tenant, seq)
+        for _ in range(_MAX_ATTEMPTS):
+            current = await self.store.read_counter(tenant, key)
+            nxt = next_value(seq, current)
+            last = current.value_at(current.ticks - 1) if current and current.ticks else None
+            if nxt is None:
+                raise CounterMoved(
+                    f"Sequence '{name}' is exhausted at {last}; raise its max first."
+                )
+            if to < nxt:
+                issued = f"; {last} was the last number issued" if last is not None else ""
+                raise CounterMoved(
+                    f"The counter only moves forward: to must be at least {nxt}, the next"
+                    f" number{issued}."
+                )
+            if to == nxt:
+                return await self.describe(tenant, name)
+            new = Counter(to, seq.step, capacity(to, seq.step, seq.upper), 0)
+            if await self.store.replace_counter(tenant, key, seq.name, current, new):
+                break
+        else:
+            raise Unavailable("The counter is under heavy contention; try again.")
+        self._forget(tenant, name)
+        where = {"period": period} if period else {}
+        await self.audit.record(
+            tenant,
+            actor,
+            "sequence.advanced",
+            _target(name),
+            before={**where, "last": last, "next": nxt},
+            after={**where, "next": to},
+        )
+        return await self.describe(tenant, name)
+
+    async def _current_key(self, tenant: str, seq: Sequence) -> tuple[str, str]:
+        local = local_time(self.clock.now(), await self.timezone_of(tenant))
+        period = period_of(seq.reset, local)
+        return period, counter_key(seq.name, period)
+
+
+def next_value(seq: Sequence, counter: Counter | None) -> int | None:
+    """What the next allocation of one number would return (None: exhausted)."""
+    if counter is None:
+        return seq.start
+    if counter.ticks < counter.cap:
+        return counter.value_at(counter.ticks)
+    return seq.start if seq.cycle else None
+
+
+def _target(name: str) -> str:
+    return f"sequences/{name}"
+
+
+def _invalid(exc: ValidationError) -> InvalidSequence:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return InvalidSequence(detail, extra={"errors": errors})
 
 
 def to_out(
@@ -298,7 +473,7 @@ def next_out(seq: Sequence, alloc: Allocation) -> NextOut:
     formatted_range: list[str] | None = None
     if seq.template is not None:
         formatted = seq.template.render(alloc.first, alloc.at)
-        if 1 < alloc.count <= FORMATTED_RANGE_LIMIT:
+        if alloc.count <= FORMATTED_RANGE_LIMIT:
             formatted_range = [
                 seq.template.render(alloc.first + i * seq.step, alloc.at)
                 for i in range(alloc.count)

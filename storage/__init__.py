@@ -4,15 +4,28 @@ Every function takes the tenant as its first argument, so a call that forgets te
 scoping does not type-check. ``open_store`` picks the backend from ``TALLY_STORE_URL``.
 """
 
-from storage.base import Counter, SequenceRecord, Store
-from storage.errors import AlreadyExists, StoreUnavailable
+from storage.base import (
+    PLATFORM,
+    AuditEntry,
+    ClientRecord,
+    Counter,
+    SequenceRecord,
+    Store,
+    TenantRecord,
+)
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 from storage.factory import open_store
 
 __all__ = [
+    "PLATFORM",
     "AlreadyExists",
+    "AuditEntry",
+    "ClientRecord",
     "Counter",
+    "InvalidCursor",
     "SequenceRecord",
     "Store",
     "StoreUnavailable",
+    "TenantRecord",
     "open_store",
 ]

@@ -45,6 +45,51 @@ class SequenceRecord:
     revision: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One administrative change: who did what to which target, before and after."""
+
+    at: datetime
+    actor: str
+    client_id: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    # Assigned by the store: an opaque cursor that sorts in insertion order.
+    id: str = ""
+    tenant: str = ""
+
+
+# -- tenants and API clients (tenants/) -------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    """A registered tenant; ``config`` holds everything but the keys and times."""
+
+    slug: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """An OAuth client; ``tenant`` is ``""`` for platform-admin clients."""
+
+    client_id: str
+    tenant: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+PLATFORM = ""  # the tenant key of platform-admin clients: never a valid slug
+
+
 class Store(Protocol):
     """What the services need from a database; nothing more."""
 
@@ -96,3 +141,57 @@ class Store(Protocol):
     ) -> bool:
         """Compare-and-set the whole counter (``expected=None``: it must not exist)."""
         ...
+
+    # -- audit trail ----------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        """Append an entry (``id``/``tenant`` of ``entry`` are ignored); return its id."""
+        ...
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        """Entries in insertion order, strictly after the id ``after``.
+
+        Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made.
+        """
+        ...
+
+    # -- tenants (the registry) ------------------------------------------------
+    async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
+        """Insert; raise ``AlreadyExists`` if the slug is taken."""
+
+    async def get_tenant(self, tenant: str) -> TenantRecord | None: ...
+
+    async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
+        """Slugs in ascending order, strictly after ``after`` (platform-wide)."""
+        ...
+
+    async def update_tenant(
+        self, tenant: str, record: TenantRecord, *, expected_revision: int
+    ) -> bool:
+        """Replace config/updated_at/revision if the stored revision matches."""
+        ...
+
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
+        """Delete the tenant and its clients, and (``with_data``) its sequences and
+        counters; False if the tenant was unknown."""
+        ...
+
+    # -- API clients --------------------------------------------------------------
+    async def create_client(self, tenant: str, record: ClientRecord) -> None:
+        """Insert; raise ``AlreadyExists`` if the client id is taken."""
+
+    async def get_client(self, tenant: str, client_id: str) -> ClientRecord | None: ...
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]:
+        """The tenant's clients (``PLATFORM`` for admin clients), by client id."""
+        ...
+
+    async def set_client_secret(self, tenant: str, client_id: str, secret_hash: str) -> bool:
+        """Replace the secret hash of a client that is not revoked."""
+        ...
+
+    async def revoke_client(self, tenant: str, client_id: str, at: datetime) -> bool:
+        """Mark revoked (once); False if unknown or already revoked."""
+        ...
+
+    async def touch_client(self, tenant: str, client_id: str, at: datetime) -> None:
+        """Record a successful authentication."""

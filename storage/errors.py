@@ -4,6 +4,7 @@ TallyError
 └── Unavailable (503)
     └── StoreUnavailable      the database cannot be reached or timed out
 AlreadyExists                 a record with that key exists (services map it to 409)
+InvalidCursor                 a paging cursor this backend never issued (services map it to 422)
 """
 
 from __future__ import annotations
@@ -18,3 +19,7 @@ class StoreUnavailable(Unavailable):
 
 class AlreadyExists(Exception):
     """A create collided with an existing key."""
+
+
+class InvalidCursor(ValueError):
+    """A paging cursor that is not one of this backend's ids."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import (
     ConnectionFailure,
@@ -29,8 +30,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from storage.base import Counter, SequenceRecord
-from storage.errors import AlreadyExists, StoreUnavailable
+from storage.base import AuditEntry, ClientRecord, Counter, SequenceRecord, TenantRecord
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 _UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
 
@@ -67,6 +68,7 @@ class MongoStore:
         self._db = database
         self.sequences = database["sequences"]
         self.counters = database["counters"]
+        self.audit = database["audit"]
         self._on_close = on_close
 
     async def _call(self, awaitable: Any) -> Any:
@@ -78,6 +80,8 @@ class MongoStore:
     async def start(self) -> None:
         await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))
         await self._call(self.counters.create_index([("tenant", ASCENDING), ("seq", ASCENDING)]))
+        await self._call(self.audit.create_index([("tenant", ASCENDING), ("_id", ASCENDING)]))
+        await self._start_tenants()
 
     async def close(self) -> None:
         if self._on_close is not None:
@@ -201,3 +205,190 @@ class MongoStore:
             )
         )
         return bool(result.modified_count == 1)
+
+    # -- audit trail ---------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        # ObjectIds sort by creation time (and by a counter within one process).
+        doc_id = ObjectId()
+        await self._call(
+            self.audit.insert_one(
+                {
+                    "_id": doc_id,
+                    "tenant": tenant,
+                    "at": entry.at,
+                    "actor": entry.actor,
+                    "client_id": entry.client_id,
+                    "action": entry.action,
+                    "target": entry.target,
+                    "before": entry.before,
+                    "after": entry.after,
+                }
+            )
+        )
+        return str(doc_id)
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if after is not None:
+            if not ObjectId.is_valid(after):
+                raise InvalidCursor(after)
+            query["_id"] = {"$gt": ObjectId(after)}
+        cursor = self.audit.find(query).sort("_id", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [
+            AuditEntry(
+                id=str(d["_id"]),
+                tenant=d["tenant"],
+                at=_aware(d["at"]),
+                actor=d["actor"],
+                client_id=d["client_id"],
+                action=d["action"],
+                target=d["target"],
+                before=d.get("before"),
+                after=d.get("after"),
+            )
+            for d in docs
+        ]
+
+    # -- tenants (registry) ------------------------------------------------------
+    # ``tenants`` documents: _id = slug. ``clients``: _id = "<tenant>/<client_id>"
+    # (tenant "" for platform-admin clients), so both stay keyed by tenant prefix.
+    @property
+    def tenants(self) -> Any:
+        return self._db["tenants"]
+
+    @property
+    def clients(self) -> Any:
+        return self._db["clients"]
+
+    async def _start_tenants(self) -> None:
+        await self._call(
+            self.clients.create_index([("tenant", ASCENDING), ("client_id", ASCENDING)])
+        )
+
+    async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
+        doc = {
+            "_id": tenant,
+            "tenant": tenant,
+            "config": record.config,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "revision": record.revision,
+        }
+        try:
+            await self._call(self.tenants.insert_one(doc))
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(tenant) from exc
+
+    async def get_tenant(self, tenant: str) -> TenantRecord | None:
+        doc = await self._call(self.tenants.find_one({"_id": tenant}))
+        return _tenant(doc) if doc else None
+
+    async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
+        query: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
+        cursor = self.tenants.find(query).sort("_id", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [_tenant(d) for d in docs]
+
+    async def update_tenant(
+        self, tenant: str, record: TenantRecord, *, expected_revision: int
+    ) -> bool:
+        result = await self._call(
+            self.tenants.update_one(
+                {"_id": tenant, "revision": expected_revision},
+                {
+                    "$set": {
+                        "config": record.config,
+                        "updated_at": record.updated_at,
+                        "revision": record.revision,
+                    }
+                },
+            )
+        )
+        return bool(result.modified_count == 1)
+
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
+        result = await self._call(self.tenants.delete_one({"_id": tenant}))
+        owned = [self.clients, self.sequences, self.counters] if with_data else [self.clients]
+        for collection in owned:
+            await self._call(collection.delete_many({"tenant": tenant}))
+        return bool(result.deleted_count == 1)
+
+    # -- API clients ------------------------------------------------------------------
+    async def create_client(self, tenant: str, record: ClientRecord) -> None:
+        doc = {
+            "_id": _doc_id(tenant, record.client_id),
+            "tenant": tenant,
+            "client_id": record.client_id,
+            "name": record.name,
+            "secret_hash": record.secret_hash,
+            "scopes": list(record.scopes),
+            "created_at": record.created_at,
+            "last_used_at": record.last_used_at,
+            "revoked_at": record.revoked_at,
+        }
+        try:
+            await self._call(self.clients.insert_one(doc))
+        except DuplicateKeyError as exc:
+            raise AlreadyExists(record.client_id) from exc
+
+    async def get_client(self, tenant: str, client_id: str) -> ClientRecord | None:
+        doc = await self._call(self.clients.find_one({"_id": _doc_id(tenant, client_id)}))
+        return _client(doc) if doc else None
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]:
+        cursor = self.clients.find({"tenant": tenant}).sort("client_id", ASCENDING)
+        docs = await self._call(cursor.to_list(length=None))
+        return [_client(d) for d in docs]
+
+    async def set_client_secret(self, tenant: str, client_id: str, secret_hash: str) -> bool:
+        result = await self._call(
+            self.clients.update_one(
+                {"_id": _doc_id(tenant, client_id), "revoked_at": None},
+                {"$set": {"secret_hash": secret_hash}},
+            )
+        )
+        return bool(result.modified_count == 1)
+
+    async def revoke_client(self, tenant: str, client_id: str, at: datetime) -> bool:
+        result = await self._call(
+            self.clients.update_one(
+                {"_id": _doc_id(tenant, client_id), "revoked_at": None},
+                {"$set": {"revoked_at": at}},
+            )
+        )
+        return bool(result.modified_count == 1)
+
+    async def touch_client(self, tenant: str, client_id: str, at: datetime) -> None:
+        await self._call(
+            self.clients.update_one(
+                {"_id": _doc_id(tenant, client_id)}, {"$set": {"last_used_at": at}}
+            )
+        )
+
+
+def _maybe_aware(value: datetime | None) -> datetime | None:
+    return _aware(value) if value is not None else None
+
+
+def _tenant(doc: dict[str, Any]) -> TenantRecord:
+    return TenantRecord(
+        slug=doc["_id"],
+        config=dict(doc["config"]),
+        created_at=_aware(doc["created_at"]),
+        updated_at=_aware(doc["updated_at"]),
+        revision=int(doc["revision"]),
+    )
+
+
+def _client(doc: dict[str, Any]) -> ClientRecord:
+    return ClientRecord(
+        client_id=doc["client_id"],
+        tenant=doc["tenant"],
+        name=doc["name"],
+        secret_hash=doc["secret_hash"],
+        scopes=tuple(doc["scopes"]),
+        created_at=_aware(doc["created_at"]),
+        last_used_at=_maybe_aware(doc.get("last_used_at")),
+        revoked_at=_maybe_aware(doc.get("revoked_at")),
+    )

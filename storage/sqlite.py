@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.base import Counter, SequenceRecord
-from storage.errors import AlreadyExists, StoreUnavailable
+from storage.base import AuditEntry, ClientRecord, Counter, SequenceRecord, TenantRecord
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -48,6 +48,40 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counters_by_sequence ON counters (tenant, seq);
+CREATE TABLE IF NOT EXISTS audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant      TEXT    NOT NULL,
+    at          TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    client_id   TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    before_json TEXT,
+    after_json  TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant, id);
+"""
+
+# The tenant registry and OAuth clients (tenants/). Platform-admin clients use tenant ''.
+_TENANT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant     TEXT    NOT NULL PRIMARY KEY,
+    config     TEXT    NOT NULL,
+    created_at TEXT    NOT NULL,
+    updated_at TEXT    NOT NULL,
+    revision   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clients (
+    tenant       TEXT NOT NULL,
+    client_id    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    secret_hash  TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at   TEXT,
+    PRIMARY KEY (tenant, client_id)
+) WITHOUT ROWID;
 """
 
 
@@ -137,7 +171,7 @@ class SQLiteStore:
         def init(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
-            statements = [s for s in _SCHEMA.split(";") if s.strip()]
+            statements = [s for s in (_SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()]
             _write(conn, lambda c: [c.execute(s) for s in statements])
 
         await self._writer.run(init)
@@ -287,3 +321,227 @@ class SQLiteStore:
             return cur.rowcount == 1
 
         return await self._writer.run(lambda c: _write(c, op))
+
+    # -- audit trail ---------------------------------------------------------
+    async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
+        def op(conn: sqlite3.Connection) -> str:
+            cur = conn.execute(
+                "INSERT INTO audit (tenant, at, actor, client_id, action, target,"
+                " before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    entry.at.isoformat(),
+                    entry.actor,
+                    entry.client_id,
+                    entry.action,
+                    entry.target,
+                    None if entry.before is None else json.dumps(entry.before, sort_keys=True),
+                    None if entry.after is None else json.dumps(entry.after, sort_keys=True),
+                ),
+            )
+            return str(cur.lastrowid)
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
+            raise InvalidCursor(after)
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT id, tenant, at, actor, client_id, action, target, before_json, after_json"
+                " FROM audit WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
+                (tenant, int(after or 0), limit),
+            ).fetchall()
+        )
+        return [
+            AuditEntry(
+                id=str(row[0]),
+                tenant=row[1],
+                at=datetime.fromisoformat(row[2]),
+                actor=row[3],
+                client_id=row[4],
+                action=row[5],
+                target=row[6],
+                before=None if row[7] is None else json.loads(row[7]),
+                after=None if row[8] is None else json.loads(row[8]),
+            )
+            for row in rows
+        ]
+
+    # -- tenants (registry) ------------------------------------------------------
+    async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO tenants VALUES (?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        json.dumps(record.config, sort_keys=True),
+                        record.created_at.isoformat(),
+                        record.updated_at.isoformat(),
+                        record.revision,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(tenant) from exc
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def get_tenant(self, tenant: str) -> TenantRecord | None:
+        row = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT tenant, config, created_at, updated_at, revision FROM tenants"
+                " WHERE tenant = ?",
+                (tenant,),
+            ).fetchone()
+        )
+        return _tenant(row) if row else None
+
+    async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT tenant, config, created_at, updated_at, revision FROM tenants"
+                " WHERE tenant > ? ORDER BY tenant LIMIT ?",
+                (after or "", limit),
+            ).fetchall()
+        )
+        return [_tenant(r) for r in rows]
+
+    async def update_tenant(
+        self, tenant: str, record: TenantRecord, *, expected_revision: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE tenants SET config = ?, updated_at = ?, revision = ?"
+                " WHERE tenant = ? AND revision = ?",
+                (
+                    json.dumps(record.config, sort_keys=True),
+                    record.updated_at.isoformat(),
+                    record.revision,
+                    tenant,
+                    expected_revision,
+                ),
+            )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
+        tables = ("clients", "sequences", "counters") if with_data else ("clients",)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM tenants WHERE tenant = ?", (tenant,))
+            for table in tables:
+                conn.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,))  # noqa: S608
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    # -- API clients ------------------------------------------------------------------
+    async def create_client(self, tenant: str, record: ClientRecord) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        record.client_id,
+                        record.name,
+                        record.secret_hash,
+                        json.dumps(list(record.scopes)),
+                        record.created_at.isoformat(),
+                        _iso(record.last_used_at),
+                        _iso(record.revoked_at),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(record.client_id) from exc
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def get_client(self, tenant: str, client_id: str) -> ClientRecord | None:
+        row = await self._reader.run(
+            lambda c: c.execute(
+                f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE tenant = ? AND client_id = ?",  # noqa: S608
+                (tenant, client_id),
+            ).fetchone()
+        )
+        return _client(row) if row else None
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]:
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE tenant = ? ORDER BY client_id",  # noqa: S608
+                (tenant,),
+            ).fetchall()
+        )
+        return [_client(r) for r in rows]
+
+    async def set_client_secret(self, tenant: str, client_id: str, secret_hash: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE clients SET secret_hash = ?"
+                " WHERE tenant = ? AND client_id = ? AND revoked_at IS NULL",
+                (secret_hash, tenant, client_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def revoke_client(self, tenant: str, client_id: str, at: datetime) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE clients SET revoked_at = ?"
+                " WHERE tenant = ? AND client_id = ? AND revoked_at IS NULL",
+                (at.isoformat(), tenant, client_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def touch_client(self, tenant: str, client_id: str, at: datetime) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE clients SET last_used_at = ? WHERE tenant = ? AND client_id = ?",
+                (at.isoformat(), tenant, client_id),
+            )
+
+        await self._writer.run(lambda c: _write(c, op))
+
+
+_CLIENT_COLUMNS = (
+    "tenant, client_id, name, secret_hash, scopes, created_at, last_used_at, revoked_at"
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _tenant(row: tuple[Any, ...]) -> TenantRecord:
+    slug, config, created_at, updated_at, revision = row
+    return TenantRecord(
+        slug=slug,
+        config=json.loads(config),
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+        revision=revision,
+    )
+
+
+def _client(row: tuple[Any, ...]) -> ClientRecord:
+    tenant, client_id, name, secret_hash, scopes, created_at, last_used_at, revoked_at = row
+    return ClientRecord(
+        client_id=client_id,
+        tenant=tenant,
+        name=name,
+        secret_hash=secret_hash,
+        scopes=tuple(json.loads(scopes)),
+        created_at=datetime.fromisoformat(created_at),
+        last_used_at=_from_iso(last_used_at),
+        revoked_at=_from_iso(revoked_at),
+    )

@@ -1,1 +1,1 @@
-"""Tenants: the registry of client businesses, their API clients and onboarding."""
+"""Tenant registry, API clients and their lifecycle; the onboarding CLI and provisioning."""

@@ -62,3 +62,35 @@ def test_logo_must_be_https(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="https"):
         Settings(_env_file=None, brand_logo_url="javascript:alert(1)")  # type: ignore[call-arg]
+
+
+async def test_siloed_instance_refuses_other_tenants_tokens(tmp_path: Path) -> None:
+    from auth.tokens import mint
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        store_url=f"sqlite:///{tmp_path}/t.db",  # type: ignore[arg-type]
+        keys_dir=tmp_path / "keys",
+        tenant="acme",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+
+        def token(tenant: str) -> dict[str, str]:
+            signed = mint(
+                app.state.verifier.ring,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                subject="t",
+                tenant=tenant,
+                scopes=["sequences:next", "sequences:read"],
+                ttl_seconds=60,
+            )
+            return {"Authorization": f"Bearer {signed}"}
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            assert (await c.get("/getCounter", headers=token("acme"))).text == "1"
+            other = await c.get("/getCounter", headers=token("globex"))
+            assert other.status_code == 401
+            assert "only tenant 'acme'" in other.json()["detail"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import AlreadyExists, Counter, SequenceRecord, Store
+from storage import AlreadyExists, AuditEntry, Counter, InvalidCursor, SequenceRecord, Store
 
 INT64_MAX = 2**63 - 1
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -152,3 +152,52 @@ async def test_concurrent_first_allocations_race_safely(store: Store) -> None:
 
 async def test_ping_answers(store: Store) -> None:
     await store.ping()
+
+
+def make_entry(action: str = "sequence.created", **overrides: object) -> AuditEntry:
+    fields: dict[str, object] = {
+        "at": datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC),
+        "actor": "alice",
+        "client_id": "acme-backoffice",
+        "action": action,
+        "target": "sequences/invoices",
+        "before": None,
+        "after": {"start": 1, "max": INT64_MAX, "format": "INV-{n}", "cycle": False},
+    }
+    fields.update(overrides)
+    return AuditEntry(**fields)  # type: ignore[arg-type]
+
+
+async def test_audit_round_trips_exactly(store: Store) -> None:
+    before = {"next": INT64_MAX - 1, "nested": {"a": [1, None, "x"]}}
+    entry_id = await store.append_audit("acme", make_entry(before=before))
+    [got] = await store.list_audit("acme", after=None, limit=10)
+    assert got.id == entry_id and got.tenant == "acme"
+    assert got == make_entry(before=before, id=entry_id, tenant="acme")
+    assert isinstance(got.after and got.after["max"], int)
+
+
+async def test_audit_lists_in_insertion_order_and_pages_by_id(store: Store) -> None:
+    ids = [await store.append_audit("acme", make_entry(f"a{i}")) for i in range(5)]
+    first = await store.list_audit("acme", after=None, limit=3)
+    assert [e.action for e in first] == ["a0", "a1", "a2"]
+    assert [e.id for e in first] == ids[:3]
+    rest = await store.list_audit("acme", after=first[-1].id, limit=3)
+    assert [e.action for e in rest] == ["a3", "a4"]
+    assert await store.list_audit("acme", after=ids[-1], limit=3) == []
+
+
+async def test_audit_is_tenant_scoped(store: Store) -> None:
+    await store.append_audit("acme", make_entry("mine"))
+    globex_id = await store.append_audit("globex", make_entry("theirs"))
+    assert [e.action for e in await store.list_audit("acme", after=None, limit=10)] == ["mine"]
+    assert [e.tenant for e in await store.list_audit("globex", after=None, limit=10)] == ["globex"]
+    # Another tenant's cursor reveals nothing.
+    assert await store.list_audit("initech", after=globex_id, limit=10) == []
+
+
+@pytest.mark.parametrize("cursor", ["nope", "-1", "1.5", "", "9" * 40, "zz" * 12])
+async def test_audit_rejects_a_malformed_cursor(store: Store, cursor: str) -> None:
+    await store.append_audit("acme", make_entry())
+    with pytest.raises(InvalidCursor):
+        await store.list_audit("acme", after=cursor, limit=10)

@@ -235,3 +235,14 @@ async def test_unknown_route_and_method_are_problem_json(client: httpx.AsyncClie
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = await client.put("/healthz")
     assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_first_batch_larger_than_the_whole_range_409s_not_503(
+    client: httpx.AsyncClient, auth_headers: Headers
+) -> None:
+    h = auth_headers()
+    await create(client, h, name="small", max=3)
+    r = await client.post("/v1/sequences/small/next", json={"count": 5}, headers=h)
+    assert r.status_code == 409 and r.json()["type"].endswith("/sequence-exhausted")
+    r = await client.post("/v1/sequences/small/next", json={"count": 3}, headers=h)
+    assert (r.json()["value"], r.json()["last"]) == (1, 3)

@@ -1,0 +1,114 @@
+"""Tally as an OAuth 2.0 authorization server: the token endpoint and discovery documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.settings import Settings, app_settings
+from auth.dependencies import ClientCredentials, get_verifier
+from auth.errors import OAuthError
+from auth.schemas import SCOPES
+from auth.service import TokenIssuer
+from auth.tokens import TokenVerifier
+
+router = APIRouter(tags=["oauth"])
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class OAuthErrorBody(BaseModel):
+    error: str
+    error_description: str
+
+
+def get_token_issuer(request: Request) -> TokenIssuer:
+    issuer: TokenIssuer = request.app.state.token_issuer
+    return issuer
+
+
+Issuer = Annotated[TokenIssuer, Depends(get_token_issuer)]
+Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": OAuthErrorBody, "description": "RFC 6749 §5.2 error (application/json)"}
+    for code in (400, 401, 429)
+}
+
+
+# The form is parsed by ``auth.dependencies.token_request``; describe it for OpenAPI.
+_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {"type": "string", "description": "Space-separated subset."},
+                        "client_id": {"type": "string", "description": "client_secret_post"},
+                        "client_secret": {"type": "string", "description": "client_secret_post"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/oauth/token", response_model=TokenResponse, responses=_ERRORS, openapi_extra=_FORM_BODY
+)
+async def token(credentials: ClientCredentials, issuer: Issuer) -> JSONResponse:
+    """OAuth 2.0 client credentials grant: a form body, client_secret_basic or _post."""
+    body = await issuer.issue(
+        credentials.client_id,
+        credentials.client_secret,
+        credentials.scope,
+        basic=credentials.basic,
+    )
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(verifier: Verifier) -> JSONResponse:
+    """The public keys that verify Tally's access tokens (never private parts)."""
+    return JSONResponse(
+        verifier.signing_ring().jwks(), headers={"Cache-Control": "public, max-age=60"}
+    )
+
+
+@router.get("/.well-known/oauth-authorization-server")
+async def metadata(settings: Annotated[Settings, Depends(app_settings)]) -> dict[str, Any]:
+    """RFC 8414 authorization server metadata."""
+    base = settings.jwt_issuer.rstrip("/")
+    return {
+        "issuer": settings.jwt_issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": list(SCOPES),
+        # No authorization endpoint: machine clients only.
+        "response_types_supported": [],
+    }
+
+
+async def oauth_error(request: Request, exc: Exception) -> JSONResponse:
+    """Render ``OAuthError`` the RFC 6749 way (not problem+json): clients expect it."""
+    assert isinstance(exc, OAuthError)
+    return JSONResponse(
+        {"error": exc.error, "error_description": exc.description},
+        status_code=exc.status,
+        headers={**_NO_STORE, **exc.headers},
+    )

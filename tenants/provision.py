@@ -1,0 +1,181 @@
+"""``tally provision``: render a tenant's provisioning bundle, deterministically.
+
+Two files per tenant, both free of secrets:
+
+* ``terraform/live/tenants/<slug>.json`` — the tenant file ``terraform/live`` reads
+  (one ``tenant-instance`` per file); its keys are exactly the variables declared in
+  ``terraform/live/tenant.schema.json``.
+* ``deploy/tenants/<slug>/values.yaml`` — Helm values for the tenant's branded, siloed
+  instance of ``deploy/helm/tally``.
+
+Given ``terraform output -json`` of ``terraform/live``, the values take the real host
+names, public URL, IAM role and image repository from it; without, they are derived
+the same way the tenant-instance module derives them (``<slug>.<platform domain>``).
+The same inputs always give the same bytes (sorted keys, fixed layout, no timestamps).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from tenants.errors import ProvisionError
+from tenants.schemas import TenantOut
+
+TENANT_FILE_DIR = Path("terraform/live/tenants")
+VALUES_DIR = Path("deploy/tenants")
+_PLAIN = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def namespace_of(slug: str) -> str:
+    return f"tally-{slug}"
+
+
+def tenant_file(tenant: TenantOut, *, namespace: str) -> dict[str, Any]:
+    """The tenant-instance variables for this tenant (see tenant.schema.json)."""
+    return {
+        "display_name": tenant.branding.display_name or tenant.name,
+        "domain": tenant.domain,
+        "logo_url": tenant.branding.logo_url,
+        "namespace": namespace,
+        "plan": tenant.plan.name,
+        "primary_color": tenant.branding.primary_color,
+        "slug": tenant.slug,
+        "timezone": tenant.timezone,
+    }
+
+
+def _outputs_for(outputs: dict[str, Any], slug: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(platform, tenant) blocks of ``terraform output -json``; tenant may be absent."""
+
+    def value(name: str) -> dict[str, Any]:
+        block = outputs.get(name, {})
+        got = block.get("value", {}) if isinstance(block, dict) else {}
+        if not isinstance(got, dict):
+            raise ProvisionError(f"terraform output '{name}' is not an object")
+        return got
+
+    return value("platform"), value("tenants").get(slug) or {}
+
+
+def helm_values(
+    tenant: TenantOut,
+    *,
+    namespace: str,
+    platform_domain: str | None,
+    outputs: dict[str, Any] | None = None,
+    image_tag: str | None = None,
+) -> dict[str, Any]:
+    """Values for the tenant's siloed release of the Helm chart."""
+    platform, mine = _outputs_for(outputs or {}, tenant.slug)
+    if mine:
+        if mine.get("namespace", namespace) != namespace:
+            raise ProvisionError(
+                f"terraform outputs put {tenant.slug} in namespace {mine['namespace']!r},"
+                f" not {namespace!r}; re-run terraform apply after provisioning"
+            )
+        hosts = list(mine["hosts"])
+        public_url = str(mine["public_url"])
+    else:
+        domain = platform_domain or platform.get("domain_name")
+        if not domain:
+            raise ProvisionError(
+                "the platform domain is unknown: pass --platform-domain or --terraform-outputs"
+            )
+        fqdn = f"{tenant.slug}.{domain}"
+        hosts = [fqdn, *([tenant.domain] if tenant.domain else [])]
+        public_url = f"https://{tenant.domain or fqdn}"
+    values: dict[str, Any] = {
+        "tally": {
+            "tenant": tenant.slug,
+            "publicUrl": public_url,
+            "jwt": {"issuer": public_url, "audience": "tally"},
+            "mongoDatabase": mine.get("database") or "tally_" + tenant.slug.replace("-", "_"),
+        },
+        "branding": {
+            "name": tenant.branding.display_name or tenant.name,
+            "color": tenant.branding.primary_color,
+            "logoUrl": tenant.branding.logo_url or "",
+        },
+        "ingress": {
+            "hosts": hosts,
+            "tls": {"enabled": True, "secretName": f"tally-{tenant.slug}-tls"},
+        },
+    }
+    if mine.get("role_arn"):
+        values["serviceAccount"] = {"roleArn": mine["role_arn"]}
+    image: dict[str, Any] = {}
+    if platform.get("ecr_repository_url"):
+        image["repository"] = platform["ecr_repository_url"]
+    if image_tag:
+        image["tag"] = image_tag
+    if image:
+        values["image"] = image
+    return values
+
+
+def to_yaml(data: Any, indent: int = 0) -> str:
+    """A small, deterministic YAML writer for nested dicts/lists of scalars.
+
+    Strings are written as JSON strings (valid YAML double-quoted scalars) unless they
+    are plainly safe, so nothing a tenant typed can change the document's structure.
+    """
+    pad = "  " * indent
+    lines: list[str] = []
+    if isinstance(data, dict):
+        for key in sorted(data):
+            value = data[key]
+            if isinstance(value, dict) and value:
+                lines.append(f"{pad}{key}:")
+                lines.append(to_yaml(value, indent + 1))
+            elif isinstance(value, list) and value:
+                lines.append(f"{pad}{key}:")
+                lines.extend(f"{pad}  - {_scalar(item)}" for item in value)
+            else:
+                lines.append(f"{pad}{key}: {_scalar(value)}")
+    return "\n".join(lines)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    text = str(value)
+    reserved = {"true", "false", "yes", "no", "on", "off", "null", "~", ""}
+    if _PLAIN.match(text) and text.lower() not in reserved and not text[0].isdigit():
+        return text
+    return json.dumps(text)
+
+
+def render(
+    tenant: TenantOut,
+    *,
+    platform_domain: str | None,
+    outputs: dict[str, Any] | None = None,
+    image_tag: str | None = None,
+    namespace: str | None = None,
+) -> dict[Path, str]:
+    """Relative path -> file content of the tenant's bundle."""
+    ns = namespace or namespace_of(tenant.slug)
+    values = helm_values(
+        tenant, namespace=ns, platform_domain=platform_domain, outputs=outputs, image_tag=image_tag
+    )
+    header = (
+        f"# Helm values for {tenant.slug}'s branded instance, rendered by `tally provision`.\n"
+        f"# helm upgrade --install tally deploy/helm/tally --namespace {ns} --create-namespace"
+        f" -f deploy/tenants/{tenant.slug}/values.yaml\n"
+    )
+    return {
+        TENANT_FILE_DIR / f"{tenant.slug}.json": json.dumps(
+            tenant_file(tenant, namespace=ns), indent=2, sort_keys=True
+        )
+        + "\n",
+        VALUES_DIR / tenant.slug / "values.yaml": header + to_yaml(values) + "\n",
+    }

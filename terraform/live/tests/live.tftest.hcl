@@ -1,0 +1,109 @@
+# The root reads tenant files as `tally provision` writes them: one with every
+# optional key set, one with the optional keys null.
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "111122223333"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_data "aws_secretsmanager_secret_version" {
+    defaults = {
+      secret_string = "{\"username\":\"tally\",\"password\":\"p@ss/word\"}"
+    }
+  }
+
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:eu-west-1:111122223333:key/platform"
+    }
+  }
+
+  mock_resource "aws_iam_openid_connect_provider" {
+    defaults = {
+      arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+    }
+  }
+
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/tenant/instance-AbCdEf"
+    }
+  }
+
+  mock_resource "aws_acm_certificate" {
+    defaults = {
+      arn = "arn:aws:acm:eu-west-1:111122223333:certificate/mock"
+      domain_validation_options = [
+        {
+          domain_name           = "tally.example.com"
+          resource_record_name  = "_v.tally.example.com."
+          resource_record_type  = "CNAME"
+          resource_record_value = "_x.acm-validations.aws."
+        },
+      ]
+    }
+  }
+
+  mock_resource "aws_docdb_cluster" {
+    defaults = {
+      endpoint = "tally.cluster-abc.eu-west-1.docdb.amazonaws.com"
+      port     = 27017
+      master_user_secret = [
+        {
+          kms_key_id    = "k"
+          secret_arn    = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!cluster-abc"
+          secret_status = "active"
+        },
+      ]
+    }
+  }
+}
+
+variables {
+  region                  = "eu-west-1"
+  domain_name             = "tally.example.com"
+  cluster_oidc_issuer_url = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  ingress_hostname        = "k8s-ingress-1234.eu-west-1.elb.amazonaws.com"
+  vpc_id                  = "vpc-0123456789abcdef0"
+  subnet_ids              = ["subnet-a", "subnet-b"]
+  tenants_dir             = "tests/fixtures/tenants"
+}
+
+run "one_tenant_instance_per_tenant_file" {
+  command = apply
+
+  assert {
+    condition     = toset(keys(module.tenant)) == toset(["acme", "globex"])
+    error_message = "Every tenant file must become one tenant-instance."
+  }
+
+  assert {
+    condition     = output.tenants["acme"].hosts == tolist(["acme.tally.example.com", "numbers.acme.com"]) && output.tenants["globex"].hosts == tolist(["globex.tally.example.com"])
+    error_message = "Optional custom domains must be honoured, and absent ones ignored."
+  }
+
+  assert {
+    condition     = output.tenants["globex"].namespace == "tally-globex" && output.tenants["globex"].database == "tally_globex"
+    error_message = "Namespace and database come from the tenant file."
+  }
+}
+
+run "no_tenant_files_no_tenants" {
+  command = plan
+
+  variables {
+    tenants_dir = "tenants"
+  }
+
+  assert {
+    condition     = length(module.tenant) == 0
+    error_message = "An empty tenants directory provisions only the platform."
+  }
+}

@@ -1,0 +1,59 @@
+output "domain_name" {
+  description = "Platform DNS domain; tenant instances live at <slug>.<domain_name>."
+  value       = var.domain_name
+}
+
+output "zone_id" {
+  description = "Route 53 zone ID of the platform domain."
+  value       = local.zone_id
+}
+
+output "certificate_arn" {
+  description = "ARN of the validated wildcard certificate for *.<domain_name> (for the ingress controller)."
+  value       = aws_acm_certificate_validation.this.certificate_arn
+}
+
+output "ecr_repository_url" {
+  description = "URL of the container registry repository for the Tally image."
+  value       = aws_ecr_repository.this.repository_url
+}
+
+output "kms_key_arn" {
+  description = "ARN of the KMS key that encrypts tenant instance secrets."
+  value       = aws_kms_key.this.arn
+}
+
+output "oidc_provider_arn" {
+  description = "ARN of the IAM OIDC provider that trusts the cluster's service-account tokens."
+  value       = local.oidc_provider_arn
+}
+
+output "oidc_issuer" {
+  description = "Cluster OIDC issuer without the scheme, the prefix of IRSA trust-policy condition keys."
+  value       = local.oidc_issuer
+}
+
+output "store" {
+  description = "Kind of store: documentdb or external."
+  value       = var.store
+}
+
+output "store_secret_arn" {
+  description = "Secret holding the store credentials: DocumentDB's managed master-user secret (JSON username/password) or the external URI secret."
+  value       = var.store == "documentdb" ? aws_docdb_cluster.this[0].master_user_secret[0].secret_arn : var.external_store_uri_secret_arn
+}
+
+output "store_endpoint" {
+  description = "DocumentDB cluster endpoint (host), or null for an external store."
+  value       = var.store == "documentdb" ? aws_docdb_cluster.this[0].endpoint : null
+}
+
+output "store_port" {
+  description = "DocumentDB port, or null for an external store."
+  value       = var.store == "documentdb" ? aws_docdb_cluster.this[0].port : null
+}
+
+output "store_security_group_id" {
+  description = "Security group of the DocumentDB cluster, or null for an external store."
+  value       = var.store == "documentdb" ? aws_security_group.this[0].id : null
+}

@@ -1,0 +1,259 @@
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "111122223333"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+
+  mock_data "aws_route53_zone" {
+    defaults = {
+      zone_id = "ZEXISTING"
+    }
+  }
+
+  mock_resource "aws_route53_zone" {
+    defaults = {
+      zone_id = "ZCREATED"
+    }
+  }
+
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:eu-west-1:111122223333:key/platform"
+    }
+  }
+
+  mock_resource "aws_acm_certificate" {
+    defaults = {
+      arn = "arn:aws:acm:eu-west-1:111122223333:certificate/wildcard"
+      # The apex and the wildcard name share one validation record.
+      domain_validation_options = [
+        {
+          domain_name           = "tally.example.com"
+          resource_record_name  = "_v.tally.example.com."
+          resource_record_type  = "CNAME"
+          resource_record_value = "_x.acm-validations.aws."
+        },
+        {
+          domain_name           = "*.tally.example.com"
+          resource_record_name  = "_v.tally.example.com."
+          resource_record_type  = "CNAME"
+          resource_record_value = "_x.acm-validations.aws."
+        },
+      ]
+    }
+  }
+
+  mock_resource "aws_acm_certificate_validation" {
+    defaults = {
+      certificate_arn = "arn:aws:acm:eu-west-1:111122223333:certificate/wildcard"
+    }
+  }
+
+  mock_resource "aws_iam_openid_connect_provider" {
+    defaults = {
+      arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+    }
+  }
+
+  mock_resource "aws_docdb_cluster" {
+    defaults = {
+      endpoint = "tally.cluster-abc.eu-west-1.docdb.amazonaws.com"
+      port     = 27017
+      master_user_secret = [
+        {
+          kms_key_id    = "arn:aws:kms:eu-west-1:111122223333:key/platform"
+          secret_arn    = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!cluster-abc"
+          secret_status = "active"
+        },
+      ]
+    }
+  }
+}
+
+variables {
+  domain_name                     = "tally.example.com"
+  cluster_oidc_issuer_url         = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  vpc_id                          = "vpc-0123456789abcdef0"
+  subnet_ids                      = ["subnet-a", "subnet-b"]
+  store_client_security_group_ids = ["sg-nodes"]
+  tags                            = { "environment" = "test" }
+}
+
+run "creates_zone_wildcard_certificate_and_validation" {
+  command = apply
+
+  assert {
+    condition     = aws_route53_zone.this[0].name == "tally.example.com" && output.zone_id == "ZCREATED"
+    error_message = "The platform zone must be created for the domain."
+  }
+
+  assert {
+    condition     = aws_acm_certificate.this.subject_alternative_names == toset(["*.tally.example.com"]) && aws_acm_certificate.this.validation_method == "DNS"
+    error_message = "The certificate must cover the wildcard and validate through DNS."
+  }
+
+  assert {
+    condition     = aws_route53_record.validation.name == "_v.tally.example.com." && aws_route53_record.validation.zone_id == "ZCREATED"
+    error_message = "One validation record, in the platform zone."
+  }
+
+  assert {
+    condition     = output.certificate_arn == "arn:aws:acm:eu-west-1:111122223333:certificate/wildcard"
+    error_message = "The certificate output must be the validated certificate."
+  }
+}
+
+run "looks_up_an_existing_zone" {
+  command = plan
+
+  variables {
+    create_dns_zone = false
+  }
+
+  assert {
+    condition     = length(aws_route53_zone.this) == 0 && output.zone_id == "ZEXISTING"
+    error_message = "With create_dns_zone = false the zone is looked up, not created."
+  }
+}
+
+run "registry_and_key_are_hardened" {
+  command = apply
+
+  assert {
+    condition     = aws_ecr_repository.this.name == "tally" && aws_ecr_repository.this.image_tag_mutability == "IMMUTABLE"
+    error_message = "Image tags must be immutable."
+  }
+
+  assert {
+    condition     = aws_ecr_repository.this.image_scanning_configuration[0].scan_on_push
+    error_message = "Images must be scanned on push."
+  }
+
+  assert {
+    condition     = aws_kms_key.this.enable_key_rotation && aws_kms_alias.this.name == "alias/tally"
+    error_message = "The KMS key rotates and has an alias."
+  }
+
+  assert {
+    condition     = output.kms_key_arn == "arn:aws:kms:eu-west-1:111122223333:key/platform"
+    error_message = "The key ARN is an output."
+  }
+}
+
+run "documentdb_is_encrypted_backed_up_and_protected" {
+  command = apply
+
+  assert {
+    condition     = aws_docdb_cluster.this[0].storage_encrypted && aws_docdb_cluster.this[0].kms_key_id == "arn:aws:kms:eu-west-1:111122223333:key/platform"
+    error_message = "Storage must be encrypted with the platform key."
+  }
+
+  assert {
+    condition     = aws_docdb_cluster.this[0].deletion_protection && !aws_docdb_cluster.this[0].skip_final_snapshot && aws_docdb_cluster.this[0].backup_retention_period == 14
+    error_message = "Deletion protection, a final snapshot and backups are required."
+  }
+
+  assert {
+    condition     = one([for p in aws_docdb_cluster_parameter_group.this[0].parameter : p.value if p.name == "tls"]) == "enabled"
+    error_message = "TLS must be enforced."
+  }
+
+  assert {
+    condition     = aws_docdb_cluster.this[0].manage_master_user_password && output.store_secret_arn == "arn:aws:secretsmanager:eu-west-1:111122223333:secret:rds!cluster-abc"
+    error_message = "The master password is managed by AWS and its secret is the store secret."
+  }
+
+  assert {
+    condition     = length(aws_docdb_cluster_instance.this) == 2 && output.store_endpoint == "tally.cluster-abc.eu-west-1.docdb.amazonaws.com"
+    error_message = "Two instances by default; the endpoint is an output."
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.this["sg-nodes"].from_port == 27017 && aws_vpc_security_group_ingress_rule.this["sg-nodes"].referenced_security_group_id == "sg-nodes"
+    error_message = "Only the cluster nodes may reach the store."
+  }
+}
+
+run "external_store_creates_no_documentdb" {
+  command = plan
+
+  variables {
+    store                         = "external"
+    external_store_uri_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:atlas-uri"
+    vpc_id                        = null
+    subnet_ids                    = []
+  }
+
+  assert {
+    condition     = length(aws_docdb_cluster.this) == 0 && length(aws_security_group.this) == 0
+    error_message = "No DocumentDB for an external store."
+  }
+
+  assert {
+    condition     = output.store_secret_arn == "arn:aws:secretsmanager:eu-west-1:111122223333:secret:atlas-uri" && output.store_endpoint == null
+    error_message = "The external URI secret is the store secret."
+  }
+}
+
+run "oidc_provider_trusts_the_cluster_issuer" {
+  command = apply
+
+  assert {
+    condition     = aws_iam_openid_connect_provider.this[0].url == "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE" && aws_iam_openid_connect_provider.this[0].client_id_list == toset(["sts.amazonaws.com"])
+    error_message = "The OIDC provider must trust the cluster issuer for STS."
+  }
+
+  assert {
+    condition     = output.oidc_issuer == "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+    error_message = "The issuer output has no scheme (IRSA condition keys)."
+  }
+}
+
+run "reuses_an_existing_oidc_provider" {
+  command = plan
+
+  variables {
+    oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/existing"
+  }
+
+  assert {
+    condition     = length(aws_iam_openid_connect_provider.this) == 0 && output.oidc_provider_arn == "arn:aws:iam::111122223333:oidc-provider/existing"
+    error_message = "An existing OIDC provider is reused."
+  }
+}
+
+run "tags_are_merged" {
+  command = plan
+
+  assert {
+    condition     = aws_ecr_repository.this.tags == tomap({ "environment" = "test", "tally:component" = "platform" })
+    error_message = "Tags must merge the caller's tags."
+  }
+}
+
+run "rejects_bad_domain" {
+  command = plan
+
+  variables {
+    domain_name = "Tally_Example.com"
+  }
+
+  expect_failures = [var.domain_name]
+}
+
+run "external_store_requires_secret_arn" {
+  command = plan
+
+  variables {
+    store = "external"
+  }
+
+  expect_failures = [var.external_store_uri_secret_arn]
+}

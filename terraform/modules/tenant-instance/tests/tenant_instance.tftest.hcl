@@ -1,0 +1,226 @@
+mock_provider "aws" {
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf"
+    }
+  }
+
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::111122223333:role/tally-acme"
+    }
+  }
+
+  mock_resource "aws_acm_certificate" {
+    defaults = {
+      arn = "arn:aws:acm:eu-west-1:111122223333:certificate/custom"
+      domain_validation_options = [
+        {
+          domain_name           = "numbers.acme.com"
+          resource_record_name  = "_abc.numbers.acme.com."
+          resource_record_type  = "CNAME"
+          resource_record_value = "_xyz.acm-validations.aws."
+        },
+      ]
+    }
+  }
+}
+
+variables {
+  slug              = "acme"
+  display_name      = "Acme Corp"
+  plan              = "enterprise"
+  namespace         = "tally-acme"
+  primary_color     = "#FF6600"
+  platform_domain   = "tally.example.com"
+  zone_id           = "Z0123456789ABCDEFGHIJ"
+  ingress_hostname  = "k8s-ingress-1234.eu-west-1.elb.amazonaws.com"
+  oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  oidc_issuer       = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  kms_key_arn       = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+  store_url         = "mongodb://user:pass@docdb.example:27017/?tls=true"
+  tags              = { "environment" = "test" }
+}
+
+run "names_and_platform_dns_record" {
+  command = apply
+
+  assert {
+    condition     = aws_route53_record.this.name == "acme.tally.example.com"
+    error_message = "The instance record must be <slug>.<platform domain>."
+  }
+
+  assert {
+    condition     = aws_route53_record.this.type == "CNAME" && aws_route53_record.this.records == toset(["k8s-ingress-1234.eu-west-1.elb.amazonaws.com"])
+    error_message = "The instance record must point at the ingress load balancer."
+  }
+
+  assert {
+    condition     = aws_iam_role.this.name == "tally-acme" && aws_secretsmanager_secret.this.name == "tally/acme/instance"
+    error_message = "Role and secret names must carry the slug."
+  }
+
+  assert {
+    condition     = output.hosts == tolist(["acme.tally.example.com"]) && output.public_url == "https://acme.tally.example.com"
+    error_message = "Without a custom domain only the platform host is served."
+  }
+
+  assert {
+    condition     = length(aws_acm_certificate.custom) == 0 && output.custom_domain_dns_records == []
+    error_message = "No custom certificate without a custom domain."
+  }
+}
+
+run "trust_policy_admits_only_the_tenant_service_account" {
+  command = apply
+
+  assert {
+    condition = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Condition.StringEquals == {
+      "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub" = "system:serviceaccount:tally-acme:tally"
+      "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:aud" = "sts.amazonaws.com"
+    }
+    error_message = "Only system:serviceaccount:<namespace>:<sa> with the STS audience may assume the role."
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Principal.Federated == var.oidc_provider_arn
+    error_message = "The role must trust the cluster's OIDC provider only."
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_iam_role.this.assume_role_policy).Statement) == 1
+    error_message = "The trust policy must have a single statement."
+  }
+}
+
+run "role_reads_only_its_own_secret" {
+  command = apply
+
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource] == [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf",
+      var.kms_key_arn,
+    ]
+    error_message = "The role may touch only its secret and the key that encrypts it."
+  }
+
+  assert {
+    condition     = toset(jsondecode(aws_iam_role_policy.this.policy).Statement[0].Action) == toset(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"])
+    error_message = "Secret access must be read-only."
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role_policy.this.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == aws_secretsmanager_secret.this.arn
+    error_message = "Decryption must be limited to this secret's encryption context."
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.this.kms_key_id == var.kms_key_arn
+    error_message = "The secret must be encrypted with the platform key."
+  }
+
+  assert {
+    condition     = jsondecode(aws_secretsmanager_secret_version.this.secret_string).tenant == "acme" && jsondecode(aws_secretsmanager_secret_version.this.secret_string)["mongo-database"] == "tally_acme"
+    error_message = "The secret must hold the instance configuration."
+  }
+}
+
+run "tags_name_tenant_and_plan" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.this.tags == tomap({ "environment" = "test", "tally:tenant" = "acme", "tally:plan" = "enterprise" })
+    error_message = "Tags must merge the caller's tags with tenant and plan."
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.this.tags["tally:tenant"] == "acme" && aws_secretsmanager_secret.this.tags["tally:plan"] == "enterprise"
+    error_message = "The secret must be tagged with tenant and plan."
+  }
+}
+
+run "custom_domain_gets_certificate_and_client_records" {
+  command = apply
+
+  variables {
+    domain = "numbers.acme.com"
+  }
+
+  assert {
+    condition     = aws_acm_certificate.custom[0].domain_name == "numbers.acme.com" && aws_acm_certificate.custom[0].validation_method == "DNS"
+    error_message = "A custom domain gets its own DNS-validated certificate."
+  }
+
+  assert {
+    condition     = output.hosts == tolist(["acme.tally.example.com", "numbers.acme.com"]) && output.public_url == "https://numbers.acme.com"
+    error_message = "The custom domain is served and becomes the public URL."
+  }
+
+  assert {
+    condition = jsonencode(output.custom_domain_dns_records) == jsonencode([
+      { name = "_abc.numbers.acme.com.", type = "CNAME", value = "_xyz.acm-validations.aws." },
+      { name = "numbers.acme.com", type = "CNAME", value = "acme.tally.example.com" },
+    ])
+    error_message = "The client gets the validation record and the CNAME to publish."
+  }
+}
+
+run "rejects_uppercase_slug" {
+  command = plan
+
+  variables {
+    slug = "Acme"
+  }
+
+  expect_failures = [var.slug]
+}
+
+run "rejects_slug_with_trailing_hyphen" {
+  command = plan
+
+  variables {
+    slug = "acme-"
+  }
+
+  expect_failures = [var.slug]
+}
+
+run "rejects_overlong_slug" {
+  command = plan
+
+  variables {
+    slug = "a23456789012345678901234567890123"
+  }
+
+  expect_failures = [var.slug]
+}
+
+run "rejects_bad_custom_domain" {
+  command = plan
+
+  variables {
+    domain = "https://acme.com/"
+  }
+
+  expect_failures = [var.domain]
+}
+
+run "rejects_bad_colour" {
+  command = plan
+
+  variables {
+    primary_color = "orange"
+  }
+
+  expect_failures = [var.primary_color]
+}
+
+run "rejects_bad_namespace" {
+  command = plan
+
+  variables {
+    namespace = "Tally_Acme"
+  }
+
+  expect_failures = [var.namespace]
+}

@@ -1,0 +1,81 @@
+"""Key rotation without downtime: publish, then sign, then retire."""
+
+from __future__ import annotations
+
+import httpx
+import jwt
+import pytest
+from fastapi import FastAPI
+
+from auth.keys import KeyRing, KeyRingError
+from tenants.schemas import Onboarded
+from tests.conftest import bearer
+from tests.tenants.builders import make_tenant, token_for
+
+
+@pytest.fixture
+async def acme(app: FastAPI) -> Onboarded:
+    return await make_tenant(app.state.tenants, "acme")
+
+
+def on_disk(app: FastAPI) -> KeyRing:
+    """What ``tally keys`` would load; the server notices changes within 1 s."""
+    ring = KeyRing.load(app.state.settings.keys_dir)
+    app.state.verifier._next_reload_check = 0.0  # skip the 1 s wait, not the mechanism
+    return ring
+
+
+async def jwks_kids(client: httpx.AsyncClient) -> list[str]:
+    keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
+    assert all("d" not in k for k in keys)
+    return [k["kid"] for k in keys]
+
+
+def kid_of(token: str) -> str:
+    kid: str = jwt.get_unverified_header(token)["kid"]
+    return kid
+
+
+async def works(client: httpx.AsyncClient, token: str) -> bool:
+    r = await client.post("/v1/sequences/default/next", headers=bearer(token))
+    assert r.status_code in (200, 401), r.text
+    return r.status_code == 200
+
+
+async def test_generate_publishes_before_signing_rotate_keeps_old_tokens_retire_ends_them(
+    client: httpx.AsyncClient, app: FastAPI, acme: Onboarded
+) -> None:
+    old_kid = on_disk(app).active.kid
+    old_token = await token_for(client, acme)
+    assert kid_of(old_token) == old_kid
+
+    new_kid = on_disk(app).generate()
+    assert await jwks_kids(client) == [old_kid, new_kid]  # published ...
+    assert kid_of(await token_for(client, acme)) == old_kid  # ... but not signing yet
+
+    assert on_disk(app).rotate() == new_kid
+    new_token = await token_for(client, acme)
+    assert kid_of(new_token) == new_kid
+    assert sorted(await jwks_kids(client)) == sorted([old_kid, new_kid])
+    assert await works(client, old_token), "a token of the previous key must stay valid"
+    assert await works(client, new_token)
+
+    on_disk(app).retire(old_kid)
+    on_disk(app)
+    assert await jwks_kids(client) == [new_kid]
+    assert not await works(client, old_token), "a retired key's token must be refused"
+    assert await works(client, new_token)
+    assert not (app.state.settings.keys_dir / f"{old_kid}.pem").exists()
+
+
+async def test_rotate_without_a_published_next_key_is_refused(app: FastAPI) -> None:
+    with pytest.raises(KeyRingError, match="tally keys generate"):
+        on_disk(app).rotate()
+
+
+async def test_the_active_key_cannot_be_retired(app: FastAPI) -> None:
+    ring = on_disk(app)
+    with pytest.raises(KeyRingError, match="active"):
+        ring.retire(ring.active.kid)
+    with pytest.raises(KeyRingError, match="no key"):
+        ring.retire("../../etc/passwd")

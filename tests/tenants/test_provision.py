@@ -1,0 +1,91 @@
+"""Rendering a tenant's provisioning bundle (no Terraform or Helm needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tenants.errors import ProvisionError
+from tenants.provision import render
+from tenants.schemas import PLANS, Branding, Plan, TenantOut
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def make_tenant(**overrides: object) -> TenantOut:
+    fields: dict[str, object] = {
+        "slug": "globex",
+        "name": "Globex",
+        "status": "active",
+        "plan": Plan(name="standard", **PLANS["standard"].model_dump()),
+        "branding": Branding(display_name="Globex", primary_color="#123456"),
+        "domain": None,
+        "timezone": "America/Los_Angeles",
+        "identity_provider": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    fields.update(overrides)
+    return TenantOut.model_validate(fields)
+
+
+def test_without_outputs_hosts_follow_the_platform_domain() -> None:
+    files = render(make_tenant(), platform_domain="tally.example.com")
+    values = files[Path("deploy/tenants/globex/values.yaml")]
+    assert "    - globex.tally.example.com\n" in values
+    assert 'publicUrl: "https://globex.tally.example.com"' in values
+    assert "roleArn" not in values and "repository" not in values
+    tenant_file = json.loads(files[Path("terraform/live/tenants/globex.json")])
+    assert tenant_file["domain"] is None and tenant_file["logo_url"] is None
+    assert tenant_file["namespace"] == "tally-globex"
+
+
+def test_a_custom_domain_becomes_the_public_url_and_a_second_host() -> None:
+    files = render(make_tenant(domain="ids.globex.com"), platform_domain="tally.example.com")
+    values = files[Path("deploy/tenants/globex/values.yaml")]
+    assert "    - globex.tally.example.com\n    - ids.globex.com\n" in values
+    assert 'issuer: "https://ids.globex.com"' in values
+
+
+def test_same_input_same_bytes() -> None:
+    a = render(make_tenant(), platform_domain="tally.example.com", image_tag="1.2.3")
+    b = render(make_tenant(), platform_domain="tally.example.com", image_tag="1.2.3")
+    assert a == b
+
+
+def test_unknown_platform_domain_is_a_clear_error() -> None:
+    with pytest.raises(ProvisionError, match="--platform-domain"):
+        render(make_tenant(), platform_domain=None)
+
+
+def test_outputs_for_another_namespace_are_refused() -> None:
+    outputs = {
+        "tenants": {
+            "value": {
+                "globex": {
+                    "namespace": "elsewhere",
+                    "hosts": ["h"],
+                    "public_url": "https://h",
+                }
+            }
+        }
+    }
+    with pytest.raises(ProvisionError, match="namespace"):
+        render(make_tenant(), platform_domain=None, outputs=outputs)
+
+
+def test_cli_refuses_an_unknown_tenant_or_bad_outputs_in_one_line(tmp_path: Path) -> None:
+    from tests.e2e.conftest import cli, server_env
+
+    env = server_env(tmp_path)
+    unknown = cli(env, "provision", "nope", "--platform-domain", "tally.example.com")
+    assert unknown.returncode != 0
+    assert unknown.stderr.strip().splitlines() == ["tally: No tenant 'nope'."]
+    bad = tmp_path / "outputs.json"
+    bad.write_text("[1, 2]")
+    result = cli(env, "provision", "nope", "--terraform-outputs", str(bad))
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "terraform").exists()
