@@ -50,7 +50,13 @@ pytest: $(VENV)/.stamp-dev $(CHECKOV_VENV)/bin/checkov
 
 test: lint pytest
 
-bench: $(VENV)/.stamp-dev
+$(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# Not part of `make test`. Needs wrk (bench.run says how to install it) and a quiet
+# machine; BENCH_ARGS e.g. "--only strict,cached --duration 5" or "--workers 2".
+bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from fastapi import Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."
     )
+    # Cached-mode blocks: sized between min and max, aiming to last about target seconds.
+    cached_block_min: int = Field(default=100, ge=1, le=10_000_000)
+    cached_block_max: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    cached_block_target_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     # A siloed (branded) instance serves one tenant; empty means pooled.
     tenant: str = ""
@@ -157,5 +162,16 @@ def load_settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """FastAPI dependency; tests override it with ``app.dependency_overrides``."""
+    """The process's settings (CLI, ``create_app()`` without arguments).
+
+    Routes use ``app_settings`` (the app's own copy) rather than overriding this
+    dependency: any ``app.dependency_overrides`` entry makes FastAPI re-inspect every
+    dependency on every request.
+    """
     return load_settings()
+
+
+async def app_settings(request: Request) -> Settings:
+    """FastAPI dependency: the settings the running app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings

@@ -20,15 +20,18 @@ from auth.tokens import TokenVerifier
 Admit = Callable[[TokenPrincipal], Awaitable[None]]
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+# Hot-path notes. Every dependency here is ``async def``: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop per dependency per request. And the
+# tenant-scoped checks call ``authenticate`` directly rather than through a chain of
+# sub-dependencies: each level costs FastAPI a full ``solve_dependencies`` pass.
+async def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
 
 
-async def authenticate(
-    request: Request, verifier: Annotated[TokenVerifier, Depends(get_verifier)]
-) -> TokenPrincipal:
+async def authenticate(request: Request) -> TokenPrincipal:
     """The caller's verified token; 401 if missing, invalid, or its tenant/client is not."""
+    verifier = await get_verifier(request)
     header = request.headers.get("authorization")
     if not header:
         raise MissingToken()
@@ -52,13 +55,17 @@ async def authenticate(
 Principal = Annotated[TokenPrincipal, Depends(authenticate)]
 
 
-def require(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
+def _has_scope(principal: TokenPrincipal, scope: str) -> TokenPrincipal:
+    if scope not in principal.scopes:
+        raise MissingScope(scope)
+    return principal
+
+
+def require(scope: str) -> Callable[[TokenPrincipal], Awaitable[TokenPrincipal]]:
     """A dependency that passes the principal through if it holds ``scope`` (else 403)."""
 
-    def check(principal: Principal) -> TokenPrincipal:
-        if scope not in principal.scopes:
-            raise MissingScope(scope)
-        return principal
+    async def check(principal: Principal) -> TokenPrincipal:
+        return _has_scope(principal, scope)
 
     check.__name__ = f"require_{scope.replace(':', '_')}"
     return check
@@ -71,11 +78,9 @@ def tenant_of(principal: TokenPrincipal) -> str:
     return principal.tenant
 
 
-def _tenant_scoped(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
-    checker = require(scope)
-
-    def check(principal: Principal) -> TokenPrincipal:
-        checker(principal)
+def _tenant_scoped(scope: str) -> Callable[[Request], Awaitable[TokenPrincipal]]:
+    async def check(request: Request) -> TokenPrincipal:
+        principal = _has_scope(await authenticate(request), scope)
         tenant_of(principal)
         return principal
 
@@ -84,12 +89,13 @@ def _tenant_scoped(scope: str) -> Callable[[TokenPrincipal], TokenPrincipal]:
 
 
 CanRead = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:read"))]
-CanNext = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:next"))]
+can_next = _tenant_scoped("sequences:next")
+CanNext = Annotated[TokenPrincipal, Depends(can_next)]
 CanWrite = Annotated[TokenPrincipal, Depends(_tenant_scoped("sequences:write"))]
 
 
-def _platform_admin(principal: Principal) -> TokenPrincipal:
-    require("platform:admin")(principal)
+async def _platform_admin(principal: Principal) -> TokenPrincipal:
+    _has_scope(principal, "platform:admin")
     if principal.tenant:
         # Platform administration is never done with a tenant-bound token.
         raise MissingScope("platform:admin")

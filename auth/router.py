@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.settings import Settings, get_settings
+from api.settings import Settings, app_settings
 from auth.dependencies import ClientCredentials, get_verifier
 from auth.errors import OAuthError
 from auth.schemas import SCOPES
@@ -89,7 +89,7 @@ async def jwks(verifier: Verifier) -> JSONResponse:
 
 
 @router.get("/.well-known/oauth-authorization-server")
-async def metadata(settings: Annotated[Settings, Depends(get_settings)]) -> dict[str, Any]:
+async def metadata(settings: Annotated[Settings, Depends(app_settings)]) -> dict[str, Any]:
     """RFC 8414 authorization server metadata."""
     base = settings.jwt_issuer.rstrip("/")
     return {

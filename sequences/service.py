@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from audit.service import SYSTEM, Actor, AuditLog
 from core.clock import Clock, SystemClock
 from core.errors import Unavailable
+from sequences.allocator import Allocator, BlockPolicy
 from sequences.errors import (
     CounterMoved,
     InvalidSequence,
@@ -102,6 +103,10 @@ class Sequence:
         )
 
 
+def _version(seq: Sequence) -> tuple[int, datetime]:
+    return (seq.revision, seq.created_at)
+
+
 def capacity(base: int, step: int, upper: int) -> int:
     """How many numbers ``base, base+step, ...`` fit at or below ``upper``.
 
@@ -128,6 +133,8 @@ class SequenceService:
         clock: Clock | None = None,
         timezone_of: TimezoneLookup = _utc,
         max_batch: int = 100_000,
+        coalesce: bool = True,
+        block_policy: BlockPolicy | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self.store = store
@@ -137,6 +144,7 @@ class SequenceService:
         self.max_batch = max_batch
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
         self._shapes: dict[tuple[str, str], Counter] = {}
+        self.allocator = Allocator(self, coalesce=coalesce, policy=block_policy, clock=self.clock)
 
     # -- definitions -----------------------------------------------------------------
     async def create(self, tenant: str, spec: SequenceCreate, *, actor: Actor = SYSTEM) -> Sequence:
@@ -184,6 +192,10 @@ class SequenceService:
         )
 
     def _remember(self, tenant: str, seq: Sequence) -> None:
+        known = self._definitions.get((tenant, seq.name))
+        if known is not None and _version(known[1]) != _version(seq):
+            # Changed here or by another process: leased blocks follow the old settings.
+            self.allocator.forget(tenant, seq.name)
         expires = self.clock.monotonic() + DEFINITION_TTL_SECONDS
         self._definitions[(tenant, seq.name)] = (expires, seq)
 
@@ -191,6 +203,7 @@ class SequenceService:
         self._definitions.pop((tenant, name), None)
         for key in [k for k in self._shapes if k[0] == tenant and k[1].split("/")[0] == name]:
             del self._shapes[key]
+        self.allocator.forget(tenant, name)
 
     # -- reading -----------------------------------------------------------------------
     async def describe(self, tenant: str, name: str) -> SequenceOut:
@@ -231,7 +244,22 @@ class SequenceService:
             return await self.next(tenant, DEFAULT_SEQUENCE)
 
     async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
-        """One conditional increment of the counter by ``n``; re-read and retry on a miss."""
+        """``n`` contiguous numbers: coalesced (strict) or from a leased block (cached)."""
+        return await self.allocator.allocate(tenant, seq, key, n)
+
+    async def remaining(self, tenant: str, seq: Sequence, key: str) -> int:
+        """How many numbers the counter has left before ``max`` (without cycling)."""
+        current = await self.store.read_counter(tenant, key)
+        return seq.fresh_counter().cap if current is None else current.remaining
+
+    async def increment(
+        self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
+    ) -> tuple[int, int]:
+        """One conditional increment of the counter by ``n``; re-read and retry on a miss.
+
+        ``wrap=False`` raises ``SequenceExhausted`` instead of cycling (the allocator's
+        coalesced batches use it to fall back to one request at a time).
+        """
         shape = self._shapes.get((tenant, key)) or seq.fresh_counter()
         for attempt in range(_MAX_ATTEMPTS):
             if attempt > 4:
@@ -253,7 +281,7 @@ class SequenceService:
                 shape = Counter(current.base, current.step, current.cap)
                 continue
             # Same shape, so the miss means too few numbers left.
-            if seq.cycle and n <= seq.fresh_counter().cap:
+            if seq.cycle and wrap and n <= seq.fresh_counter().cap:
                 # Wrap to start; a batch that does not fit the tail skips it.
                 wrapped = seq.fresh_counter()
                 await self.store.replace_counter(tenant, key, seq.name, current, wrapped)

@@ -172,3 +172,48 @@ async def test_cached_token_is_refused_after_its_exp(
     with pytest.raises(InvalidToken):
         verifier.verify(token, now=now + 120)
     assert token not in verifier._cache
+
+
+async def test_token_cache_never_serves_a_token_at_or_past_its_exp(
+    app: Any, settings: Settings, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auth.errors import InvalidToken
+
+    verifier = app.state.verifier
+    now = float(int(time.time()))
+    exp = int(now) + 60
+    token = signed(ring, claims(settings, iat=int(now), exp=exp))
+    full_checks = []
+    real = verifier._verify_uncached
+
+    def counting(tok: str, at: float) -> Any:
+        full_checks.append(at)
+        return real(tok, at)
+
+    monkeypatch.setattr(verifier, "_verify_uncached", counting)
+    verifier.verify(token, now=now)
+    verifier.verify(token, now=exp - 0.001)
+    assert len(full_checks) == 1, "the second call should have been a cache hit"
+    verifier.verify(token, now=exp)  # at exp the cache steps aside; leeway is the verifier's
+    assert len(full_checks) == 2
+    with pytest.raises(InvalidToken):
+        verifier.verify(token, now=exp + 3600)
+
+
+async def test_token_cache_is_bounded_and_can_be_switched_off(
+    settings: Settings, ring: KeyRing
+) -> None:
+    from auth.tokens import TokenVerifier
+
+    now = time.time()
+    tokens = [signed(ring, claims(settings, sub=f"c{i}", iat=int(now))) for i in range(5)]
+    small = TokenVerifier(
+        ring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, cache_size=2
+    )
+    off = TokenVerifier(
+        ring, issuer=settings.jwt_issuer, audience=settings.jwt_audience, cache_size=0
+    )
+    for t in tokens:
+        assert small.verify(t, now=now).subject == off.verify(t, now=now).subject
+    assert len(small._cache) == 2 and list(small._cache) == tokens[-2:]
+    assert len(off._cache) == 0

@@ -1,0 +1,260 @@
+"""The allocation engine: coalescing in strict mode, leased blocks in cached mode."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.settings import Settings
+from core.clock import FrozenClock
+from core.errors import Unavailable
+from sequences.allocator import BlockPolicy
+from sequences.errors import SequenceExhausted
+from sequences.schemas import SequenceCreate
+from sequences.service import Allocation, SequenceService
+from storage import Counter, Store, StoreUnavailable
+from storage.sqlite import SQLiteStore
+from tests.conftest import bearer
+
+
+class CountingStore:
+    """Wraps a real store: counts ``allocate`` calls and can fail the next ones."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.allocate_calls = 0
+        self.fail_next = 0
+        self.error: BaseException = StoreUnavailable("injected store failure")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+        self.allocate_calls += 1
+        if self.fail_next:
+            self.fail_next -= 1
+            await asyncio.sleep(0.001)  # the others queue up meanwhile
+            raise self.error
+        return await self.inner.allocate(tenant, key, seq, shape, n)
+
+
+async def service_on(store: Store, **kwargs: Any) -> tuple[SequenceService, CountingStore]:
+    counting = CountingStore(store)
+    service = SequenceService(counting, clock=kwargs.pop("clock", FrozenClock()), **kwargs)  # type: ignore[arg-type]
+    return service, counting
+
+
+async def take_all(service: SequenceService, counts: list[int], name: str = "orders") -> list[Any]:
+    results: list[Allocation | BaseException] = await asyncio.gather(
+        *(service.next("acme", name, n) for n in counts), return_exceptions=True
+    )
+    return results
+
+
+# -- strict: coalescing ------------------------------------------------------------------
+async def test_1000_concurrent_requests_get_1_to_1000_in_arrival_order_in_few_store_calls(
+    store: Store,
+) -> None:
+    service, counting = await service_on(store)
+    await service.create("acme", SequenceCreate(name="orders"))
+    results = await take_all(service, [1] * 1000)
+    assert [r.first for r in results] == list(range(1, 1001))
+    assert all(r.first == r.last and r.count == 1 for r in results)
+    assert counting.allocate_calls <= 20, "requests were not coalesced"
+
+
+async def test_coalesced_batches_get_contiguous_slices_in_arrival_order(store: Store) -> None:
+    service, counting = await service_on(store)
+    await service.create("acme", SequenceCreate(name="orders", start=100, step=3))
+    counts = [random.Random(7).randint(1, 9) for _ in range(300)]
+    results = await take_all(service, counts)
+    expected_first = 100
+    for n, r in zip(counts, results, strict=True):
+        assert (r.first, r.last, r.count) == (expected_first, expected_first + (n - 1) * 3, n)
+        expected_first = r.last + 3
+    assert counting.allocate_calls < 30
+
+
+async def test_a_failing_increment_fails_every_waiter_and_consumes_nothing(
+    store: Store,
+) -> None:
+    service, counting = await service_on(store)
+    await service.create("acme", SequenceCreate(name="orders"))
+    for error in (StoreUnavailable("down"), RuntimeError("driver bug")):
+        counting.error, counting.fail_next, counting.allocate_calls = error, 1, 0
+        results = await take_all(service, [1, 2, 3] * 20)
+        assert all(isinstance(r, Unavailable) for r in results), results
+        assert counting.allocate_calls == 1, "all 60 waiters should have shared one flight"
+    results = await take_all(service, [1])
+    assert results[0].first == 1, "the failed flights consumed numbers"
+
+
+async def test_every_waiter_gets_503_problem_json_when_the_store_fails(
+    settings: Settings, tmp_path: Any
+) -> None:
+    counting = CountingStore(SQLiteStore(tmp_path / "fail.db"))
+    await counting.inner.start()
+    app = create_app(settings, store=counting, clock=FrozenClock())  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        from auth.tokens import mint
+
+        token = mint(
+            app.state.verifier.ring,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            subject="t",
+            tenant="acme",
+            scopes=["sequences:next", "sequences:write", "sequences:read"],
+            ttl_seconds=60,
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            h = bearer(token)
+            await client.post("/v1/sequences", json={"name": "orders"}, headers=h)
+            counting.fail_next = 1
+            rs = await asyncio.gather(
+                *(client.post("/v1/sequences/orders/next", headers=h) for _ in range(20))
+            )
+            assert {r.status_code for r in rs} == {503}
+            assert all(r.headers["content-type"] == "application/problem+json" for r in rs)
+            assert all("retry-after" in r.headers for r in rs)
+            r = await client.post("/v1/sequences/orders/next", headers=h)
+            assert r.json()["value"] == 1
+    await counting.inner.close()
+
+
+async def test_a_coalesced_batch_past_max_serves_each_request_as_if_alone(
+    store: Store,
+) -> None:
+    service, _ = await service_on(store)
+    await service.create("acme", SequenceCreate(name="orders", max=10))
+    results = await take_all(service, [3, 4, 5, 2])
+    assert (results[0].first, results[0].last) == (1, 3)
+    assert (results[1].first, results[1].last) == (4, 7)
+    assert isinstance(results[2], SequenceExhausted)  # 5 would not fit alone either
+    assert (results[3].first, results[3].last) == (8, 9)  # 2 still fits, so it gets them
+
+
+async def test_a_coalesced_batch_on_a_cycling_sequence_wraps_like_single_requests(
+    store: Store,
+) -> None:
+    service, _ = await service_on(store)
+    await service.create("acme", SequenceCreate(name="orders", max=5, cycle=True))
+    await take_all(service, [3])
+    results = await take_all(service, [1, 1, 1, 2])
+    assert [(r.first, r.last) for r in results] == [(4, 4), (5, 5), (1, 1), (2, 3)]
+
+
+async def test_tenants_and_periods_never_share_a_flight(store: Store) -> None:
+    clock = FrozenClock()
+    service, _ = await service_on(store, clock=clock)
+    for tenant in ("acme", "globex"):
+        await service.create(tenant, SequenceCreate(name="orders", reset="daily"))
+    calls = [service.next(t, "orders") for _ in range(50) for t in ("acme", "globex")]
+    first = await asyncio.gather(*calls)
+    assert sorted(a.first for a in first) == sorted([*range(1, 51)] * 2)
+    clock.advance(86_400)
+    nxt = await asyncio.gather(*(service.next("acme", "orders") for _ in range(5)))
+    assert [a.first for a in nxt] == [1, 2, 3, 4, 5]
+    assert {a.period for a in nxt} != {a.period for a in first}
+
+
+async def test_without_coalescing_each_request_is_its_own_increment(store: Store) -> None:
+    service, counting = await service_on(store, coalesce=False)
+    await service.create("acme", SequenceCreate(name="orders"))
+    results = await take_all(service, [1] * 50)
+    assert sorted(r.first for r in results) == list(range(1, 51))
+    assert counting.allocate_calls >= 50
+
+
+# -- cached: leased blocks ---------------------------------------------------------------
+POLICY = BlockPolicy(min_block=10, max_block=640, target_seconds=1.0)
+
+
+async def test_cached_mode_serves_numbers_from_leased_blocks(store: Store) -> None:
+    service, counting = await service_on(store, block_policy=POLICY)
+    await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+    values = [(await service.next("acme", "orders")).first for _ in range(500)]
+    assert values == list(range(1, 501))  # one process, so in order and without gaps
+    assert counting.allocate_calls < 20
+
+
+async def test_block_size_adapts_up_under_load_and_back_down_when_idle(store: Store) -> None:
+    clock = FrozenClock()
+    service, _ = await service_on(store, block_policy=POLICY, clock=clock)
+    await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+    size = service.allocator.block_size
+    await service.next("acme", "orders")
+    assert size("acme", "orders") == 10
+    # Under load: blocks run out in no time (the clock does not move), so they double.
+    for _ in range(1500):
+        await service.next("acme", "orders")
+    assert size("acme", "orders") == 640
+    # Idle: a few requests per block-lifetime; each block lasts far past the target.
+    seen = []
+    for _ in range(2600):
+        clock.advance(0.5)
+        await service.next("acme", "orders")
+        seen.append(size("acme", "orders"))
+    assert seen[-1] == 10 and max(seen) == 640
+    assert seen == sorted(seen, reverse=True), "it should only shrink while idle"
+
+
+async def test_cached_batch_bigger_than_the_buffer_is_one_contiguous_range(
+    store: Store,
+) -> None:
+    service, _ = await service_on(store, block_policy=POLICY)
+    await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+    singles = [(await service.next("acme", "orders")).first for _ in range(5)]
+    big = await service.next("acme", "orders", 1000)
+    assert big.last - big.first == 999
+    after = [(await service.next("acme", "orders")).first for _ in range(20)]
+    taken = [*singles, *range(big.first, big.last + 1), *after]
+    assert len(set(taken)) == len(taken)
+
+
+async def test_cached_mode_exhausts_at_max_without_losing_the_tail(store: Store) -> None:
+    service, _ = await service_on(store, block_policy=POLICY)
+    await service.create("acme", SequenceCreate(name="orders", mode="cached", max=25))
+    values = [(await service.next("acme", "orders")).first for _ in range(25)]
+    assert values == list(range(1, 26))
+    with pytest.raises(SequenceExhausted):
+        await service.next("acme", "orders")
+
+
+async def test_cached_mode_on_a_cycling_sequence_starts_again(store: Store) -> None:
+    service, _ = await service_on(store, block_policy=POLICY)
+    await service.create("acme", SequenceCreate(name="orders", mode="cached", max=25, cycle=True))
+    values = [(await service.next("acme", "orders")).first for _ in range(30)]
+    assert values == [*range(1, 26), *range(1, 6)]
+
+
+async def test_cached_processes_and_restarts_never_repeat_a_number(store: Store) -> None:
+    a, _ = await service_on(store, block_policy=POLICY)
+    await a.create("acme", SequenceCreate(name="orders", mode="cached"))
+    b, _ = await service_on(store, block_policy=POLICY)
+    taken: list[int] = []
+    for _ in range(300):
+        taken.append((await a.next("acme", "orders")).first)
+        taken.append((await b.next("acme", "orders")).first)
+    restarted, _ = await service_on(store, block_policy=POLICY)  # a's leases are lost: a gap
+    taken += [(await restarted.next("acme", "orders")).first for _ in range(300)]
+    assert len(set(taken)) == len(taken)
+
+
+async def test_a_changed_definition_drops_the_leased_blocks(store: Store) -> None:
+    from dataclasses import replace
+
+    service, _ = await service_on(store, block_policy=POLICY)
+    seq = await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+    await service.next("acme", "orders")
+    assert service.allocator.block_size("acme", "orders") is not None
+    service._remember("acme", replace(seq, revision=seq.revision + 1))
+    assert service.allocator.block_size("acme", "orders") is None
+    taken = [(await service.next("acme", "orders")).first for _ in range(5)]
+    assert min(taken) > 1 and len(set(taken)) == 5  # a new block: a gap, no repeat
