@@ -6,6 +6,7 @@
     ├── Forbidden                   403
     ├── NotFound                    404
     ├── Conflict                    409
+    ├── PayloadTooLarge             413
     ├── Unprocessable               422
     ├── TooManyRequests             429  + Retry-After
     └── Unavailable                 503  + Retry-After
@@ -75,6 +76,12 @@ class Conflict(TallyError):
     status = 409
     type = "conflict"
     title = "Conflict"
+
+
+class PayloadTooLarge(TallyError):
+    status = 413
+    type = "payload-too-large"
+    title = "Payload too large"
 
 
 class Unprocessable(TallyError):

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from auth.dependencies import can_next
+from core.errors import PayloadTooLarge
 from sequences.schemas import NAME_PATTERN, NextRequest
 from sequences.service import SequenceService
 
@@ -25,6 +26,7 @@ Sequences = Annotated[SequenceService, Depends(get_sequence_service)]
 
 
 _NAME = re.compile(NAME_PATTERN)
+MAX_NEXT_BODY = 4096
 NAME_DESCRIPTION = "1-64 of a-z 0-9 . _ -, starting with a letter or digit."
 
 
@@ -33,9 +35,15 @@ async def _body(request: Request) -> bytes:
     ``request.body()`` costs a stream generator and a weakref set on top)."""
     message = await request.receive()
     chunks = [message.get("body", b"")]
-    while message.get("more_body"):
+    size = len(chunks[0])
+    while True:
+        if size > MAX_NEXT_BODY:  # `{"count": n}` is a few bytes; never buffer megabytes
+            raise PayloadTooLarge(f"The body of next must be at most {MAX_NEXT_BODY} bytes.")
+        if not message.get("more_body"):
+            break
         message = await request.receive()
         chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
     if message["type"] == "http.disconnect":
         raise ClientDisconnect()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -246,3 +246,30 @@ async def test_first_batch_larger_than_the_whole_range_409s_not_503(
     assert r.status_code == 409 and r.json()["type"].endswith("/sequence-exhausted")
     r = await client.post("/v1/sequences/small/next", json={"count": 3}, headers=h)
     assert (r.json()["value"], r.json()["last"]) == (1, 3)
+
+
+async def test_an_oversized_next_body_is_413_problem_json(
+    client: httpx.AsyncClient, auth_headers: Headers
+) -> None:
+    h = {**auth_headers(), "content-type": "application/json"}
+    await create(client, auth_headers(), name="invoices")
+    body = b'{"count": 1, "pad": "' + b"x" * 100_000 + b'"}'
+    r = await client.post("/v1/sequences/invoices/next", content=body, headers=h)
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+    peek = await client.get("/v1/sequences/invoices", headers=auth_headers())
+    assert peek.json()["next"] == 1
+
+
+async def test_a_tenants_plan_caps_the_batch_size(
+    app: object, client: httpx.AsyncClient, auth_headers: Headers
+) -> None:
+    from tenants.schemas import TenantCreate
+
+    await app.state.tenants.create(TenantCreate(slug="tiny", name="Tiny", plan="free"))  # type: ignore[attr-defined]
+    h = auth_headers("tiny")
+    await create(client, h, name="s")
+    r = await client.post("/v1/sequences/s/next", json={"count": 101}, headers=h)
+    assert r.status_code == 422 and "at most 100" in r.json()["detail"]
+    r = await client.post("/v1/sequences/s/next", json={"count": 100}, headers=h)
+    assert (r.json()["value"], r.json()["last"]) == (1, 100)
