@@ -38,6 +38,28 @@ class AuditLog:
         self.store = store
         self.clock = clock or SystemClock()
 
+    def entry(
+        self,
+        tenant: str,
+        actor: Actor,
+        action: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> AuditEntry:
+        """An entry stamped with the current instant (not yet written)."""
+        return AuditEntry(
+            at=self.clock.now(),
+            actor=actor.subject,
+            client_id=actor.client_id,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            tenant=tenant,
+        )
+
     async def record(
         self,
         tenant: str,
@@ -49,17 +71,9 @@ class AuditLog:
         after: dict[str, Any] | None,
     ) -> AuditEntry:
         """Append one entry to the tenant's trail, stamped with the current instant."""
-        entry = AuditEntry(
-            at=self.clock.now(),
-            actor=actor.subject,
-            client_id=actor.client_id,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-        )
+        entry = self.entry(tenant, actor, action, target, before=before, after=after)
         entry_id = await self.store.append_audit(tenant, entry)
-        return replace(entry, id=entry_id, tenant=tenant)
+        return replace(entry, id=entry_id)
 
     async def list(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
         """The tenant's entries, oldest first, strictly after the cursor ``after``."""

@@ -221,16 +221,7 @@ class _HeldBack(AuditLog):
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> AuditEntry:
-        entry = AuditEntry(
-            at=self.clock.now(),
-            actor=actor.subject,
-            client_id=actor.client_id,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            tenant=tenant,
-        )
+        entry = self.entry(tenant, actor, action, target, before=before, after=after)
         self._held.append((entry, actor))
         return entry
 
