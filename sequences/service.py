@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,20 @@ from storage import AlreadyExists, Counter, SequenceRecord, Store
 
 DEFAULT_SEQUENCE = "default"
 _MAX_ATTEMPTS = 32
+
+
+async def _backoff(attempt: int) -> None:
+    """Jittered exponential pause between compare-and-set retries (up to 50 ms).
+
+    Administrative moves (PATCH, advance) compare-and-set the whole counter; under a
+    steady stream of allocations the counter changes every few milliseconds, so retrying
+    at once would keep losing the race.
+    """
+    if attempt:
+        cap = min(0.05, 0.001 * 2**attempt)
+        await asyncio.sleep(random.uniform(cap / 2, cap))  # noqa: S311 - jitter, not crypto
+
+
 # How long a process trusts its cached copy of a definition changed by *another*
 # process (changes made through this process invalidate at once).
 DEFINITION_TTL_SECONDS = 5.0
@@ -260,17 +275,24 @@ class SequenceService:
         ``wrap=False`` raises ``SequenceExhausted`` instead of cycling (the allocator's
         coalesced batches use it to fall back to one request at a time).
         """
-        shape = self._shapes.get((tenant, key)) or seq.fresh_counter()
+        # Only a definition read from the store in this call may found a counter (or
+        # wrap one): a cached definition may be up to DEFINITION_TTL_SECONDS old, and a
+        # counter made from it would keep its outdated start/step/max for good.
+        cached = self._shapes.get((tenant, key))
+        shape = cached or seq.fresh_counter()
+        verified = False
         for attempt in range(_MAX_ATTEMPTS):
             if attempt > 4:
                 await asyncio.sleep(0.001 * attempt)  # heavy contention: back off a little
-            ticks = await self.store.allocate(tenant, key, seq.name, shape, n)
+            ticks = await self.store.allocate(tenant, key, seq.name, shape, n, create=verified)
             if ticks is not None:
                 self._shapes[(tenant, key)] = shape
                 first = shape.value_at(ticks - n)
                 return first, first + (n - 1) * shape.step
             current = await self.store.read_counter(tenant, key)
             if current is None:
+                seq = await self.get(tenant, seq.name, fresh=True)  # 404 if it was deleted
+                verified = True
                 shape = seq.fresh_counter()
                 if n > shape.cap:  # even a fresh counter cannot hold this batch
                     raise SequenceExhausted(
@@ -281,12 +303,14 @@ class SequenceService:
                 shape = Counter(current.base, current.step, current.cap)
                 continue
             # Same shape, so the miss means too few numbers left.
-            if seq.cycle and wrap and n <= seq.fresh_counter().cap:
-                # Wrap to start; a batch that does not fit the tail skips it.
+            if wrap and seq.cycle:
+                seq = await self.get(tenant, seq.name, fresh=True)
                 wrapped = seq.fresh_counter()
-                await self.store.replace_counter(tenant, key, seq.name, current, wrapped)
-                shape = wrapped
-                continue
+                if seq.cycle and n <= wrapped.cap:
+                    # Wrap to start; a batch that does not fit the tail skips it.
+                    await self.store.replace_counter(tenant, key, seq.name, current, wrapped)
+                    shape = wrapped
+                    continue
             raise SequenceExhausted(
                 f"Sequence '{seq.name}' has {current.remaining} number(s) left below its"
                 f" maximum; {n} requested."
@@ -350,7 +374,8 @@ class SequenceService:
         step, as PostgreSQL's ALTER SEQUENCE does, and nothing issued is reissued.
         """
         _period, key = await self._current_key(tenant, seq)
-        for _ in range(_MAX_ATTEMPTS):
+        for attempt in range(_MAX_ATTEMPTS):
+            await _backoff(attempt)
             current = await self.store.read_counter(tenant, key)
             if current is None:
                 # Pin the new shape now, so no process with the old definition cached
@@ -385,7 +410,8 @@ class SequenceService:
             low = seq.min if seq.min is not None else "-"
             raise InvalidSequence(f"to must be within min..max ({low}..{seq.upper}).")
         period, key = await self._current_key(tenant, seq)
-        for _ in range(_MAX_ATTEMPTS):
+        for attempt in range(_MAX_ATTEMPTS):
+            await _backoff(attempt)
             current = await self.store.read_counter(tenant, key)
             nxt = next_value(seq, current)
             last = current.value_at(current.ticks - 1) if current and current.ticks else None
@@ -474,9 +500,10 @@ def next_out(seq: Sequence, alloc: Allocation) -> NextOut:
     if seq.template is not None:
         formatted = seq.template.render(alloc.first, alloc.at)
         if alloc.count <= FORMATTED_RANGE_LIMIT:
+            # The step the counter actually used (another process may have changed it).
+            step = (alloc.last - alloc.first) // (alloc.count - 1) if alloc.count > 1 else 1
             formatted_range = [
-                seq.template.render(alloc.first + i * seq.step, alloc.at)
-                for i in range(alloc.count)
+                seq.template.render(alloc.first + i * step, alloc.at) for i in range(alloc.count)
             ]
     return NextOut(
         sequence=seq.name,

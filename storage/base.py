@@ -128,11 +128,15 @@ class Store(Protocol):
     # -- counters -------------------------------------------------------------
     async def read_counter(self, tenant: str, key: str) -> Counter | None: ...
 
-    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
         """Add ``n`` to ticks iff the counter has ``shape`` and room; return the new ticks.
 
-        A missing counter is created with ``shape`` (ticks ``n``). ``None`` means
-        nothing changed: the counter has another shape or too few ticks left.
+        A missing counter is created with ``shape`` (ticks ``n``) when ``create``; callers
+        pass ``create=False`` unless ``shape`` comes from a definition they just read, so
+        a cached, outdated shape can never found a counter. ``None`` means nothing
+        changed: no such counter (and no ``create``), another shape, or too few ticks left.
         """
         ...
 

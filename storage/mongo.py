@@ -152,7 +152,9 @@ class MongoStore:
         doc = await self._call(self.counters.find_one({"_id": _doc_id(tenant, key)}))
         return _counter(doc) if doc else None
 
-    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
         if n < 1 or n > shape.cap:
             return None
         try:
@@ -166,7 +168,7 @@ class MongoStore:
                         "ticks": {"$lte": shape.cap - n},
                     },
                     {"$inc": {"ticks": n}, "$setOnInsert": {"tenant": tenant, "seq": seq}},
-                    upsert=True,
+                    upsert=create,
                     return_document=ReturnDocument.AFTER,
                     projection={"ticks": True},
                 )
@@ -176,7 +178,7 @@ class MongoStore:
             return None
         except OperationFailure as exc:
             raise StoreUnavailable(f"MongoDB refused the allocation: {exc.code}") from exc
-        return int(doc["ticks"])
+        return None if doc is None else int(doc["ticks"])
 
     async def replace_counter(
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter

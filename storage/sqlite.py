@@ -265,7 +265,9 @@ class SQLiteStore:
         )
         return Counter(*row) if row else None
 
-    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
         if n < 1 or n > shape.cap:
             return None
 
@@ -281,7 +283,7 @@ class SQLiteStore:
             exists = conn.execute(
                 "SELECT 1 FROM counters WHERE tenant = ? AND key = ?", (tenant, key)
             ).fetchone()
-            if exists:
+            if exists or not create:
                 return None
             conn.execute(
                 "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -148,8 +148,10 @@ def _scalar(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return "{}" if isinstance(value, dict) else "[]"
     text = str(value)
-    reserved = {"true", "false", "yes", "no", "on", "off", "null", "~", ""}
-    if _PLAIN.match(text) and text.lower() not in reserved and not text[0].isdigit():
+    # Plain only when it starts with a letter and is no YAML 1.1/1.2 keyword (Helm's
+    # parser still reads y/n/yes/no/on/off as booleans); everything else is quoted.
+    reserved = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf"}
+    if _PLAIN.match(text) and text[0].isalpha() and text.lower() not in reserved:
         return text
     return json.dumps(text)
 

@@ -201,3 +201,11 @@ async def test_audit_rejects_a_malformed_cursor(store: Store, cursor: str) -> No
     await store.append_audit("acme", make_entry())
     with pytest.raises(InvalidCursor):
         await store.list_audit("acme", after=cursor, limit=10)
+
+
+async def test_allocate_without_create_never_founds_a_counter(store: Store) -> None:
+    shape = Counter(base=1, step=1, cap=1000)
+    assert await store.allocate("acme", "k", "k", shape, 1, create=False) is None
+    assert await store.read_counter("acme", "k") is None
+    assert await store.allocate("acme", "k", "k", shape, 1, create=True) == 1
+    assert await store.allocate("acme", "k", "k", shape, 1, create=False) == 2

@@ -91,7 +91,10 @@ def test_provisioned_release_is_the_branded_siloed_instance(
 
 @pytest.mark.parametrize(
     "text",
-    ["yes", "null", "007", "a: b", "- x", "#FF6600", "x\ny: z", "{a}", "'q'", '"dq"', "ünï", ""],
+    [
+        *["yes", "y", "N", "null", "007", "-", "-1", ".5", ".inf", "a: b", "- x", "#FF6600"],
+        *["x\ny: z", "{a}", "'q'", '"dq"', "ünï", ""],
+    ],
 )
 def test_values_writer_round_trips_hostile_strings(text: str) -> None:
     try:

@@ -34,13 +34,15 @@ class CountingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def allocate(self, tenant: str, key: str, seq: str, shape: Counter, n: int) -> int | None:
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
         self.allocate_calls += 1
         if self.fail_next:
             self.fail_next -= 1
             await asyncio.sleep(0.001)  # the others queue up meanwhile
             raise self.error
-        return await self.inner.allocate(tenant, key, seq, shape, n)
+        return await self.inner.allocate(tenant, key, seq, shape, n, create=create)
 
 
 async def service_on(store: Store, **kwargs: Any) -> tuple[SequenceService, CountingStore]:
