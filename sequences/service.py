@@ -432,6 +432,7 @@ class SequenceService:
                 break
         else:
             raise Unavailable("The counter is under heavy contention; try again.")
+        await self._bump_revision(tenant, name)
         self._forget(tenant, name)
         where = {"period": period} if period else {}
         await self.audit.record(
@@ -443,6 +444,24 @@ class SequenceService:
             after={**where, "next": to},
         )
         return await self.describe(tenant, name)
+
+    async def _bump_revision(self, tenant: str, name: str) -> None:
+        """Give the definition a new revision, so other processes (which compare it when
+        their definition cache refreshes, within DEFINITION_TTL_SECONDS) drop cached-mode
+        blocks leased before the counter moved."""
+        for _ in range(_MAX_ATTEMPTS):
+            record = await self.store.get_sequence(tenant, name)
+            if record is None:
+                return
+            bumped = SequenceRecord(
+                name=name,
+                config=record.config,
+                created_at=record.created_at,
+                updated_at=self.clock.now(),
+                revision=record.revision + 1,
+            )
+            if await self.store.update_sequence(tenant, bumped, expected_revision=record.revision):
+                return
 
     async def _current_key(self, tenant: str, seq: Sequence) -> tuple[str, str]:
         local = local_time(self.clock.now(), await self.timezone_of(tenant))

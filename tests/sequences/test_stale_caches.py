@@ -71,3 +71,15 @@ async def test_formatted_range_uses_the_step_the_counter_used(store: Store) -> N
     out = next_out(seq, await b.next("acme", "f", 3))
     assert (out.value, out.last) == (11, 31)
     assert out.formatted_range == ["F-11", "F-21", "F-31"]
+
+
+async def test_advance_makes_other_processes_drop_their_cached_blocks(store: Store) -> None:
+    from sequences.service import DEFINITION_TTL_SECONDS
+
+    clock = FrozenClock()
+    a, b = SequenceService(store, clock=clock), SequenceService(store, clock=clock)
+    await a.create("acme", SequenceCreate(name="c", mode="cached"))
+    assert (await b.next("acme", "c")).first == 1  # b leases a block starting at 1
+    await a.advance("acme", "c", 5000)
+    clock.advance(DEFINITION_TTL_SECONDS + 1)  # b's definition cache expires
+    assert (await b.next("acme", "c")).first >= 5000
