@@ -302,7 +302,11 @@ class SequenceService:
             if current.shape != shape.shape:
                 shape = Counter(current.base, current.step, current.cap)
                 continue
-            # Same shape, so the miss means too few numbers left.
+            if current.remaining >= n:
+                # Same shape and room: it changed between our two reads (e.g. another
+                # request created it after our create=False miss). Just try again.
+                continue
+            # Same shape, too few numbers left.
             if wrap and seq.cycle:
                 seq = await self.get(tenant, seq.name, fresh=True)
                 wrapped = seq.fresh_counter()

@@ -83,3 +83,36 @@ async def test_advance_makes_other_processes_drop_their_cached_blocks(store: Sto
     await a.advance("acme", "c", 5000)
     clock.advance(DEFINITION_TTL_SECONDS + 1)  # b's definition cache expires
     assert (await b.next("acme", "c")).first >= 5000
+
+
+class _RacedStore:
+    """Lets another process create the counter between our create=False miss and re-read."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.raced = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: object, n: int, *, create: bool = True
+    ) -> int | None:
+        result = await self.inner.allocate(tenant, key, seq, shape, n, create=create)  # type: ignore[arg-type]
+        if result is None and not create and not self.raced:
+            self.raced = True
+            await self.inner.allocate(tenant, key, seq, shape, 1, create=True)  # type: ignore[arg-type]
+        return result
+
+
+async def test_a_counter_created_by_a_racing_process_is_used_not_called_exhausted(
+    store: Store,
+) -> None:
+    a = SequenceService(store, clock=FrozenClock())
+    await a.create("acme", SequenceCreate(name="r", reset="daily"))
+    a._shapes.clear()  # as if the shape were cached from another period
+    b = SequenceService(_RacedStore(store), clock=FrozenClock())  # type: ignore[arg-type]
+    await b.get("acme", "r")
+    b._shapes[("acme", "r/2026-01-01")] = (await b.get("acme", "r")).fresh_counter()
+    alloc = await b.next("acme", "r")
+    assert alloc.first == 2  # the racing process took 1
