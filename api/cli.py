@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from api.app import load_keys
+    from api.logs import uvicorn_log_config
     from auth.keys import KeyRingError
 
     settings = load_settings()
@@ -65,6 +66,7 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
+        log_config=uvicorn_log_config(),
         server_header=False,
         log_level="info",
     )

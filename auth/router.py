@@ -69,13 +69,14 @@ _FORM_BODY: dict[str, Any] = {
 @router.post(
     "/oauth/token", response_model=TokenResponse, responses=_ERRORS, openapi_extra=_FORM_BODY
 )
-async def token(credentials: ClientCredentials, issuer: Issuer) -> JSONResponse:
+async def token(request: Request, credentials: ClientCredentials, issuer: Issuer) -> JSONResponse:
     """OAuth 2.0 client credentials grant: a form body, client_secret_basic or _post."""
     body = await issuer.issue(
         credentials.client_id,
         credentials.client_secret,
         credentials.scope,
         basic=credentials.basic,
+        source=request.client.host if request.client else "",
     )
     return JSONResponse(body, headers=_NO_STORE)
 

@@ -20,8 +20,8 @@ class ClientDirectory(Protocol):
 
 
 class FailureThrottle:
-    """Per-client lockout: ``max_failures`` failed attempts within ``window`` seconds
-    lock that client id for the rest of the window, right secret or not.
+    """Lockout: ``max_failures`` failed attempts within ``window`` seconds lock that key
+    (a client id and source address) for the rest of the window, right secret or not.
 
     Per process, bounded in size (oldest entries dropped); keyed by the client id the
     caller sent, so guessing secrets for one client cannot lock out another.
@@ -97,10 +97,16 @@ class TokenIssuer:
         self.throttle = throttle
 
     async def issue(
-        self, client_id: str, secret: str, scope: str | None, *, basic: bool
+        self, client_id: str, secret: str, scope: str | None, *, basic: bool, source: str = ""
     ) -> dict[str, Any]:
-        """The token response for valid client credentials (RFC 6749 §4.4.3)."""
-        wait = self.throttle.retry_after(client_id)
+        """The token response for valid client credentials (RFC 6749 §4.4.3).
+
+        Failures are throttled per (client id, source address): client ids are not
+        secret (every token names its client), so a lockout keyed on the id alone would
+        let anyone lock a client out; this way a guesser locks out only itself.
+        """
+        key = f"{client_id}|{source}"
+        wait = self.throttle.retry_after(key)
         if wait:
             raise OAuthError(
                 "temporarily_unavailable",
@@ -112,9 +118,9 @@ class TokenIssuer:
             client = await self.clients.authenticate_client(client_id, secret)
         except ClientAuthFailed as exc:
             if exc.counts:
-                self.throttle.failed(client_id)
+                self.throttle.failed(key)
             raise invalid_client(exc.reason, basic=basic) from None
-        self.throttle.succeeded(client_id)
+        self.throttle.succeeded(key)
         granted = narrow(client.scopes, scope)
         token = mint(
             self.verifier.signing_ring(),

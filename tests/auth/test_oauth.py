@@ -181,6 +181,11 @@ async def test_repeated_failures_throttle_the_client_then_lift(
     assert 1 <= int(r.headers["retry-after"]) <= settings.oauth_lockout_seconds
     other = await make_tenant(app.state.tenants, "globex")
     assert (await request_token(client, other.client_id, other.client_secret)).status_code == 200
+    # The lockout is the guesser's own: the real client, elsewhere, still gets tokens.
+    elsewhere = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://tally.test") as real:
+        r = await request_token(real, acme.client_id, acme.client_secret)
+        assert r.status_code == 200, r.text
     clock.advance(settings.oauth_lockout_seconds)
     r = await request_token(client, acme.client_id, acme.client_secret)
     assert r.status_code == 200, r.text

@@ -68,3 +68,22 @@ def test_token_command_prints_only_a_token(e2e_env: dict[str, str]) -> None:
     assert result.stdout.count("\n") == 1 and result.stdout.strip().count(".") == 2
     bad = cli(e2e_env, "token", "--tenant", "acme", "--scope", "root")
     assert bad.returncode != 0 and "unknown scope" in bad.stderr
+
+
+async def test_access_log_never_holds_a_query_string_secret(e2e_env: dict[str, str]) -> None:
+    from pathlib import Path
+
+    secret = "s3cr3t-in-the-query-string"
+    with running_server(e2e_env) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            r = await client.post(
+                f"/oauth/token?client_id=acme.0&client_secret={secret}",
+                data={"grant_type": "client_credentials"},
+            )
+            assert r.status_code == 400 and secret not in r.text
+            await client.get("/healthz?probe=1")
+    logs = "".join(
+        p.read_text() for p in Path(e2e_env["TALLY_KEYS_DIR"]).parent.glob("server-*.log")
+    )
+    assert '"GET /healthz HTTP/1.1" 200' in logs  # access logging is on
+    assert secret not in logs and "probe=1" not in logs
