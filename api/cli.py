@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Annotated
 
 import typer
 
-from api.settings import SettingsError, load_settings
+from api.settings import Settings, SettingsError, load_settings
 from auth import cli as auth_cli
 from core.cli import fail
+from storage import StoreUnavailable, open_store
+from storage.sqlite import path_from_url
 from tenants import cli as tenants_cli
 
 app = typer.Typer(
@@ -42,14 +46,14 @@ def serve(
     try:
         # Made here, before workers fork, so they all load the same key.
         load_keys(settings)
-    except KeyRingError as exc:
-        fail(str(exc))
-    if settings.store_kind == "sqlite":
-        from storage.sqlite import path_from_url
-
-        path_from_url(settings.store_url.get_secret_value()).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+    except (KeyRingError, OSError) as exc:
+        fail(f"cannot use the signing keys in TALLY_KEYS_DIR ({settings.keys_dir}): {exc}", 2)
+    try:
+        asyncio.run(_check_store(settings))
+    except (StoreUnavailable, OSError, sqlite3.Error) as exc:
+        # The message never holds the URL itself: it may carry a password.
+        reason = exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
+        fail(f"cannot open the store named by TALLY_STORE_URL: {reason}", 2)
     typer.echo(
         f"Tally on http://{host}:{port} (store: {settings.store_kind}).\n"
         "Get a development token:\n"
@@ -70,6 +74,20 @@ def serve(
         server_header=False,
         log_level="info",
     )
+
+
+async def _check_store(settings: Settings) -> None:
+    """Open, prepare and ping the store once, so a bad one is one line, not a traceback."""
+    if settings.store_kind == "sqlite":
+        path_from_url(settings.store_url.get_secret_value()).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    store = open_store(settings)
+    try:
+        await store.start()
+        await store.ping()
+    finally:
+        await store.close()
 
 
 def main() -> None:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
     max_batch: int = Field(default=100_000, ge=1, le=10_000_000)
+    max_body_bytes: int = Field(
+        default=65_536, ge=1024, le=10_485_760, description="Largest request body accepted."
+    )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."

@@ -32,9 +32,12 @@ async def get_verifier(request: Request) -> TokenVerifier:
 async def authenticate(request: Request) -> TokenPrincipal:
     """The caller's verified token; 401 if missing, invalid, or its tenant/client is not."""
     verifier = await get_verifier(request)
-    header = request.headers.get("authorization")
-    if not header:
+    headers = request.headers.getlist("authorization")
+    if not headers:
         raise MissingToken()
+    if len(headers) > 1:  # which one would a proxy or a log have looked at?
+        raise InvalidToken("Send exactly one Authorization header.")
+    header = headers[0]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken()

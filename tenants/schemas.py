@@ -80,7 +80,19 @@ def _fetchable(v: str) -> str:
 
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN), AfterValidator(_slug)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+def _printable(v: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_printable),
+]
 Color = Annotated[str, StringConstraints(pattern=COLOR_PATTERN)]
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
 Domain = Annotated[str, AfterValidator(_domain)]

@@ -217,3 +217,13 @@ async def test_token_cache_is_bounded_and_can_be_switched_off(
         assert small.verify(t, now=now).subject == off.verify(t, now=now).subject
     assert len(small._cache) == 2 and list(small._cache) == tokens[-2:]
     assert len(off._cache) == 0
+
+
+async def test_two_authorization_headers_401(
+    client: httpx.AsyncClient, seeded: dict[str, str]
+) -> None:
+    doubled = httpx.Headers([("Authorization", seeded["Authorization"])] * 2)
+    r = await client.post("/v1/sequences/invoices/next", headers=doubled)
+    assert r.status_code == 401 and "exactly one" in r.json()["detail"]
+    peek = await client.get("/v1/sequences/invoices", headers=seeded)
+    assert peek.json()["last"] == 1

@@ -87,3 +87,28 @@ async def test_access_log_never_holds_a_query_string_secret(e2e_env: dict[str, s
     )
     assert '"GET /healthz HTTP/1.1" 200' in logs  # access logging is on
     assert secret not in logs and "probe=1" not in logs
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"TALLY_KEYS_DIR": "/etc/passwd"}, "TALLY_KEYS_DIR"),
+        ({"TALLY_STORE_URL": "sqlite:////proc/no-such-dir/tally.db"}, "TALLY_STORE_URL"),
+        (
+            {
+                "TALLY_STORE_URL": "mongodb://user:hunter2@127.0.0.1:1/?directConnection=true",
+                "TALLY_MONGO_TIMEOUT_MS": "300",
+            },
+            "TALLY_STORE_URL",
+        ),
+    ],
+    ids=["keys-dir-is-a-file", "sqlite-dir-unwritable", "mongodb-unreachable"],
+)
+def test_an_unusable_keys_dir_or_store_stops_serve_with_one_line(
+    e2e_env: dict[str, str], overrides: dict[str, str], names: str
+) -> None:
+    result = cli({**e2e_env, **overrides}, "serve", "--port", "1")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and names in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr

@@ -89,3 +89,13 @@ def test_cli_refuses_an_unknown_tenant_or_bad_outputs_in_one_line(tmp_path: Path
     result = cli(env, "provision", "nope", "--terraform-outputs", str(bad))
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "terraform").exists()
+
+
+def test_tenant_names_refuse_control_characters() -> None:
+    from pydantic import ValidationError
+
+    from tenants.schemas import TenantCreate
+
+    with pytest.raises(ValidationError, match="control characters"):
+        TenantCreate(slug="acme", name="Acme\x00Corp")
+    assert TenantCreate(slug="acme", name="Acme Ünïcode").name == "Acme Ünïcode"
