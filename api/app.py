@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import health, landing, problems
-from api.limits import BodyLimit
 from api.settings import Settings, get_settings
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
@@ -137,7 +136,6 @@ def create_app(
         redoc_url=None,
     )
     problems.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Routes match in order and matching is per-request work: the hot API goes first.
     app.include_router(sequences_router)
     app.include_router(landing.router)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
+from api.limits import BodyLimitedRoute
 from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, CanWrite
 from core.errors import Unprocessable
@@ -23,7 +24,7 @@ from sequences.schemas import (
 )
 from sequences.service import next_out
 
-router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
+router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.limits import BodyLimitedRoute
 from audit.service import Actor
 from auth.dependencies import PlatformAdmin
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
@@ -24,7 +25,7 @@ from tenants.schemas import (
     TenantUpdate,
 )
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"])
+router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=BodyLimitedRoute)
 
 
 @router.get("/tenants", response_model=TenantPage)
