@@ -584,10 +584,7 @@ class TenantService:
         if self.only_tenant and principal.tenant and principal.tenant != self.only_tenant:
             raise InvalidToken(f"This instance serves only tenant '{self.only_tenant}'.")
         if principal.tenant:
-            entry = self._tenants.get(principal.tenant)
-            state = entry[1] if entry is not None and entry[0] > now else None
-            if entry is None or entry[0] <= now:
-                state = await self._tenant_state(principal.tenant)
+            state = await self._state(principal.tenant, now)
             if state is None:
                 if not self.allow_unregistered:
                     raise InvalidToken("The token's tenant is not registered.")
@@ -612,22 +609,22 @@ class TenantService:
         if not active:
             raise InvalidToken("The client is revoked.")
 
+    async def _state(self, tenant: str, now: float | None = None) -> _TenantState | None:
+        """The tenant's cached state (None: unregistered), reloaded once its TTL is past."""
+        entry = self._tenants.get(tenant)
+        current = self.clock.monotonic() if now is None else now
+        if entry is not None and entry[0] > current:
+            return entry[1]
+        return await self._tenant_state(tenant)
+
     async def max_batch_of(self, tenant: str) -> int | None:
         """The tenant's plan's largest ``count``; None for unregistered tenants."""
-        entry = self._tenants.get(tenant)
-        if entry is not None and entry[0] > self.clock.monotonic():
-            state = entry[1]
-        else:
-            state = await self._tenant_state(tenant)
+        state = await self._state(tenant)
         return state.max_batch if state is not None else None
 
     async def timezone_of(self, tenant: str) -> ZoneInfo:
         """The tenant's time zone for reset periods; UTC for unregistered tenants."""
-        entry = self._tenants.get(tenant)
-        if entry is not None and entry[0] > self.clock.monotonic():
-            state = entry[1]
-        else:
-            state = await self._tenant_state(tenant)
+        state = await self._state(tenant)
         return state.zone if state is not None else UTC_ZONE
 
     async def external_issuer(self, issuer: str) -> ExternalIssuer | None:
