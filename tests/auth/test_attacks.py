@@ -7,7 +7,6 @@ called it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,57 +23,17 @@ from jwt.algorithms import ECAlgorithm
 
 from api.settings import Settings
 from auth.keys import KeyRing
+from tests.auth.forge import b64, claims, segment, signed
 from tests.auth.jwks_server import CountingServer, serving
 from tests.conftest import bearer
 
 Headers = Callable[..., dict[str, str]]
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def segment(obj: Any) -> str:
-    return b64(json.dumps(obj).encode())
-
-
-def claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base: dict[str, Any] = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": "attacker",
-        "tid": "acme",
-        "scope": "sequences:read sequences:next sequences:write",
-        "iat": now,
-        "exp": now + 300,
-    }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def signed(ring: KeyRing, payload: dict[str, Any], **header: Any) -> str:
-    """Signed by the real active key, with header fields overridden (None drops one)."""
-    key = ring.active
-    fields = {"alg": "ES256", "kid": key.kid, "typ": "at+jwt", **header}
-    head = {k: v for k, v in fields.items() if v is not None}
-    signing_input = f"{segment(head)}.{segment(payload)}"
-    sig = jwt.get_algorithm_by_name("ES256").sign(signing_input.encode(), key.private)
-    return f"{signing_input}.{b64(sig)}"
-
-
 def hs256(secret: bytes, header: dict[str, Any], payload: dict[str, Any]) -> str:
     signing_input = f"{segment(header)}.{segment(payload)}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(mac)}"
-
-
-@pytest.fixture
-async def seeded(client: httpx.AsyncClient, auth_headers: Headers) -> dict[str, str]:
-    h = auth_headers()
-    await client.post("/v1/sequences", json={"name": "invoices"}, headers=h)
-    await client.post("/v1/sequences/invoices/next", headers=h)
-    return h
 
 
 @pytest.fixture

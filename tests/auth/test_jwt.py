@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,42 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.settings import Settings
 from auth.keys import KeyRing
+from tests.auth.forge import claims, segment, signed
 from tests.conftest import bearer
 
 Headers = Callable[..., dict[str, str]]
-
-
-def b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base: dict[str, Any] = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": "attacker",
-        "tid": "acme",
-        "scope": "sequences:read sequences:next sequences:write",
-        "iat": now,
-        "exp": now + 300,
-    }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def signed(ring: KeyRing, payload: dict[str, Any], **header: Any) -> str:
-    key = ring.active
-    headers = {"kid": key.kid, "typ": "at+jwt", **header}
-    return jwt.encode(payload, key.private, algorithm="ES256", headers=headers)
-
-
-@pytest.fixture
-async def seeded(client: httpx.AsyncClient, auth_headers: Headers) -> dict[str, str]:
-    h = auth_headers()
-    await client.post("/v1/sequences", json={"name": "invoices"}, headers=h)
-    await client.post("/v1/sequences/invoices/next", headers=h)
-    return h
 
 
 async def assert_rejected(
@@ -110,9 +76,9 @@ async def test_bad_claims_401(
 async def test_alg_none_401(
     client: httpx.AsyncClient, seeded: dict[str, str], settings: Settings, ring: KeyRing
 ) -> None:
-    payload = b64(claims(settings))
+    payload = segment(claims(settings))
     for alg in ["none", "None", "NONE", ""]:
-        header = b64({"alg": alg, "typ": "at+jwt", "kid": ring.active.kid})
+        header = segment({"alg": alg, "typ": "at+jwt", "kid": ring.active.kid})
         await assert_rejected(client, bearer(f"{header}.{payload}."), seeded)
 
 
