@@ -259,7 +259,9 @@ class Allocator:
                 first = block.next
                 block.next += n * block.step
                 block.left -= n
-                if block.left < block.size * LOW_WATER and lease.spare is None:
+                # Low water, or too little left for another request like this one.
+                low = block.left < max(block.size * LOW_WATER, n)
+                if low and lease.spare is None:
                     self._prefetch(tenant, seq, key, lease)
                 return first, first + (n - 1) * block.step
             if block is not None and block.left > 0:
@@ -284,7 +286,11 @@ class Allocator:
                 lease = self._lease(tenant, seq, key)
 
     def _prefetch(self, tenant: str, seq: Sequence, key: str, lease: _Lease) -> asyncio.Task[None]:
-        if lease.fetch is None:
+        # A finished fetch stays in ``lease.fetch`` until its done callback runs, one loop
+        # turn later. Requests in that window must start a new fetch: handing them the
+        # finished one makes ``_from_lease`` await a done task, which never yields, so it
+        # would spin forever with the event loop blocked.
+        if lease.fetch is None or lease.fetch.done():
             lease.fetch = self._spawn(self._fetch(tenant, seq, key, lease))
             lease.fetch.add_done_callback(_clear_fetch(lease))
         return lease.fetch

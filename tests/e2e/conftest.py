@@ -69,6 +69,12 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
                 raise RuntimeError("server did not become ready in 30 s")
             time.sleep(0.1)
         yield url
+    except BaseException:
+        # Show the server's side of a failure in pytest's captured output (CI has no files).
+        log.flush()
+        tail = Path(log.name).read_text(errors="replace").splitlines()[-40:]
+        print(f"--- last lines of {log.name} ---", *tail, sep="\n")
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

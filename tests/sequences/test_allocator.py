@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -260,3 +262,57 @@ async def test_a_changed_definition_drops_the_leased_blocks(store: Store) -> Non
     assert service.allocator.block_size("acme", "orders") is None
     taken = [(await service.next("acme", "orders")).first for _ in range(5)]
     assert min(taken) > 1 and len(set(taken)) == 5  # a new block: a gap, no repeat
+
+
+class SpawnOnIncrement(CountingStore):
+    """Starts ``make()`` twice while an increment completes, before its task finishes.
+
+    Those requests then run in the same event-loop turn as the finished block fetch,
+    before its done callbacks: what an HTTP server does when requests arrive together
+    with the store's reply.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.make: Any = None
+        self.spawned: list[asyncio.Task[Allocation]] = []
+
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
+        ticks = await super().allocate(tenant, key, seq, shape, n, create=create)
+        if self.make is not None:
+            make, self.make = self.make, None
+            self.spawned = [asyncio.create_task(make()) for _ in range(2)]
+        return ticks
+
+
+def test_requests_racing_a_finished_block_fetch_do_not_hang_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    # Regression: the second request used to spin on the finished fetch forever, with
+    # the event loop blocked (the whole server hung). Run the loop in a thread so a hang
+    # fails this test instead of the suite.
+    result: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "tally.db")
+        await store.start()
+        try:
+            spawner = SpawnOnIncrement(store)
+            policy = BlockPolicy(min_block=10, max_block=10)
+            service = SequenceService(spawner, clock=FrozenClock(), block_policy=policy)  # type: ignore[arg-type]
+            await service.create("acme", SequenceCreate(name="orders", mode="cached"))
+            await service.next("acme", "orders", 10)  # the first block, used up whole
+            spawner.make = lambda: service.next("acme", "orders", 10)
+            waiting = await service.next("acme", "orders", 10)
+            racing = await asyncio.gather(*spawner.spawned)
+            result["taken"] = [(a.first, a.last) for a in [waiting, *racing]]
+        finally:
+            await store.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(scenario()), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the event loop is stuck in the cached-mode allocator"
+    assert sorted(result["taken"]) == [(11, 20), (21, 30), (31, 40)]
