@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes (GET, and HEAD for load balancers that send it)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ async def readyz(request: Request) -> dict[str, str]:
     """The store answers; 503 problem+json otherwise."""
     await request.app.state.store.ping()
     return {"status": "ready", "store": request.app.state.store.kind}
+
+
+# HEAD answers like GET without a body; kept out of the schema (one operation per probe).
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)

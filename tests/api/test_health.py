@@ -28,6 +28,7 @@ async def test_readyz_is_503_when_the_store_is_unreachable(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 assert (await c.get("/healthz")).status_code == 200  # alive, just not ready
+                assert (await c.head("/readyz")).status_code == 503
                 r = await c.get("/readyz")
     finally:
         await store.close()

@@ -228,6 +228,9 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     r = await client.get("/readyz")
     assert r.status_code == 200 and r.json()["store"] == "sqlite"
+    for probe in ("/healthz", "/readyz"):  # some load balancers probe with HEAD
+        r = await client.head(probe)
+        assert r.status_code == 200 and r.content == b""
 
 
 async def test_unknown_route_and_method_are_problem_json(client: httpx.AsyncClient) -> None:
