@@ -88,7 +88,7 @@ async def list_sequences(
 ) -> SequencePage:
     """List the tenant's sequences by name, a page at a time."""
     seqs = await service.list(principal.tenant, after=after, limit=limit)
-    items = [await service.describe(principal.tenant, s.name) for s in seqs]
+    items = await service.describe_many(principal.tenant, seqs)
     cursor = items[-1].name if len(items) == limit else None
     return SequencePage(items=items, next_cursor=cursor)
 

@@ -12,6 +12,7 @@ compare-and-set on its whole state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -127,6 +128,10 @@ class Store(Protocol):
 
     # -- counters -------------------------------------------------------------
     async def read_counter(self, tenant: str, key: str) -> Counter | None: ...
+
+    async def read_counters(self, tenant: str, keys: Sequence[str]) -> dict[str, Counter]:
+        """The counters of ``keys`` that exist, in one read (missing keys are left out)."""
+        ...
 
     async def allocate(
         self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True

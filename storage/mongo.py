@@ -14,7 +14,7 @@ passes ``AsyncMongoClient``'s; the client itself is owned by ``open_store``'s ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,6 +151,15 @@ class MongoStore:
     async def read_counter(self, tenant: str, key: str) -> Counter | None:
         doc = await self._call(self.counters.find_one({"_id": _doc_id(tenant, key)}))
         return _counter(doc) if doc else None
+
+    async def read_counters(self, tenant: str, keys: Sequence[str]) -> dict[str, Counter]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        ids = {_doc_id(tenant, key): key for key in wanted}
+        cursor = self.counters.find({"_id": {"$in": list(ids)}})
+        docs = await self._call(cursor.to_list(length=None))
+        return {ids[doc["_id"]]: _counter(doc) for doc in docs}
 
     async def allocate(
         self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True

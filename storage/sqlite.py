@@ -16,7 +16,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -264,6 +264,20 @@ class SQLiteStore:
             ).fetchone()
         )
         return Counter(*row) if row else None
+
+    async def read_counters(self, tenant: str, keys: Sequence[str]) -> dict[str, Counter]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        # json_each keeps it one statement with two parameters, however many keys.
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                "SELECT key, base, step, cap, ticks FROM counters"
+                " WHERE tenant = ? AND key IN (SELECT value FROM json_each(?))",
+                (tenant, json.dumps(wanted)),
+            ).fetchall()
+        )
+        return {key: Counter(*rest) for key, *rest in rows}
 
     async def allocate(
         self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True

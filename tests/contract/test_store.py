@@ -89,6 +89,19 @@ async def test_allocate_is_tenant_scoped(store: Store) -> None:
     assert await store.read_counter("globex", "k") == Counter(1, 1, 1000, 1)
 
 
+async def test_read_counters_returns_the_existing_ones_of_this_tenant(store: Store) -> None:
+    await store.allocate("acme", "a", "a", Counter(1, 1, 1000), 3)
+    await store.allocate("acme", "b/2026", "b", Counter(10, 5, 1000), 2)
+    await store.allocate("globex", "c", "c", Counter(1, 1, 1000), 9)
+    got = await store.read_counters("acme", ["a", "b/2026", "c", "missing", "a"])
+    assert got == {"a": Counter(1, 1, 1000, 3), "b/2026": Counter(10, 5, 1000, 2)}
+    assert await store.read_counters("acme", []) == {}
+    many = [f"k{i}" for i in range(600)]  # more keys than a whole page of sequences
+    for key in many[::100]:
+        await store.allocate("acme", key, key, Counter(1, 1, 1000), 1)
+    assert sorted(await store.read_counters("acme", many)) == sorted(many[::100])
+
+
 async def test_allocate_with_a_stale_shape_changes_nothing(store: Store) -> None:
     await store.allocate("acme", "k", "k", Counter(1, 1, 10), 2)
     assert await store.allocate("acme", "k", "k", Counter(1, 2, 10), 1) is None

@@ -139,6 +139,27 @@ async def test_list_is_paginated(client: httpx.AsyncClient, auth_headers: Header
     assert [i["name"] for i in r.json()["items"]] == ["c"] and r.json()["next_cursor"] is None
 
 
+async def test_list_items_match_what_get_shows_for_each_sequence(
+    client: httpx.AsyncClient, auth_headers: Headers
+) -> None:
+    h = auth_headers()
+    await create(client, h, name="fresh", start=100)
+    await create(client, h, name="stepped", start=10, step=5)
+    await create(client, h, name="yearly", reset="yearly", format="Y{yyyy}-{n}")
+    await create(client, h, name="full", max=2)
+    for name, n in [("stepped", 3), ("yearly", 2), ("full", 2)]:
+        r = await client.post(f"/v1/sequences/{name}/next", json={"count": n}, headers=h)
+        assert r.status_code == 200, r.text
+    listed = (await client.get("/v1/sequences", headers=h)).json()["items"]
+    shown = [(await client.get(f"/v1/sequences/{i['name']}", headers=h)).json() for i in listed]
+    assert listed == shown
+    by_name = {i["name"]: i for i in listed}
+    assert by_name["fresh"]["last"] is None and by_name["fresh"]["next"] == 100
+    assert by_name["stepped"]["last"] == 20 and by_name["stepped"]["next"] == 25
+    assert by_name["yearly"]["last"] == 2 and by_name["yearly"]["next"] == 3
+    assert by_name["full"]["last"] == 2 and by_name["full"]["next"] is None
+
+
 async def test_delete_then_404(client: httpx.AsyncClient, auth_headers: Headers) -> None:
     h = auth_headers()
     await create(client, h, name="invoices")
