@@ -96,10 +96,18 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Make the 'next' key sign; the old one ('previous') keeps verifying until retired."""
+def keys_rotate(
+    force: Annotated[
+        bool, typer.Option(help="Skip the wait for JWKS caches (a new key signs at once).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make the 'next' key sign; the old one ('previous') keeps verifying until retired.
+
+    Refused until the 'next' key has been published for a JWKS cache lifetime (61 s).
+    """
     try:
-        kid = _ring().rotate()
+        kid = _ring().rotate(force=force)
     except KeyRingError as exc:
         fail(str(exc))
     typer.echo(json.dumps({"active": kid}) if as_json else f"key {kid} is now active")

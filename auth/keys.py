@@ -30,6 +30,10 @@ Status = Literal["next", "active", "previous", "retired"]
 ALGORITHM = "ES256"
 STATE_FILE = "keys.json"
 _VERIFYING: frozenset[str] = frozenset({"next", "active", "previous"})
+# How long clients may cache the JWKS (its Cache-Control max-age), and how long a new
+# key must have been published before it may sign: that, plus the servers' 1 s re-read.
+JWKS_MAX_AGE_SECONDS = 60
+PUBLISH_WAIT_SECONDS = JWKS_MAX_AGE_SECONDS + 1
 
 
 class KeyRingError(Exception):
@@ -179,16 +183,26 @@ class KeyRing:
         self._save(entries)
         return kid
 
-    def rotate(self) -> str:
+    def rotate(self, *, force: bool = False, now: datetime | None = None) -> str:
         """Promote ``next`` to ``active``; the old active key becomes ``previous``.
 
-        There must be a ``next`` key: a key is published (``generate``) before it signs,
-        so every verifier and JWKS cache knows it by the time its first token arrives.
+        There must be a ``next`` key, published (``generate``) at least
+        ``PUBLISH_WAIT_SECONDS`` ago, so every verifier and JWKS cache knows it by the
+        time its first token arrives. ``force`` skips the wait (nobody caches the JWKS).
         """
-        if not any(k.status == "next" for k in self.keys):
+        upcoming = next((k for k in self.keys if k.status == "next"), None)
+        if upcoming is None:
             raise KeyRingError(
                 "no 'next' key to rotate to: run 'tally keys generate' first and rotate"
                 " once JWKS caches have picked it up"
+            )
+        published = datetime.fromisoformat(upcoming.created_at)
+        age = ((now or datetime.now(UTC)) - published).total_seconds()
+        if age < PUBLISH_WAIT_SECONDS and not force:
+            wait = int(PUBLISH_WAIT_SECONDS - age) + 1
+            raise KeyRingError(
+                f"key {upcoming.kid} was published {max(int(age), 0)} s ago and JWKS caches"
+                f" may not have it yet: rotate in {wait} s (or --force if nothing caches)"
             )
         entries = []
         promoted = ""

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from api.settings import Settings, app_settings
 from auth.dependencies import ClientCredentials, get_verifier
 from auth.errors import OAuthError
+from auth.keys import JWKS_MAX_AGE_SECONDS
 from auth.schemas import SCOPES
 from auth.service import TokenIssuer
 from auth.tokens import TokenVerifier
@@ -85,7 +86,8 @@ async def token(request: Request, credentials: ClientCredentials, issuer: Issuer
 async def jwks(verifier: Verifier) -> JSONResponse:
     """The public keys that verify Tally's access tokens (never private parts)."""
     return JSONResponse(
-        verifier.signing_ring().jwks(), headers={"Cache-Control": "public, max-age=60"}
+        verifier.signing_ring().jwks(),
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"},
     )
 
 

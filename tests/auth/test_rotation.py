@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
 
-from auth.keys import KeyRing, KeyRingError
+from auth.keys import JWKS_MAX_AGE_SECONDS, PUBLISH_WAIT_SECONDS, KeyRing, KeyRingError
 from tenants.schemas import Onboarded
 from tests.conftest import bearer
 from tests.tenants.builders import make_tenant, token_for
@@ -53,7 +55,7 @@ async def test_generate_publishes_before_signing_rotate_keeps_old_tokens_retire_
     assert await jwks_kids(client) == [old_kid, new_kid]  # published ...
     assert kid_of(await token_for(client, acme)) == old_kid  # ... but not signing yet
 
-    assert on_disk(app).rotate() == new_kid
+    assert on_disk(app).rotate(force=True) == new_kid  # force: no JWKS cache here
     new_token = await token_for(client, acme)
     assert kid_of(new_token) == new_kid
     assert sorted(await jwks_kids(client)) == sorted([old_kid, new_kid])
@@ -71,6 +73,22 @@ async def test_generate_publishes_before_signing_rotate_keeps_old_tokens_retire_
 async def test_rotate_without_a_published_next_key_is_refused(app: FastAPI) -> None:
     with pytest.raises(KeyRingError, match="tally keys generate"):
         on_disk(app).rotate()
+
+
+async def test_rotate_waits_until_jwks_caches_can_have_the_new_key(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    active = on_disk(app).active.kid
+    new_kid = on_disk(app).generate()
+    r = await client.get("/.well-known/jwks.json")
+    assert r.headers["cache-control"] == f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    published = datetime.fromisoformat(on_disk(app).verifying_key(new_kid).created_at)  # type: ignore[union-attr]
+    too_soon = published + timedelta(seconds=PUBLISH_WAIT_SECONDS - 1)
+    with pytest.raises(KeyRingError, match=f"key {new_kid} was published 60 s ago"):
+        on_disk(app).rotate(now=too_soon)
+    assert on_disk(app).active.kid == active  # nothing changed
+    later = published + timedelta(seconds=PUBLISH_WAIT_SECONDS)
+    assert on_disk(app).rotate(now=later) == new_kid
 
 
 async def test_the_active_key_cannot_be_retired(app: FastAPI) -> None:
