@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import health, landing, problems
+from api.fastpath import NextFastPath
 from api.settings import Settings, get_settings
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
@@ -20,8 +21,8 @@ from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from sequences.allocator import BlockPolicy
+from sequences.router import next_numbers, seed_router
 from sequences.router import router as sequences_router
-from sequences.router import seed_router
 from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
 from tenants.router import router as admin_router
@@ -146,6 +147,9 @@ def create_app(
     app.include_router(oauth.router)
     app.include_router(admin_router)
     app.add_exception_handler(OAuthError, oauth.oauth_error)
+    if settings.fast_path:
+        # Same endpoint, same exception handlers; only FastAPI's routing is skipped.
+        app.add_middleware(NextFastPath, endpoint=next_numbers, handlers=app.exception_handlers)
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
     # every dependency's signature on every request. Routes that need this app's
     # settings use ``api.settings.app_settings``.

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."
     )
+    fast_path: bool = Field(
+        default=True,
+        description="Dispatch POST /v1/sequences/{name}/next before FastAPI's router"
+        " (same endpoint and error handlers; see api.fastpath).",
+    )
     # Cached-mode blocks: sized between min and max, aiming to last about target seconds.
     cached_block_min: int = Field(default=100, ge=1, le=10_000_000)
     cached_block_max: int = Field(default=1_000_000, ge=1, le=100_000_000)

@@ -103,6 +103,12 @@ def configurations(workers: int, store: str | None) -> list[Config]:
             env={"TALLY_TOKEN_CACHE_SIZE": "0"},
         ),
         Config("cached", "cached mode (leased blocks)", mode="cached"),
+        Config(
+            "cached-routed",
+            "cached, through FastAPI's router (TALLY_FAST_PATH=false)",
+            env={"TALLY_FAST_PATH": "false"},
+            mode="cached",
+        ),
         Config("batch", "strict, coalesced, count=10000 per request", count=10_000),
     ]
     if workers > 1:

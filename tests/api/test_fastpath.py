@@ -1,0 +1,130 @@
+"""The fast path answers ``POST …/next`` exactly as FastAPI's router does.
+
+Every other test of ``next`` runs through the fast path (it is on by default); here the
+same requests go to an app with it and an app without it, and the answers must match
+byte for byte: successes, every 4xx, and the 500 of an unexpected error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.fastpath import NextFastPath
+from api.settings import Settings
+from auth.tokens import mint
+from core.clock import FrozenClock
+from tests.conftest import ALL_SCOPES
+
+Step = tuple[str, str, dict[str, Any]]
+
+# (method, path, httpx keyword arguments); "{token}"/"{read}" become real tokens.
+SCRIPT: list[Step] = [
+    ("POST", "/v1/sequences", {"json": {"name": "small", "max": 4, "format": "S-{n:03}"}}),
+    ("POST", "/v1/sequences/small/next", {}),
+    ("POST", "/v1/sequences/small/next", {"json": {"count": 2}}),
+    ("POST", "/v1/sequences/small/next", {"json": {"count": 5}}),  # 409, nothing consumed
+    ("POST", "/v1/sequences/small/next", {"json": None}),
+    ("POST", "/v1/sequences/small/next", {"json": {"count": 1}}),  # 409: exhausted
+    ("POST", "/v1/sequences/missing/next", {}),  # 404
+    ("POST", "/v1/sequences/Bad_Name/next", {}),  # 422 (path)
+    ("POST", "/v1/sequences/small/next", {"content": b"{", "type": "application/json"}),
+    ("POST", "/v1/sequences/small/next", {"json": {"count": 0}}),
+    ("POST", "/v1/sequences/small/next", {"json": {"count": 1, "extra": True}}),
+    ("POST", "/v1/sequences/small/next", {"content": b" " * 5000}),  # 413
+    ("POST", "/v1/sequences/small/next", {"auth": None}),  # 401
+    ("POST", "/v1/sequences/small/next", {"auth": "Bearer not-a-jwt"}),  # 401
+    ("POST", "/v1/sequences/small/next", {"auth": "{read}"}),  # 403: no sequences:next
+    ("POST", "/v1/sequences/small/next", {"auth": ["{token}", "{token}"]}),  # 401
+    ("GET", "/v1/sequences/small/next", {}),  # 405
+    ("POST", "/v1/sequences/small/next/", {}),
+    ("POST", "/v1/sequences//next", {}),
+    ("POST", "/v1/sequences/a/b/next", {}),
+]
+
+
+async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any, ...]]:
+    app = create_app(settings, clock=FrozenClock())
+    fast = [m for m in app.user_middleware if m.cls is NextFastPath]
+    assert len(fast) == int(settings.fast_path)  # the comparison compares two paths
+    async with app.router.lifespan_context(app):
+        ring = app.state.verifier.ring
+
+        def token(scopes: str) -> str:
+            return mint(
+                ring,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                subject="test-acme",
+                tenant="acme",
+                scopes=scopes.split(),
+                ttl_seconds=300,
+            )
+
+        tokens = {
+            "{token}": f"Bearer {token(ALL_SCOPES)}",
+            "{read}": f"Bearer {token('sequences:read')}",
+        }
+        if explode:
+
+            async def boom(*_: Any, **__: Any) -> Any:
+                raise RuntimeError("injected")
+
+            app.state.sequences.next = boom
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        answers = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
+            for method, path, options in SCRIPT if not explode else SCRIPT[:2]:
+                kwargs = dict(options)
+                auth = kwargs.pop("auth", "{token}")
+                headers: list[tuple[str, str]] = []
+                for value in [auth] if isinstance(auth, str) else auth or []:
+                    headers.append(("Authorization", tokens.get(value, value)))
+                if "type" in kwargs:
+                    headers.append(("Content-Type", kwargs.pop("type")))
+                r = await c.request(method, path, headers=headers, **kwargs)
+                answers.append((method, path, r.status_code, sorted(r.headers.items()), r.content))
+        return answers
+
+
+@pytest.fixture
+async def both(tmp_path: Path) -> AsyncIterator[tuple[Settings, Settings]]:
+    def settings(name: str, fast: bool) -> Settings:
+        return Settings(
+            store_url=f"sqlite:///{tmp_path}/{name}.db",  # type: ignore[arg-type]
+            keys_dir=tmp_path / f"keys-{name}",
+            jwt_issuer="https://tally.test",
+            jwt_audience="tally-test",
+            fast_path=fast,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+
+    yield settings("fast", True), settings("routed", False)
+
+
+async def test_fast_path_answers_exactly_like_the_router(
+    both: tuple[Settings, Settings],
+) -> None:
+    fast, routed = both
+    got, expected = await _answers(fast), await _answers(routed)
+    statuses = [a[2] for a in expected]
+    # The script covers success and every client error the route can give.
+    assert set(statuses) >= {200, 201, 401, 403, 404, 405, 409, 413, 422}, statuses
+    for answer, wanted in zip(got, expected, strict=True):
+        assert answer == wanted
+
+
+async def test_an_unexpected_error_is_the_same_500_problem_either_way(
+    both: tuple[Settings, Settings],
+) -> None:
+    fast, routed = both
+    got, expected = await _answers(fast, explode=True), await _answers(routed, explode=True)
+    assert got == expected
+    _, _, status, headers, body = got[-1]
+    assert status == 500 and ("content-type", "application/problem+json") in headers
+    assert b"injected" not in body  # no internals leak
