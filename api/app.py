@@ -21,12 +21,17 @@ from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from sequences.allocator import BlockPolicy
+from sequences.router import admin_router as sequences_admin_router
 from sequences.router import next_numbers, seed_router
 from sequences.router import router as sequences_router
 from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
 from tenants.router import router as admin_router
 from tenants.service import TenantService
+from usage.recorder import UsageRecorder
+from usage.router import admin_router as usage_admin_router
+from usage.router import router as usage_router
+from usage.service import UsageService
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -98,6 +103,8 @@ def create_app(
             cache_size=settings.token_cache_size,
         )
         tenants = wire_tenants(app, settings, the_store, clock)
+        recorder = UsageRecorder(the_store, clock=clock, interval=settings.usage_flush_seconds)
+        app.state.usage = UsageService(the_store, recorder, clock=clock)
         app.state.sequences = SequenceService(
             the_store,
             clock=clock,
@@ -110,16 +117,19 @@ def create_app(
                 max_block=max(settings.cached_block_max, settings.cached_block_min),
                 target_seconds=settings.cached_block_target_seconds,
             ),
+            usage=recorder,
         )
         app.state.audit = app.state.sequences.audit
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
         gc.freeze()
+        recorder.start()
         try:
             yield
         finally:
             gc.unfreeze()
             await app.state.sequences.allocator.close()
+            await recorder.close()  # the last counts reach the store before it closes
             await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
@@ -146,6 +156,9 @@ def create_app(
     app.include_router(audit_admin_router)
     app.include_router(oauth.router)
     app.include_router(admin_router)
+    app.include_router(sequences_admin_router)
+    app.include_router(usage_router)
+    app.include_router(usage_admin_router)
     app.add_exception_handler(OAuthError, oauth.oauth_error)
     if settings.fast_path:
         # Same endpoint, same exception handlers; only FastAPI's routing is skipped.

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="Dispatch POST /v1/sequences/{name}/next before FastAPI's router"
         " (same endpoint and error handlers; see api.fastpath).",
     )
+    usage_flush_seconds: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=300,
+        description="How often each process adds its usage counts to the store.",
+    )
     # Cached-mode blocks: sized between min and max, aiming to last about target seconds.
     cached_block_min: int = Field(default=100, ge=1, le=10_000_000)
     cached_block_max: int = Field(default=1_000_000, ge=1, le=100_000_000)

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from api.limits import BodyLimitedRoute
 from audit.service import Actor
-from auth.dependencies import CanNext, CanRead, CanWrite
+from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
 from core.errors import Unprocessable
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, Sequences, next_call
 from sequences.schemas import (
@@ -23,9 +23,11 @@ from sequences.schemas import (
     SequencePatch,
 )
 from sequences.service import next_out
+from tenants.dependencies import SlugPath, Tenants
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
+admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["admin"])
 
 
 # First: routes match in order, and this is the hot one.
@@ -127,3 +129,21 @@ async def get_counter(principal: CanNext, service: Sequences) -> PlainTextRespon
     """The next number of the tenant's `default` sequence, as plain text (seed API)."""
     alloc = await service.next_default(principal.tenant)
     return PlainTextResponse(str(alloc.first))
+
+
+@admin_router.get("", response_model=SequencePage)
+async def list_tenant_sequences(
+    slug: SlugPath,
+    _: PlatformAdmin,
+    tenants: Tenants,
+    service: Sequences,
+    after: Annotated[
+        str | None, Query(max_length=64, description="Cursor from a previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> SequencePage:
+    """Any tenant's sequences, as the tenant sees them (platform admins; 404 if unknown)."""
+    await tenants.get(slug)
+    seqs = await service.list(slug, after=after, limit=limit)
+    items = await service.describe_many(slug, seqs)
+    return SequencePage(items=items, next_cursor=items[-1].name if len(items) == limit else None)

@@ -41,6 +41,7 @@ from sequences.schemas import (
     SequencePatch,
 )
 from storage import AlreadyExists, Counter, SequenceRecord, Store
+from usage.recorder import UsageRecorder
 
 DEFAULT_SEQUENCE = "default"
 _MAX_ATTEMPTS = 32
@@ -152,8 +153,10 @@ class SequenceService:
         coalesce: bool = True,
         block_policy: BlockPolicy | None = None,
         audit: AuditLog | None = None,
+        usage: UsageRecorder | None = None,
     ) -> None:
         self.store = store
+        self.usage = usage
         self.clock = clock or SystemClock()
         self.audit = audit or AuditLog(store, clock=self.clock)
         self.timezone_of = timezone_of
@@ -257,6 +260,8 @@ class SequenceService:
         local = local_time(at, await self.timezone_of(tenant))
         period = period_of(seq.reset, local)
         first, last = await self.allocate(tenant, seq, counter_key(name, period), count)
+        if self.usage is not None:
+            self.usage.record(tenant, name, count, at)
         return Allocation(first=first, last=last, count=count, period=period, at=local)
 
     async def next_default(self, tenant: str) -> Allocation:

@@ -12,6 +12,7 @@ from storage.base import (
     SequenceRecord,
     Store,
     TenantRecord,
+    UsageRow,
 )
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 from storage.factory import open_store
@@ -27,5 +28,6 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "TenantRecord",
+    "UsageRow",
     "open_store",
 ]

@@ -47,6 +47,16 @@ class SequenceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Numbers issued from one sequence in one UTC hour: ``next`` calls and numbers."""
+
+    sequence: str
+    hour: datetime  # aware, UTC, on the hour
+    requests: int
+    numbers: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One administrative change: who did what to which target, before and after."""
 
@@ -149,6 +159,17 @@ class Store(Protocol):
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
         """Compare-and-set the whole counter (``expected=None``: it must not exist)."""
+        ...
+
+    # -- usage ------------------------------------------------------------------
+    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+        """Add ``row``'s ``requests`` and ``numbers`` to its (sequence, hour) totals."""
+        ...
+
+    async def read_usage(
+        self, tenant: str, *, sequence: str | None, since: datetime, until: datetime
+    ) -> list[UsageRow]:
+        """Totals of hours in ``[since, until)``, by hour then sequence (one or all)."""
         ...
 
     # -- audit trail ----------------------------------------------------------

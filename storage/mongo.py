@@ -30,7 +30,14 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from storage.base import AuditEntry, ClientRecord, Counter, SequenceRecord, TenantRecord
+from storage.base import (
+    AuditEntry,
+    ClientRecord,
+    Counter,
+    SequenceRecord,
+    TenantRecord,
+    UsageRow,
+)
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 _UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
@@ -272,7 +279,45 @@ class MongoStore:
     def clients(self) -> Any:
         return self._db["clients"]
 
+    # ``usage`` documents: _id = "<tenant>/<sequence>/<hour>", one per sequence and UTC hour.
+    @property
+    def usage(self) -> Any:
+        return self._db["usage"]
+
+    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+        hour = row.hour.astimezone(UTC)
+        doc_id = f"{tenant}/{row.sequence}/{hour:%Y-%m-%dT%H}"
+        update = {
+            "$inc": {"requests": row.requests, "numbers": row.numbers},
+            "$setOnInsert": {"tenant": tenant, "seq": row.sequence, "hour": hour},
+        }
+        for attempt in range(3):
+            try:
+                await self._call(self.usage.update_one({"_id": doc_id}, update, upsert=True))
+                return
+            except DuplicateKeyError:  # two processes upserted the same new hour: re-run
+                if attempt == 2:
+                    raise
+
+    async def read_usage(
+        self, tenant: str, *, sequence: str | None, since: datetime, until: datetime
+    ) -> list[UsageRow]:
+        query: dict[str, Any] = {"tenant": tenant, "hour": {"$gte": since, "$lt": until}}
+        if sequence is not None:
+            query["seq"] = sequence
+        cursor = self.usage.find(query).sort([("hour", ASCENDING), ("seq", ASCENDING)])
+        docs = await self._call(cursor.to_list(length=None))
+        return [
+            UsageRow(d["seq"], _aware(d["hour"]), int(d["requests"]), int(d["numbers"]))
+            for d in docs
+        ]
+
     async def _start_tenants(self) -> None:
+        await self._call(
+            self.usage.create_index(
+                [("tenant", ASCENDING), ("hour", ASCENDING), ("seq", ASCENDING)]
+            )
+        )
         await self._call(
             self.clients.create_index([("tenant", ASCENDING), ("client_id", ASCENDING)])
         )

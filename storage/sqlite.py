@@ -18,11 +18,18 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.base import AuditEntry, ClientRecord, Counter, SequenceRecord, TenantRecord
+from storage.base import (
+    AuditEntry,
+    ClientRecord,
+    Counter,
+    SequenceRecord,
+    TenantRecord,
+    UsageRow,
+)
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 T = TypeVar("T")
@@ -60,6 +67,14 @@ CREATE TABLE IF NOT EXISTS audit (
     after_json  TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant, id);
+CREATE TABLE IF NOT EXISTS usage (
+    tenant   TEXT    NOT NULL,
+    hour     TEXT    NOT NULL,
+    seq      TEXT    NOT NULL,
+    requests INTEGER NOT NULL,
+    numbers  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, hour, seq)
+) WITHOUT ROWID;
 """
 
 # The tenant registry and OAuth clients (tenants/). Platform-admin clients use tenant ''.
@@ -144,6 +159,11 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _hour(at: datetime) -> str:
+    """UTC at a fixed width, so that text order is time order."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _record(row: tuple[Any, ...]) -> SequenceRecord:
@@ -278,6 +298,36 @@ class SQLiteStore:
             ).fetchall()
         )
         return {key: Counter(*rest) for key, *rest in rows}
+
+    # -- usage -----------------------------------------------------------------
+    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+        params = (tenant, _hour(row.hour), row.sequence, row.requests, row.numbers)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, hour, seq)"
+                " DO UPDATE SET requests = requests + excluded.requests,"
+                " numbers = numbers + excluded.numbers",
+                params,
+            )
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def read_usage(
+        self, tenant: str, *, sequence: str | None, since: datetime, until: datetime
+    ) -> list[UsageRow]:
+        sql = "SELECT seq, hour, requests, numbers FROM usage WHERE tenant = ?"
+        sql += " AND hour >= ? AND hour < ?"
+        args: list[Any] = [tenant, _hour(since), _hour(until)]
+        if sequence is not None:
+            sql += " AND seq = ?"
+            args.append(sequence)
+        rows = await self._reader.run(
+            lambda c: c.execute(sql + " ORDER BY hour, seq", args).fetchall()
+        )
+        return [
+            UsageRow(seq, datetime.fromisoformat(hour), req, num) for seq, hour, req, num in rows
+        ]
 
     async def allocate(
         self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True

@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage import AlreadyExists, AuditEntry, Counter, InvalidCursor, SequenceRecord, Store
+from storage import (
+    AlreadyExists,
+    AuditEntry,
+    Counter,
+    InvalidCursor,
+    SequenceRecord,
+    Store,
+    UsageRow,
+)
 
 INT64_MAX = 2**63 - 1
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -100,6 +108,33 @@ async def test_read_counters_returns_the_existing_ones_of_this_tenant(store: Sto
     for key in many[::100]:
         await store.allocate("acme", key, key, Counter(1, 1, 1000), 1)
     assert sorted(await store.read_counters("acme", many)) == sorted(many[::100])
+
+
+async def test_usage_adds_up_per_sequence_and_hour_within_the_tenant(store: Store) -> None:
+    h10, h11, h12 = (datetime(2026, 3, 1, h, tzinfo=UTC) for h in (10, 11, 12))
+    for tenant, row in [
+        ("acme", UsageRow("a", h10, 2, 20)),
+        ("acme", UsageRow("b", h10, 1, 1)),
+        ("acme", UsageRow("a", h10, 3, 3)),
+        ("acme", UsageRow("a", h11, 1, 5)),
+        ("globex", UsageRow("a", h10, 7, 7)),
+    ]:
+        await store.add_usage(tenant, row)
+    got = await store.read_usage("acme", sequence=None, since=h10, until=h12)
+    assert got == [UsageRow("a", h10, 5, 23), UsageRow("b", h10, 1, 1), UsageRow("a", h11, 1, 5)]
+    assert all(r.hour.utcoffset() is not None for r in got)  # aware, so comparable
+    only_a = await store.read_usage("acme", sequence="a", since=h11, until=h12)
+    assert only_a == [UsageRow("a", h11, 1, 5)]  # since inclusive
+    assert await store.read_usage("acme", sequence=None, since=h12, until=h12) == []
+    assert await store.read_usage("initech", sequence=None, since=h10, until=h12) == []
+
+
+async def test_concurrent_usage_additions_are_never_lost(store: Store) -> None:
+    hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    await asyncio.gather(*(store.add_usage("acme", UsageRow("a", hour, 1, 2)) for _ in range(50)))
+    assert await store.read_usage("acme", sequence="a", since=hour, until=NOW) == [
+        UsageRow("a", hour, 50, 100)
+    ]
 
 
 async def test_allocate_with_a_stale_shape_changes_nothing(store: Store) -> None:

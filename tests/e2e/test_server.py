@@ -48,8 +48,16 @@ async def test_two_workers_2000_concurrent_then_restart_continues(
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             after = await take(client, token, 1)
             r = await client.get("/getCounter", headers={"Authorization": f"Bearer {token}"})
+            usage = await client.get(
+                "/v1/usage",
+                params={"sequence": "orders"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
     assert after == [2001]
     assert r.status_code == 200 and r.text == "1"
+    # Both workers of the first server flushed their counts when they were stopped.
+    assert usage.status_code == 200, usage.text
+    assert (usage.json()["requests"], usage.json()["numbers"]) == (2001, 2001)
 
 
 def test_bad_setting_stops_startup_with_one_line(e2e_env: dict[str, str]) -> None:

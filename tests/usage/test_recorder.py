@@ -1,0 +1,80 @@
+"""The usage recorder: counts in memory, adds them to the store, loses nothing it can keep."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from storage import Store, StoreUnavailable, UsageRow
+from usage.recorder import UsageRecorder
+
+T0 = datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC)
+T1 = datetime(2026, 3, 1, 11, 0, 0, tzinfo=UTC)
+H10, H11, H12 = (datetime(2026, 3, 1, h, tzinfo=UTC) for h in (10, 11, 12))
+
+
+async def stored(store: Store, tenant: str = "acme") -> list[UsageRow]:
+    return await store.read_usage(tenant, sequence=None, since=H10, until=H12)
+
+
+async def test_counts_add_up_per_tenant_sequence_and_utc_hour(store: Store) -> None:
+    recorder = UsageRecorder(store)
+    recorder.record("acme", "a", 1, T0)
+    recorder.record("acme", "a", 10, T0)
+    recorder.record("acme", "a", 5, T1)  # the next hour
+    recorder.record("acme", "b", 2, T1.astimezone())  # any offset: bucketed in UTC
+    recorder.record("globex", "a", 7, T0)
+    assert await stored(store) == []  # nothing written until a flush
+    await recorder.flush()
+    assert await stored(store) == [
+        UsageRow("a", H10, 2, 11),
+        UsageRow("a", H11, 1, 5),
+        UsageRow("b", H11, 1, 2),
+    ]
+    assert await stored(store, "globex") == [UsageRow("a", H10, 1, 7)]
+    assert recorder.pending("acme") == []
+    recorder.record("acme", "a", 3, T0)
+    await recorder.flush()  # added to what is there, never overwriting it
+    assert (await stored(store))[0] == UsageRow("a", H10, 3, 14)
+
+
+class Flaky:
+    """A real store whose next ``fail`` usage writes raise, as an unreachable one would."""
+
+    def __init__(self, inner: Store, fail: int) -> None:
+        self.inner, self.fail = inner, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise StoreUnavailable("injected")
+        await self.inner.add_usage(tenant, row)
+
+
+async def test_what_a_failed_flush_could_not_write_is_kept_for_the_next(store: Store) -> None:
+    recorder = UsageRecorder(Flaky(store, fail=1))  # type: ignore[arg-type]
+    recorder.record("acme", "a", 4, T0)
+    recorder.record("acme", "b", 1, T0)
+    await recorder.flush()  # the first row fails, the second lands
+    recorder.record("acme", "a", 1, T0)  # counted meanwhile
+    assert recorder.pending("acme") == [UsageRow("a", H10, 2, 5)]
+    await recorder.flush()
+    assert await stored(store) == [UsageRow("a", H10, 2, 5), UsageRow("b", H10, 1, 1)]
+
+
+async def test_it_flushes_every_interval_and_once_more_on_close(store: Store) -> None:
+    recorder = UsageRecorder(store, interval=0.02)
+    recorder.start()
+    recorder.record("acme", "a", 1, T0)
+    for _ in range(250):  # a periodic flush lands (give up after 5 s)
+        if await stored(store):
+            break
+        await asyncio.sleep(0.02)
+    assert await stored(store) == [UsageRow("a", H10, 1, 1)]
+    recorder.record("acme", "a", 2, T0)
+    await recorder.close()  # stops the loop and writes what is left
+    assert await stored(store) == [UsageRow("a", H10, 2, 3)]

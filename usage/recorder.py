@@ -1,0 +1,94 @@
+"""Counting issued numbers without a store write per request.
+
+Each process adds up ``next`` calls and numbers per (tenant, sequence, UTC hour) in
+memory, and every ``interval`` seconds (and at shutdown) adds those totals to the
+store, one increment per (tenant, sequence, hour). Processes add, never overwrite, so
+any number of them can share a store. Usage is statistics, not the ledger (the
+counters are): a process killed without a shutdown loses at most its last interval,
+and a store error that strikes after a write applied can count that one row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from core.clock import Clock, SystemClock
+from storage import Store, UsageRow
+
+log = logging.getLogger("tally.usage")
+
+HOUR = 3600
+
+
+class UsageRecorder:
+    def __init__(self, store: Store, *, clock: Clock | None = None, interval: float = 10.0) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.interval = interval
+        # (tenant, sequence, hours since the epoch) -> [requests, numbers]
+        self._pending: dict[tuple[str, str, int], list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def record(self, tenant: str, sequence: str, numbers: int, at: datetime) -> None:
+        """One ``next`` call that issued ``numbers`` at ``at`` (on the hot path: no I/O)."""
+        key = (tenant, sequence, int(at.timestamp()) // HOUR)
+        totals = self._pending.get(key)
+        if totals is None:
+            self._pending[key] = [1, numbers]
+        else:
+            totals[0] += 1
+            totals[1] += numbers
+
+    def pending(self, tenant: str) -> list[UsageRow]:
+        """This process's counts for ``tenant`` that are not in the store yet."""
+        return [
+            UsageRow(seq, _hour(h), requests, numbers)
+            for (t, seq, h), (requests, numbers) in self._pending.items()
+            if t == tenant
+        ]
+
+    async def flush(self) -> None:
+        """Add everything counted so far to the store; what fails stays for next time."""
+        async with self._lock:  # never cancelled midway: see close()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for (tenant, seq, h), (requests, numbers) in pending.items():
+            try:
+                await self.store.add_usage(tenant, UsageRow(seq, _hour(h), requests, numbers))
+            except Exception as exc:  # the store is down: keep counting, retry later
+                log.warning("usage flush failed, kept for the next one: %s", exc)
+                totals = self._pending.setdefault((tenant, seq, h), [0, 0])
+                totals[0] += requests
+                totals[1] += numbers
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop the periodic flush and flush what is left.
+
+        The loop is asked to stop rather than cancelled: a write cancelled midway may
+        still land, and putting its row back would count it twice.
+        """
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            await self.flush()
+
+
+def _hour(hours_since_epoch: int) -> datetime:
+    return datetime.fromtimestamp(hours_since_epoch * HOUR, UTC)

@@ -1,0 +1,67 @@
+"""HTTP endpoints of usage over time: a tenant's own, and the platform admin's view."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
+
+from auth.dependencies import CanRead, PlatformAdmin
+from sequences.schemas import NAME_PATTERN
+from tenants.dependencies import SlugPath, Tenants
+from usage.schemas import Granularity, UsageOut
+from usage.service import UsageService
+
+router = APIRouter(prefix="/v1/usage", tags=["usage"])
+admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/usage", tags=["admin"])
+
+
+async def get_usage(request: Request) -> UsageService:
+    service: UsageService = request.app.state.usage
+    return service
+
+
+Usage = Annotated[UsageService, Depends(get_usage)]
+SequenceQuery = Annotated[
+    str | None, Query(pattern=NAME_PATTERN, description="One sequence; omitted: all of them.")
+]
+GranularityQuery = Annotated[Granularity, Query(description="UTC hours or UTC days.")]
+FromQuery = Annotated[
+    AwareDatetime | None,
+    Query(alias="from", description="Start (inclusive; default: 24 hours or 30 days back)."),
+]
+ToQuery = Annotated[
+    AwareDatetime | None, Query(description="End (exclusive; default: the current bucket's end).")
+]
+
+
+@router.get("", response_model=UsageOut)
+async def own_usage(
+    principal: CanRead,
+    usage: Usage,
+    sequence: SequenceQuery = None,
+    granularity: GranularityQuery = Granularity.day,
+    start: FromQuery = None,
+    to: ToQuery = None,
+) -> UsageOut:
+    """Numbers the caller's tenant took over time, per hour or day, every bucket listed."""
+    return await usage.series(
+        principal.tenant, sequence=sequence, granularity=granularity, start=start, end=to
+    )
+
+
+@admin_router.get("", response_model=UsageOut)
+async def tenant_usage(
+    slug: SlugPath,
+    _: PlatformAdmin,
+    tenants: Tenants,
+    usage: Usage,
+    sequence: SequenceQuery = None,
+    granularity: GranularityQuery = Granularity.day,
+    start: FromQuery = None,
+    to: ToQuery = None,
+) -> UsageOut:
+    """Any tenant's usage over time (platform admins; 404 for an unknown tenant)."""
+    await tenants.get(slug)
+    return await usage.series(slug, sequence=sequence, granularity=granularity, start=start, end=to)
