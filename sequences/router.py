@@ -22,12 +22,15 @@ from sequences.schemas import (
     SequencePage,
     SequencePatch,
 )
-from sequences.service import next_out
+from sequences.service import SequenceService, next_out
 from tenants.dependencies import SlugPath, Tenants
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
 admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["admin"])
+
+AfterQuery = Annotated[str | None, Query(max_length=64, description="Cursor from a previous page.")]
+LimitQuery = Annotated[int, Query(ge=1, le=500)]
 
 
 # First: routes match in order, and this is the hot one.
@@ -81,16 +84,17 @@ async def create_sequence(
 
 @router.get("", response_model=SequencePage)
 async def list_sequences(
-    principal: CanRead,
-    service: Sequences,
-    after: Annotated[
-        str | None, Query(max_length=64, description="Cursor from a previous page.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    principal: CanRead, service: Sequences, after: AfterQuery = None, limit: LimitQuery = 100
 ) -> SequencePage:
     """List the tenant's sequences by name, a page at a time."""
-    seqs = await service.list(principal.tenant, after=after, limit=limit)
-    items = await service.describe_many(principal.tenant, seqs)
+    return await _page(service, principal.tenant, after, limit)
+
+
+async def _page(
+    service: SequenceService, tenant: str, after: str | None, limit: int
+) -> SequencePage:
+    seqs = await service.list(tenant, after=after, limit=limit)
+    items = await service.describe_many(tenant, seqs)
     cursor = items[-1].name if len(items) == limit else None
     return SequencePage(items=items, next_cursor=cursor)
 
@@ -137,13 +141,9 @@ async def list_tenant_sequences(
     _: PlatformAdmin,
     tenants: Tenants,
     service: Sequences,
-    after: Annotated[
-        str | None, Query(max_length=64, description="Cursor from a previous page.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: AfterQuery = None,
+    limit: LimitQuery = 100,
 ) -> SequencePage:
     """Any tenant's sequences, as the tenant sees them (platform admins; 404 if unknown)."""
     await tenants.get(slug)
-    seqs = await service.list(slug, after=after, limit=limit)
-    items = await service.describe_many(slug, seqs)
-    return SequencePage(items=items, next_cursor=items[-1].name if len(items) == limit else None)
+    return await _page(service, slug, after, limit)

@@ -115,20 +115,28 @@ def ring(app: FastAPI) -> KeyRing:
 TokenFactory = Callable[..., str]
 
 
+def app_token(
+    app: FastAPI, tenant: str = "acme", scopes: str = ALL_SCOPES, ttl: int = 300, subject: str = ""
+) -> str:
+    """A valid token signed with ``app``'s own key ring, for its issuer and audience."""
+    settings: Settings = app.state.settings
+    return mint(
+        app.state.verifier.ring,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        subject=subject or f"test-{tenant}",
+        tenant=tenant,
+        scopes=scopes.split(),
+        ttl_seconds=ttl,
+    )
+
+
 @pytest.fixture
-def make_token(settings: Settings, ring: KeyRing) -> TokenFactory:
-    """``make_token(tenant, scopes=..., **claims)``: a valid token unless told otherwise."""
+def make_token(app: FastAPI) -> TokenFactory:
+    """``make_token(tenant, scopes=..., ttl=...)``: a valid token of the ``app`` fixture."""
 
     def factory(tenant: str = "acme", scopes: str = ALL_SCOPES, ttl: int = 300) -> str:
-        return mint(
-            ring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject=f"test-{tenant}",
-            tenant=tenant,
-            scopes=scopes.split(),
-            ttl_seconds=ttl,
-        )
+        return app_token(app, tenant, scopes, ttl)
 
     return factory
 

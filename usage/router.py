@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -36,32 +38,36 @@ ToQuery = Annotated[
 ]
 
 
-@router.get("", response_model=UsageOut)
-async def own_usage(
-    principal: CanRead,
-    usage: Usage,
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    sequence: str | None
+    granularity: Granularity
+    start: datetime | None
+    end: datetime | None
+
+
+async def usage_query(
     sequence: SequenceQuery = None,
     granularity: GranularityQuery = Granularity.day,
     start: FromQuery = None,
     to: ToQuery = None,
-) -> UsageOut:
+) -> UsageQuery:
+    return UsageQuery(sequence, granularity, start, to)
+
+
+Query_ = Annotated[UsageQuery, Depends(usage_query)]
+
+
+@router.get("", response_model=UsageOut)
+async def own_usage(principal: CanRead, usage: Usage, q: Query_) -> UsageOut:
     """Numbers the caller's tenant took over time, per hour or day, every bucket listed."""
-    return await usage.series(
-        principal.tenant, sequence=sequence, granularity=granularity, start=start, end=to
-    )
+    return await usage.series(principal.tenant, **asdict(q))
 
 
 @admin_router.get("", response_model=UsageOut)
 async def tenant_usage(
-    slug: SlugPath,
-    _: PlatformAdmin,
-    tenants: Tenants,
-    usage: Usage,
-    sequence: SequenceQuery = None,
-    granularity: GranularityQuery = Granularity.day,
-    start: FromQuery = None,
-    to: ToQuery = None,
+    slug: SlugPath, _: PlatformAdmin, tenants: Tenants, usage: Usage, q: Query_
 ) -> UsageOut:
     """Any tenant's usage over time (platform admins; 404 for an unknown tenant)."""
     await tenants.get(slug)
-    return await usage.series(slug, sequence=sequence, granularity=granularity, start=start, end=to)
+    return await usage.series(slug, **asdict(q))

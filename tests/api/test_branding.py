@@ -10,6 +10,7 @@ import pytest
 
 from api.app import create_app
 from api.settings import Settings
+from tests.conftest import app_token
 
 
 async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
@@ -65,7 +66,6 @@ def test_logo_must_be_https(tmp_path: Path) -> None:
 
 
 async def test_siloed_instance_refuses_other_tenants_tokens(tmp_path: Path) -> None:
-    from auth.tokens import mint
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -77,15 +77,7 @@ async def test_siloed_instance_refuses_other_tenants_tokens(tmp_path: Path) -> N
     async with app.router.lifespan_context(app):
 
         def token(tenant: str) -> dict[str, str]:
-            signed = mint(
-                app.state.verifier.ring,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                subject="t",
-                tenant=tenant,
-                scopes=["sequences:next", "sequences:read"],
-                ttl_seconds=60,
-            )
+            signed = app_token(app, tenant, "sequences:next sequences:read", ttl=60)
             return {"Authorization": f"Bearer {signed}"}
 
         transport = httpx.ASGITransport(app=app)

@@ -17,9 +17,8 @@ import pytest
 from api.app import create_app
 from api.fastpath import NextFastPath
 from api.settings import Settings
-from auth.tokens import mint
 from core.clock import FrozenClock
-from tests.conftest import ALL_SCOPES
+from tests.conftest import app_token
 
 Step = tuple[str, str, dict[str, Any]]
 
@@ -53,22 +52,9 @@ async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any,
     fast = [m for m in app.user_middleware if m.cls is NextFastPath]
     assert len(fast) == int(settings.fast_path)  # the comparison compares two paths
     async with app.router.lifespan_context(app):
-        ring = app.state.verifier.ring
-
-        def token(scopes: str) -> str:
-            return mint(
-                ring,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                subject="test-acme",
-                tenant="acme",
-                scopes=scopes.split(),
-                ttl_seconds=300,
-            )
-
         tokens = {
-            "{token}": f"Bearer {token(ALL_SCOPES)}",
-            "{read}": f"Bearer {token('sequences:read')}",
+            "{token}": f"Bearer {app_token(app)}",
+            "{read}": f"Bearer {app_token(app, scopes='sequences:read')}",
         }
         if explode:
 

@@ -13,11 +13,10 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.settings import Settings
-from auth.tokens import mint
 from core.clock import FrozenClock
 from sequences.service import TimezoneLookup
 from storage import Store
-from tests.conftest import ALL_SCOPES, bearer
+from tests.conftest import ALL_SCOPES, app_token, bearer
 
 
 def zones(by_tenant: Mapping[str, str]) -> TimezoneLookup:
@@ -45,14 +44,8 @@ class Api:
         self, tenant: str = "acme", scopes: str = ALL_SCOPES, subject: str = ""
     ) -> dict[str, str]:
         return bearer(
-            mint(
-                self.app.state.verifier.ring,
-                issuer=self.settings.jwt_issuer,
-                audience=self.settings.jwt_audience,
-                subject=subject or f"user-of-{tenant or 'platform'}",
-                tenant=tenant,
-                scopes=scopes.split(),
-                ttl_seconds=300,
+            app_token(
+                self.app, tenant, scopes, subject=subject or f"user-of-{tenant or 'platform'}"
             )
         )
 

@@ -21,7 +21,7 @@ from sequences.schemas import SequenceCreate
 from sequences.service import Allocation, SequenceService
 from storage import Counter, Store, StoreUnavailable
 from storage.sqlite import SQLiteStore
-from tests.conftest import bearer
+from tests.conftest import app_token, bearer
 
 
 class CountingStore:
@@ -105,17 +105,7 @@ async def test_every_waiter_gets_503_problem_json_when_the_store_fails(
     await counting.inner.start()
     app = create_app(settings, store=counting, clock=FrozenClock())  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
-        from auth.tokens import mint
-
-        token = mint(
-            app.state.verifier.ring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject="t",
-            tenant="acme",
-            scopes=["sequences:next", "sequences:write", "sequences:read"],
-            ttl_seconds=60,
-        )
+        token = app_token(app, ttl=60)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             h = bearer(token)

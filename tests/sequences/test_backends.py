@@ -10,9 +10,8 @@ import pytest
 
 from api.app import create_app
 from api.settings import Settings
-from auth.tokens import mint
 from storage import Store
-from tests.conftest import ALL_SCOPES, bearer
+from tests.conftest import app_token, bearer
 
 
 @pytest.fixture
@@ -21,15 +20,7 @@ async def backend_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     app = create_app(settings, store=store)
     async with app.router.lifespan_context(app):
-        token = mint(
-            app.state.verifier.ring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject="t",
-            tenant="acme",
-            scopes=ALL_SCOPES.split(),
-            ttl_seconds=300,
-        )
+        token = app_token(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             yield c, bearer(token)

@@ -18,11 +18,10 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import Settings
 from auth.keys import KeyRing
-from auth.tokens import mint
 from core.clock import FrozenClock
 from tenants.schemas import ClientCreate, Onboarded
 from tenants.service import TenantService
-from tests.conftest import bearer
+from tests.conftest import app_token, bearer
 from tests.tenants.builders import make_tenant, request_token, token_for
 
 
@@ -116,15 +115,7 @@ async def test_production_refuses_unregistered_and_deleted_tenants(
             acme = await make_tenant(app.state.tenants, "acme")
             token = await token_for(client, acme)
             assert await next_status(client, token) == 200
-            unregistered = mint(
-                app.state.verifier.ring,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                subject="dev-cli",
-                tenant="demo",
-                scopes=["sequences:next"],
-                ttl_seconds=60,
-            )
+            unregistered = app_token(app, "demo", "sequences:next", ttl=60, subject="dev-cli")
             assert await next_status(client, unregistered) == 401
             await app.state.tenants.suspend("acme")
             await app.state.tenants.delete("acme")
@@ -159,15 +150,7 @@ async def test_development_tokens_with_one_subject_work_for_several_tenants(
     client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
     for tenant in ["demo", "other", "demo"]:
-        token = mint(
-            app.state.verifier.ring,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject="dev-cli",
-            tenant=tenant,
-            scopes=["sequences:next"],
-            ttl_seconds=60,
-        )
+        token = app_token(app, tenant, "sequences:next", ttl=60, subject="dev-cli")
         r = await client.get("/getCounter", headers=bearer(token))
         assert r.status_code == 200, r.text
 

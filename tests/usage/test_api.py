@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import Settings
 from core.clock import FrozenClock
-from tests.conftest import bearer
+from tests.conftest import app_token, bearer
 from tests.tenants.builders import make_tenant, token_for
 
 Headers = Callable[..., dict[str, str]]
@@ -149,17 +149,7 @@ async def test_the_last_counts_reach_the_store_when_the_server_stops(settings: S
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 if round_ == 0:
-                    from auth.tokens import mint
-
-                    tokens["h"] = mint(
-                        app.state.verifier.ring,
-                        issuer=settings.jwt_issuer,
-                        audience=settings.jwt_audience,
-                        subject="t",
-                        tenant="acme",
-                        scopes=["sequences:read", "sequences:next", "sequences:write"],
-                        ttl_seconds=600,
-                    )
+                    tokens["h"] = app_token(app)
                     h = bearer(tokens["h"])
                     await client.post("/v1/sequences", json={"name": "a"}, headers=h)
                     assert await take(client, h, "a", 42) == 200
