@@ -53,3 +53,15 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TALLY_STORE_URL", "mongodb://db:27017")
     settings = load_settings()
     assert settings.environment == "production" and not settings.auto_create_keys
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    undocumented = [
+        f"TALLY_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`TALLY_{name.upper()}`" not in readme
+    ]
+    assert not undocumented, f"add to the README's Configuration table: {undocumented}"
