@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI
+from prometheus_client import start_http_server
 
 from api import health, landing, problems
 from api.fastpath import NextFastPath
+from api.metrics import Metrics, MetricsMiddleware
 from api.settings import Settings, get_settings
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
@@ -32,6 +36,8 @@ from usage.recorder import UsageRecorder
 from usage.router import admin_router as usage_admin_router
 from usage.router import router as usage_router
 from usage.service import UsageService
+
+log = logging.getLogger("tally")
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -75,6 +81,26 @@ def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
         ),
     )
     return tenants
+
+
+def serve_metrics(app: FastAPI, metrics: Metrics, settings: Settings) -> WSGIServer | None:
+    """Start the metrics listener (a thread); None if the port is taken."""
+    metrics.watch(app)
+    assert settings.metrics_port is not None
+    try:
+        server, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
+        )
+    except OSError as exc:
+        # Typically a second uvicorn worker: the first one already serves the port.
+        log.warning(
+            "metrics port %s unavailable (%s): this process's metrics are not exported;"
+            " run one worker per metrics port",
+            settings.metrics_port,
+            exc.strerror,
+        )
+        return None
+    return server
 
 
 def create_app(
@@ -122,12 +148,16 @@ def create_app(
         app.state.audit = app.state.sequences.audit
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
+        exporter = serve_metrics(app, metrics, settings) if metrics else None
         gc.freeze()
         recorder.start()
         try:
             yield
         finally:
             gc.unfreeze()
+            if exporter is not None:
+                exporter.shutdown()
+                exporter.server_close()
             await app.state.sequences.allocator.close()
             await recorder.close()  # the last counts reach the store before it closes
             await app.state.external.jwks.close()
@@ -163,6 +193,9 @@ def create_app(
     if settings.fast_path:
         # Same endpoint, same exception handlers; only FastAPI's routing is skipped.
         app.add_middleware(NextFastPath, endpoint=next_numbers, handlers=app.exception_handlers)
+    metrics = Metrics() if settings.metrics_port else None
+    if metrics is not None:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees everything
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
     # every dependency's signature on every request. Routes that need this app's
     # settings use ``api.settings.app_settings``.

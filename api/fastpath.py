@@ -48,6 +48,7 @@ class NextFastPath:
             await self.app(scope, receive, send)
             return
         scope["path_params"] = {"name": match[1]}
+        scope["tally.route"] = "/v1/sequences/{name}/next"  # for api.metrics
         request = Request(scope, receive)
         try:
             response = await self.endpoint(request)

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on this port (its own listener); unset: off.",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Interface of the metrics port.")
     fast_path: bool = Field(
         default=True,
         description="Dispatch POST /v1/sequences/{name}/next before FastAPI's router"

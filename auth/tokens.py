@@ -82,6 +82,10 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._reload_interval = reload_interval
         self._next_reload_check = 0.0
+        # Outcomes, for the metrics endpoint.
+        self.cache_hits = 0
+        self.verified = 0
+        self.rejected = 0
 
     def _maybe_reload(self, now: float) -> bool:
         """Reload the ring if its files changed (checked once per interval); True if so."""
@@ -108,9 +112,15 @@ class TokenVerifier:
             cached = None  # the key ring changed: everything is verified afresh
         if cached is not None:
             if cached.expires_at > current:
+                self.cache_hits += 1
                 return cached
             del self._cache[token]
-        principal = self._verify_uncached(token, current)
+        try:
+            principal = self._verify_uncached(token, current)
+        except InvalidToken:
+            self.rejected += 1
+            raise
+        self.verified += 1
         if self._cache_size:
             self._cache[token] = principal
             if len(self._cache) > self._cache_size:

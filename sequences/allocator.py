@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -141,8 +142,9 @@ class Allocator:
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._leases: dict[tuple[str, str], _Lease] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # Store increments issued by the engine (for tests and the benchmark's curiosity).
+        # Store increments issued by the engine and the seconds they took (metrics, tests).
         self.increments = 0
+        self.increment_seconds = 0.0
 
     async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
         """``n`` contiguous numbers as ``(first, last)``."""
@@ -164,6 +166,9 @@ class Allocator:
         """Drop leased blocks of a sequence (its definition changed or it was deleted)."""
         for k in [k for k in self._leases if k[0] == tenant and k[1].split("/")[0] == name]:
             del self._leases[k]
+
+    def lease_count(self) -> int:
+        return len(self._leases)
 
     def block_size(self, tenant: str, key: str) -> int | None:
         lease = self._leases.get((tenant, key))
@@ -187,7 +192,11 @@ class Allocator:
         self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
     ) -> tuple[int, int]:
         self.increments += 1
-        return await self.backend.increment(tenant, seq, key, n, wrap=wrap)
+        started = time.perf_counter()
+        try:
+            return await self.backend.increment(tenant, seq, key, n, wrap=wrap)
+        finally:
+            self.increment_seconds += time.perf_counter() - started
 
     # -- strict: coalescing ---------------------------------------------------------------
     async def _drain(self, tenant: str, key: str, lane: _Lane) -> None:

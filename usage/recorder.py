@@ -32,10 +32,16 @@ class UsageRecorder:
         self._pending: dict[tuple[str, str, int], list[int]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Lifetime totals of this process, for the metrics endpoint.
+        self.requests_total = 0
+        self.numbers_total = 0
+        self.flush_failures = 0
         self._lock = asyncio.Lock()
 
     def record(self, tenant: str, sequence: str, numbers: int, at: datetime) -> None:
         """One ``next`` call that issued ``numbers`` at ``at`` (on the hot path: no I/O)."""
+        self.requests_total += 1
+        self.numbers_total += numbers
         key = (tenant, sequence, int(at.timestamp()) // HOUR)
         totals = self._pending.get(key)
         if totals is None:
@@ -64,6 +70,7 @@ class UsageRecorder:
                 await self.store.add_usage(tenant, UsageRow(seq, _hour(h), requests, numbers))
             except Exception as exc:  # the store is down: keep counting, retry later
                 log.warning("usage flush failed, kept for the next one: %s", exc)
+                self.flush_failures += 1
                 totals = self._pending.setdefault((tenant, seq, h), [0, 0])
                 totals[0] += requests
                 totals[1] += numbers

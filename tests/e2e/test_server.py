@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.e2e.conftest import cli, running_server
+from tests.e2e.conftest import cli, free_port, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +120,21 @@ def test_an_unusable_keys_dir_or_store_stops_serve_with_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and names in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+
+
+def test_metrics_are_served_on_their_own_port_not_the_api_port(e2e_env: dict[str, str]) -> None:
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    metrics_port = free_port()
+    env = {**e2e_env, "TALLY_METRICS_PORT": str(metrics_port)}
+    with running_server(env) as url:
+        h = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{url}/v1/sequences/default/next", headers=h).status_code == 404
+        assert httpx.get(f"{url}/getCounter", headers=h).text == "1"
+        assert httpx.get(f"{url}/metrics").status_code == 404  # not on the API's port
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+    assert scraped.status_code == 200
+    text = scraped.text
+    assert 'route="/v1/sequences/{name}/next",status="404"' in text
+    assert 'route="/getCounter",status="200"' in text
+    assert "tally_numbers_issued_total 1.0" in text
+    assert token not in text

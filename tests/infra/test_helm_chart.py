@@ -66,6 +66,8 @@ def test_values_schema_accepts_both_value_sets(helm: Any, tenant_values: dict[st
         (("tally", "tenant"), "Not_A_Slug"),
         (("ingress", "hosts"), ["https://acme.com/"]),
         (("existingSecret",), ""),
+        (("metrics", "port"), 8080),  # the API's port: metrics would reach the Ingress
+        (("metrics", "scrapeFrom"), []),  # an empty `from` admits everyone
     ],
 )
 def test_values_schema_rejects_bad_input(
@@ -138,7 +140,10 @@ def test_probes_and_command(kind: str, manifests: dict[str, list[dict[str, Any]]
     # The pod must listen beyond loopback for the Service to reach it.
     all_interfaces = "0.0.0.0"  # noqa: S104
     assert container["command"] == ["tally", "serve", "--host", all_interfaces, "--port", "8080"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9464, "protocol": "TCP"},
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
@@ -245,3 +250,42 @@ def test_notes_name_the_mode_and_url(rendered: dict[str, dict[str, str]]) -> Non
     assert "pooled instance" in notes["pooled"]
     assert 'siloed instance of tenant "acme"' in notes["tenant"]
     assert "https://numbers.acme.com" in notes["tenant"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_metrics_port_is_scraped_in_cluster_and_never_routed_by_the_ingress(
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
+) -> None:
+    objects = manifests[kind]
+    config = by_kind(objects, "ConfigMap")["data"]
+    assert config["TALLY_METRICS_PORT"] == "9464"
+    pod = by_kind(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert pod["prometheus.io/scrape"] == "true" and pod["prometheus.io/port"] == "9464"
+    ingress = by_kind(objects, "Ingress")
+    backends = [
+        path["backend"]["service"]["port"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends and all(port == {"name": "http"} for port in backends)
+    rules = by_kind(objects, "NetworkPolicy")["spec"]["ingress"]
+    metrics_rules = [r for r in rules if {"port": "metrics", "protocol": "TCP"} in r["ports"]]
+    assert len(metrics_rules) == 1
+    assert metrics_rules[0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert rules[0]["ports"] == [{"port": "http", "protocol": "TCP"}]  # the ingress controller's
+
+
+def test_metrics_can_be_switched_off(helm: Any) -> None:
+    import yaml
+
+    with helm.Chart.load(CHART_DIR) as chart:
+        out = chart.render({"metrics": {"enabled": False}}, name="tally", namespace="tally")
+    objects = [
+        d for path, t in out.items() if path.endswith(".yaml") for d in yaml.safe_load_all(t) if d
+    ]
+    assert "TALLY_METRICS_PORT" not in by_kind(objects, "ConfigMap")["data"]
+    assert [p["name"] for p in workload(objects)["ports"]] == ["http"]
+    annotations = by_kind(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in annotations

@@ -1,0 +1,136 @@
+"""Prometheus metrics (``prometheus-client``), served on their own port.
+
+Two kinds, to keep the hot path cheap:
+
+* HTTP requests: a histogram per (method, route template, status), observed by a pure
+  ASGI middleware. Route templates, never raw paths, so a scanner cannot blow up the
+  label set; a request that matched no route is ``route="unmatched"``.
+* Domain counters the services keep as plain integers anyway (numbers issued, store
+  increments and their time, token-cache hits, leased blocks, usage flushes), read
+  only when Prometheus scrapes, by a custom collector.
+
+The port (``TALLY_METRICS_PORT``) is separate from the API's so an Ingress never
+exposes it; in Kubernetes the chart opens it to the cluster's Prometheus only. Each
+process has its own metrics: run one uvicorn worker per pod (the chart does), or
+several processes each with its own port.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+# The fast path answers this route without FastAPI's router setting scope["route"].
+NEXT_ROUTE = "/v1/sequences/{name}/next"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http = Histogram(
+            "tally_http_request_duration_seconds",
+            "HTTP requests by method, route template and status, and how long they took.",
+            ["method", "route", "status"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.http.labels(method, route, str(status))
+        child.observe(seconds)
+
+    def watch(self, app: Starlette) -> None:
+        """Export the domain counters of ``app``'s services (read at scrape time)."""
+        self.registry.register(_DomainCollector(app))
+
+
+class MetricsMiddleware:
+    """Times every HTTP request and labels it with the route template that served it."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or scope.get("tally.route", "unmatched")
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+
+
+class _DomainCollector(Collector):
+    def __init__(self, app: Starlette) -> None:
+        self.state = app.state
+
+    def collect(self) -> Iterator[Any]:
+        state = self.state
+        usage = getattr(state, "usage", None)
+        sequences = getattr(state, "sequences", None)
+        verifier = getattr(state, "verifier", None)
+        if usage is not None:
+            recorder = usage.recorder
+            yield CounterMetricFamily(
+                "tally_next_requests",
+                "Calls that issued numbers (next and /getCounter).",
+                value=recorder.requests_total,
+            )
+            yield CounterMetricFamily(
+                "tally_numbers_issued", "Numbers issued.", value=recorder.numbers_total
+            )
+            yield CounterMetricFamily(
+                "tally_usage_flush_failures",
+                "Usage rows a flush could not write (kept for the next flush).",
+                value=recorder.flush_failures,
+            )
+        if sequences is not None:
+            allocator = sequences.allocator
+            yield SummaryMetricFamily(
+                "tally_store_increment_seconds",
+                "Store increments made by the allocator (coalesced flights, cached-mode"
+                " blocks, direct batches) and the time they took.",
+                count_value=allocator.increments,
+                sum_value=allocator.increment_seconds,
+            )
+            yield GaugeMetricFamily(
+                "tally_cached_leases",
+                "Cached-mode counters this process holds leased blocks for.",
+                value=allocator.lease_count(),
+            )
+        if verifier is not None:
+            tokens = CounterMetricFamily(
+                "tally_token_verifications",
+                "Bearer tokens checked, by outcome (cache hits skip the signature check).",
+                labels=["result"],
+            )
+            tokens.add_metric(["cache_hit"], verifier.cache_hits)
+            tokens.add_metric(["verified"], verifier.verified)
+            tokens.add_metric(["rejected"], verifier.rejected)
+            yield tokens

@@ -1,0 +1,113 @@
+"""Prometheus metrics: on their own port, labelled by route template, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.app import create_app
+from api.metrics import MetricsMiddleware
+from api.settings import Settings
+from core.clock import FrozenClock
+from tests.conftest import app_token, bearer
+from tests.e2e.conftest import free_port
+
+
+def with_metrics(settings: Settings, port: int) -> Settings:
+    return settings.model_copy(update={"metrics_port": port})
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, str]]:
+    port = free_port()
+    app = create_app(with_metrics(settings, port), clock=FrozenClock())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield app, client, f"http://127.0.0.1:{port}/metrics"
+
+
+async def scrape(url: str) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    r = await asyncio.to_thread(httpx.get, url, timeout=5)
+    assert r.status_code == 200
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+    return r.text, samples
+
+
+def http_count(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], **labels: str
+) -> float:
+    key = ("tally_http_request_duration_seconds_count", frozenset(labels.items()))
+    return samples.get(key, 0)
+
+
+async def test_requests_and_numbers_are_counted_by_route_template_and_status(
+    served: tuple[FastAPI, httpx.AsyncClient, str],
+) -> None:
+    app, client, url = served
+    token = app_token(app)
+    h = bearer(token)
+    assert (
+        await client.post("/v1/sequences", json={"name": "inv", "max": 5}, headers=h)
+    ).status_code == 201
+    for count in (1, 2, 2):
+        r = await client.post("/v1/sequences/inv/next", json={"count": count}, headers=h)
+        assert r.status_code == 200
+    assert (await client.post("/v1/sequences/inv/next", headers=h)).status_code == 409
+    assert (await client.get("/v1/sequences/inv", headers=h)).status_code == 200
+    assert (await client.get("/wp-admin/secret-probe")).status_code == 404
+    assert (await client.post("/v1/sequences/inv/next", headers=bearer("x.y.z"))).status_code == 401
+
+    text, samples = await scrape(url)
+    nxt = "/v1/sequences/{name}/next"
+    assert http_count(samples, method="POST", route=nxt, status="200") == 3
+    assert http_count(samples, method="POST", route=nxt, status="409") == 1
+    assert http_count(samples, method="POST", route=nxt, status="401") == 1
+    assert http_count(samples, method="POST", route="/v1/sequences", status="201") == 1
+    assert http_count(samples, method="GET", route="/v1/sequences/{name}", status="200") == 1
+    assert http_count(samples, method="GET", route="unmatched", status="404") == 1
+    assert samples[("tally_next_requests_total", frozenset())] == 3
+    assert samples[("tally_numbers_issued_total", frozenset())] == 5
+    assert samples[("tally_token_verifications_total", frozenset({("result", "verified")}))] == 1
+    assert samples[("tally_token_verifications_total", frozenset({("result", "cache_hit")}))] == 5
+    assert samples[("tally_token_verifications_total", frozenset({("result", "rejected")}))] == 1
+    assert samples[("tally_store_increment_seconds_count", frozenset())] >= 3
+    assert samples[("tally_store_increment_seconds_sum", frozenset())] > 0
+    # Raw paths and credentials never become labels or values.
+    assert "wp-admin" not in text and token not in text and "inv" not in text
+
+
+async def test_metrics_are_off_unless_a_port_is_set(app: FastAPI) -> None:
+    assert not [m for m in app.user_middleware if m.cls is MetricsMiddleware]
+
+
+async def test_a_taken_metrics_port_is_a_warning_not_an_outage(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = create_app(with_metrics(settings, port))
+        with caplog.at_level(logging.WARNING, logger="tally"):
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    assert (await c.get("/healthz")).status_code == 200
+    assert f"metrics port {port} unavailable" in caplog.text
+
+
+def test_metrics_port_is_validated() -> None:
+    with pytest.raises(ValueError, match="metrics_port"):
+        Settings(metrics_port=70000, _env_file=None)  # type: ignore[call-arg]
