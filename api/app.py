@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -83,20 +84,17 @@ def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
     return tenants
 
 
-def serve_metrics(app: FastAPI, metrics: Metrics, settings: Settings) -> WSGIServer | None:
+def serve_metrics(app: FastAPI, metrics: Metrics, port: int, host: str) -> WSGIServer | None:
     """Start the metrics listener (a thread); None if the port is taken."""
     metrics.watch(app)
-    assert settings.metrics_port is not None
     try:
-        server, _thread = start_http_server(
-            settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
-        )
+        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         # Typically a second uvicorn worker: the first one already serves the port.
         log.warning(
             "metrics port %s unavailable (%s): this process's metrics are not exported;"
             " run one worker per metrics port",
-            settings.metrics_port,
+            port,
             exc.strerror,
         )
         return None
@@ -146,9 +144,11 @@ def create_app(
             usage=recorder,
         )
         app.state.audit = app.state.sequences.audit
+        exporter = None
+        if metrics is not None and settings.metrics_port is not None:
+            exporter = serve_metrics(app, metrics, settings.metrics_port, settings.metrics_host)
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
-        exporter = serve_metrics(app, metrics, settings) if metrics else None
         gc.freeze()
         recorder.start()
         try:
@@ -156,7 +156,7 @@ def create_app(
         finally:
             gc.unfreeze()
             if exporter is not None:
-                exporter.shutdown()
+                await asyncio.to_thread(exporter.shutdown)  # waits up to its 0.5 s poll
                 exporter.server_close()
             await app.state.sequences.allocator.close()
             await recorder.close()  # the last counts reach the store before it closes
