@@ -46,9 +46,14 @@ class UsageService:
         if start is not None and end is not None and start >= end:
             raise Unprocessable("`from` must be before `to`.")
         step = STEP[granularity]
-        last = floor(end - timedelta(microseconds=1), granularity) if end else None
-        stop = (last + step) if last else floor(self.clock.now(), granularity) + step
-        first = floor(start, granularity) if start else stop - DEFAULT_BUCKETS[granularity] * step
+        try:
+            last = floor(end - timedelta(microseconds=1), granularity) if end else None
+            stop = (last + step) if last else floor(self.clock.now(), granularity) + step
+            first = (
+                floor(start, granularity) if start else stop - DEFAULT_BUCKETS[granularity] * step
+            )
+        except OverflowError:  # e.g. to=9999-12-31T23:59:59Z: no bucket can end after it
+            raise Unprocessable("`from`/`to` out of range.") from None
         if first >= stop:
             raise Unprocessable("`from` must be before `to`.")
         buckets = (stop - first) // step

@@ -103,6 +103,9 @@ async def test_usage_per_day_defaults_to_the_last_30_days(
         {"granularity": "week"},
         {"granularity": "hour", "from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
         {"sequence": "Not/A name"},
+        {"to": "9999-12-31T23:59:59Z"},  # the bucket would end past datetime's range
+        {"to": "0001-01-01T00:00:00Z"},
+        {"from": "0001-01-01T00:00:00+14:00"},
     ],
 )
 async def test_bad_usage_queries_are_422_problems(
