@@ -12,8 +12,9 @@ the earlier ones that fit succeed, the others get 409 (or wrap, if cycling).
 
 ``cached``: each process leases blocks of numbers (one increment of the block size,
 durable before any of it is served) and serves from memory. When the current block
-falls below ``LOW_WATER`` of its size, the next block is fetched in the background, so
-in steady state no request waits on the store. The block size doubles when a block
+falls below ``LOW_WATER`` of its size (or below the size of the request just served),
+the next block is fetched in the background, so in steady state no request waits on
+the store. The block size doubles when a block
 lasted less than the target time and halves when it lasted more than twice that,
 within ``[min_block, max_block]``. Numbers are unique across processes and restarts
 because blocks are reservations in the durable counter; what a process had leased but
