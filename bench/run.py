@@ -104,6 +104,12 @@ def configurations(workers: int, store: str | None) -> list[Config]:
         ),
         Config("cached", "cached mode (leased blocks)", mode="cached"),
         Config(
+            "cached-metrics",
+            "cached, Prometheus metrics on (as the Helm chart runs it)",
+            env={"TALLY_METRICS_PORT": str(free_port())},
+            mode="cached",
+        ),
+        Config(
             "cached-routed",
             "cached, through FastAPI's router (TALLY_FAST_PATH=false)",
             env={"TALLY_FAST_PATH": "false"},
