@@ -25,6 +25,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 # Any segment: the endpoint itself answers 422 problem+json for a name it refuses,
 # exactly as through the router.
 _NEXT = re.compile(r"/v1/sequences/([^/]+)/next")
+NEXT_ROUTE = "/v1/sequences/{name}/next"  # the template, as metrics label it
 
 
 class NextFastPath:
@@ -48,7 +49,7 @@ class NextFastPath:
             await self.app(scope, receive, send)
             return
         scope["path_params"] = {"name": match[1]}
-        scope["tally.route"] = "/v1/sequences/{name}/next"  # for api.metrics
+        scope["tally.route"] = NEXT_ROUTE  # for api.metrics: no router sets scope["route"]
         request = Request(scope, receive)
         try:
             response = await self.endpoint(request)

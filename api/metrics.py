@@ -29,8 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-# The fast path answers this route without FastAPI's router setting scope["route"].
-NEXT_ROUTE = "/v1/sequences/{name}/next"
+# Any other method token a client sends is counted as "other": labels stay bounded.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -81,9 +81,12 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
+            # FastAPI's router leaves the matched route in the scope; the fast path
+            # (which skips the router) leaves its template under "tally.route".
             route = scope.get("route")
             template = getattr(route, "path", None) or scope.get("tally.route", "unmatched")
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe(method, template, status, time.perf_counter() - started)
 
 
 class _DomainCollector(Collector):

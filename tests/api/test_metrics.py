@@ -68,6 +68,7 @@ async def test_requests_and_numbers_are_counted_by_route_template_and_status(
     assert (await client.get("/v1/sequences/inv", headers=h)).status_code == 200
     assert (await client.get("/wp-admin/secret-probe")).status_code == 404
     assert (await client.post("/v1/sequences/inv/next", headers=bearer("x.y.z"))).status_code == 401
+    assert (await client.request("PROPFIND", "/v1/sequences", headers=h)).status_code == 405
 
     text, samples = await scrape(url)
     nxt = "/v1/sequences/{name}/next"
@@ -77,6 +78,7 @@ async def test_requests_and_numbers_are_counted_by_route_template_and_status(
     assert http_count(samples, method="POST", route="/v1/sequences", status="201") == 1
     assert http_count(samples, method="GET", route="/v1/sequences/{name}", status="200") == 1
     assert http_count(samples, method="GET", route="unmatched", status="404") == 1
+    assert http_count(samples, method="other", route="/v1/sequences", status="405") == 1
     assert samples[("tally_next_requests_total", frozenset())] == 3
     assert samples[("tally_numbers_issued_total", frozenset())] == 5
     assert samples[("tally_token_verifications_total", frozenset({("result", "verified")}))] == 1
@@ -86,6 +88,7 @@ async def test_requests_and_numbers_are_counted_by_route_template_and_status(
     assert samples[("tally_store_increment_seconds_sum", frozenset())] > 0
     # Raw paths and credentials never become labels or values.
     assert "wp-admin" not in text and token not in text and "inv" not in text
+    assert "PROPFIND" not in text  # unknown methods do not become label values
 
 
 async def test_metrics_are_off_unless_a_port_is_set(app: FastAPI) -> None:
