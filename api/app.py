@@ -127,7 +127,7 @@ def create_app(
             cache_size=settings.token_cache_size,
         )
         tenants = wire_tenants(app, settings, the_store, clock)
-        recorder = UsageRecorder(the_store, clock=clock, interval=settings.usage_flush_seconds)
+        recorder = UsageRecorder(the_store, interval=settings.usage_flush_seconds)
         app.state.usage = UsageService(the_store, recorder, clock=clock)
         app.state.sequences = SequenceService(
             the_store,

@@ -15,7 +15,6 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from core.clock import Clock, SystemClock
 from storage import Store, UsageRow
 
 log = logging.getLogger("tally.usage")
@@ -24,9 +23,8 @@ HOUR = 3600
 
 
 class UsageRecorder:
-    def __init__(self, store: Store, *, clock: Clock | None = None, interval: float = 10.0) -> None:
+    def __init__(self, store: Store, *, interval: float = 10.0) -> None:
         self.store = store
-        self.clock = clock or SystemClock()
         self.interval = interval
         # (tenant, sequence, hours since the epoch) -> [requests, numbers]
         self._pending: dict[tuple[str, str, int], list[int]] = {}
@@ -65,15 +63,22 @@ class UsageRecorder:
 
     async def _flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for (tenant, seq, h), (requests, numbers) in pending.items():
+        rows = list(pending.items())
+        for done, ((tenant, seq, h), (requests, numbers)) in enumerate(rows):
             try:
                 await self.store.add_usage(tenant, UsageRow(seq, _hour(h), requests, numbers))
-            except Exception as exc:  # the store is down: keep counting, retry later
-                log.warning("usage flush failed, kept for the next one: %s", exc)
+            except Exception as exc:
+                # The store is likely down: keep this row and the rest for the next
+                # flush rather than wait out a timeout per row (shutdown would hang).
+                log.warning(
+                    "usage flush failed, %d rows kept for the next one: %s", len(rows) - done, exc
+                )
                 self.flush_failures += 1
-                totals = self._pending.setdefault((tenant, seq, h), [0, 0])
-                totals[0] += requests
-                totals[1] += numbers
+                for key, (r, n) in rows[done:]:
+                    totals = self._pending.setdefault(key, [0, 0])
+                    totals[0] += r
+                    totals[1] += n
+                return
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

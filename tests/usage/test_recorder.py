@@ -56,14 +56,26 @@ class Flaky:
 
 
 async def test_what_a_failed_flush_could_not_write_is_kept_for_the_next(store: Store) -> None:
-    recorder = UsageRecorder(Flaky(store, fail=1))  # type: ignore[arg-type]
+    flaky = Flaky(store, fail=1)
+    recorder = UsageRecorder(flaky)  # type: ignore[arg-type]
     recorder.record("acme", "a", 4, T0)
     recorder.record("acme", "b", 1, T0)
-    await recorder.flush()  # the first row fails, the second lands
+    recorder.record("acme", "c", 2, T0)
+    await recorder.flush()  # the first row fails: the flush stops, nothing is lost
+    assert flaky.fail == 0 and await stored(store) == []
+    assert recorder.flush_failures == 1
     recorder.record("acme", "a", 1, T0)  # counted meanwhile
-    assert recorder.pending("acme") == [UsageRow("a", H10, 2, 5)]
+    assert sorted(recorder.pending("acme"), key=lambda r: r.sequence) == [
+        UsageRow("a", H10, 2, 5),
+        UsageRow("b", H10, 1, 1),
+        UsageRow("c", H10, 1, 2),
+    ]
     await recorder.flush()
-    assert await stored(store) == [UsageRow("a", H10, 2, 5), UsageRow("b", H10, 1, 1)]
+    assert await stored(store) == [
+        UsageRow("a", H10, 2, 5),
+        UsageRow("b", H10, 1, 1),
+        UsageRow("c", H10, 1, 2),
+    ]
 
 
 async def test_it_flushes_every_interval_and_once_more_on_close(store: Store) -> None:
