@@ -88,6 +88,8 @@ class MongoStore:
         await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))
         await self._call(self.counters.create_index([("tenant", ASCENDING), ("seq", ASCENDING)]))
         await self._call(self.audit.create_index([("tenant", ASCENDING), ("_id", ASCENDING)]))
+        usage_index = [("tenant", ASCENDING), ("hour", ASCENDING), ("seq", ASCENDING)]
+        await self._call(self.usage.create_index(usage_index))
         await self._start_tenants()
 
     async def close(self) -> None:
@@ -313,11 +315,6 @@ class MongoStore:
         ]
 
     async def _start_tenants(self) -> None:
-        await self._call(
-            self.usage.create_index(
-                [("tenant", ASCENDING), ("hour", ASCENDING), ("seq", ASCENDING)]
-            )
-        )
         await self._call(
             self.clients.create_index([("tenant", ASCENDING), ("client_id", ASCENDING)])
         )
