@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 TALLY = Path(sys.executable).parent / "tally"
+# The process behind each running server's URL (a test may kill one outright).
+SERVERS: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def free_port() -> int:
@@ -55,6 +57,7 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    SERVERS[url] = proc
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -76,6 +79,7 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
         print(f"--- last lines of {log.name} ---", *tail, sep="\n")
         raise
     finally:
+        SERVERS.pop(url, None)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
