@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +32,9 @@ from tenants.schemas import (
     TenantUpdate,
 )
 from tenants.service import TenantService
+from usage.recorder import UsageRecorder
+from usage.schemas import Granularity, UsageOut
+from usage.service import UsageService
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -252,6 +256,56 @@ def tenants_show(slug: str, as_json: Json = False) -> None:
     """Show one tenant."""
     tenant = _run(lambda s: s.get(slug))
     _emit(tenant, as_json, lambda: _show_tenant(tenant))
+
+
+def _instant(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"invalid {option}: not an ISO 8601 date-time")
+    if at.tzinfo is None:
+        fail(f"invalid {option}: give a time zone, e.g. 2026-11-01T00:00:00Z")
+    return at
+
+
+@tenants_app.command("usage")
+def tenants_usage(
+    slug: str,
+    granularity: Annotated[
+        Granularity, typer.Option(help="UTC hours or UTC days.")
+    ] = Granularity.day,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Start, ISO 8601 with a zone (inclusive).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="End, ISO 8601 with a zone (exclusive).")
+    ] = None,
+    sequence: Annotated[str | None, typer.Option(help="One sequence; default all.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Numbers a tenant took over time (what the servers have flushed; see the README)."""
+    since, until = _instant("--from", start), _instant("--to", end)
+
+    async def series(s: TenantService) -> UsageOut:
+        await s.get(slug)  # an unknown tenant is an error, not an empty series
+        usage = UsageService(s.store, UsageRecorder(s.store))
+        return await usage.series(
+            slug, sequence=sequence, granularity=granularity, start=since, end=until
+        )
+
+    out = _run(series)
+    rows = [
+        {"start": p.start.isoformat(), "requests": p.requests, "numbers": p.numbers}
+        for p in out.points
+    ]
+
+    def human() -> None:
+        print_table(["start", "requests", "numbers"], rows)
+        typer.echo(f"total: {out.requests} requests, {out.numbers} numbers")
+
+    _emit(out, as_json, human)
 
 
 @tenants_app.command("update")

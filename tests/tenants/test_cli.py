@@ -176,3 +176,49 @@ def test_token_json_prints_a_token_response() -> None:
     body = json.loads(out)
     assert body["token_type"] == "Bearer" and body["scope"] == "sequences:read"
     assert body["access_token"].count(".") == 2
+
+
+def test_tenants_usage_shows_what_the_servers_flushed(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from storage import UsageRow
+    from storage.sqlite import SQLiteStore
+
+    assert tally("tenants", "create", "acme", "--name", "Acme")[0] == 0
+
+    async def flushed() -> None:  # what servers' usage flushes leave in the store
+        store = SQLiteStore(tmp_path / "tally.db")
+        await store.start()
+        try:
+            for hour, numbers in ((9, 5), (10, 7)):
+                row = UsageRow("default", datetime(2026, 3, 1, hour, tzinfo=UTC), 2, numbers)
+                await store.add_usage("acme", row)
+        finally:
+            await store.close()
+
+    asyncio.run(flushed())
+    window = [
+        "--granularity",
+        "hour",
+        "--from",
+        "2026-03-01T08:00:00Z",
+        "--to",
+        "2026-03-01T11:00Z",
+    ]
+    code, out, err = tally("tenants", "usage", "acme", *window, "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert [(p["requests"], p["numbers"]) for p in body["points"]] == [(0, 0), (2, 5), (2, 7)]
+    assert (body["requests"], body["numbers"]) == (4, 12)
+    code, out, _ = tally("tenants", "usage", "acme", *window)
+    assert code == 0 and "total: 4 requests, 12 numbers" in out
+
+    for args, message in [
+        (["nope"], "nope"),
+        (["acme", "--from", "2026-03-01T08:00:00"], "invalid --from: give a time zone"),
+        (["acme", "--to", "yesterday"], "invalid --to: not an ISO 8601 date-time"),
+        (["acme", "--from", "2026-03-02T00:00Z", "--to", "2026-03-01T00:00Z"], "before"),
+    ]:
+        code, _, err = tally("tenants", "usage", *args)
+        assert code != 0 and message in err and len(err.strip().splitlines()) == 1, (args, err)
