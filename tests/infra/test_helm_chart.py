@@ -250,6 +250,7 @@ def test_notes_name_the_mode_and_url(rendered: dict[str, dict[str, str]]) -> Non
     assert "pooled instance" in notes["pooled"]
     assert 'siloed instance of tenant "acme"' in notes["tenant"]
     assert "https://numbers.acme.com" in notes["tenant"]
+    assert "Prometheus metrics: port 9464" in notes["pooled"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
