@@ -47,7 +47,12 @@ async def test_sigkill_under_load_never_repeats_a_number(e2e_env: dict[str, str]
                 for name in received
                 for _ in range(16)
             ]
+            deadline = asyncio.get_running_loop().time() + 60
             while min(len(v) for v in received.values()) < 3000:  # well under way
+                broken = [t for t in workers if t.done()]
+                if broken:
+                    broken[0].result()  # a wrong answer before the crash: show it
+                assert asyncio.get_running_loop().time() < deadline, "load never got going"
                 await asyncio.sleep(0.05)
             SERVERS[url].send_signal(signal.SIGKILL)
             done, pending = await asyncio.wait(workers, timeout=30)
