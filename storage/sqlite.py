@@ -163,7 +163,8 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
 
 def _hour(at: datetime) -> str:
     """UTC at a fixed width, so that text order is time order."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    # isoformat pads the year to four digits (strftime's %Y does not, below 1000).
+    return at.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def _record(row: tuple[Any, ...]) -> SequenceRecord:
