@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 
 from audit.service import AuditLog
 
@@ -15,7 +15,3 @@ def get_audit_log(request: Request) -> AuditLog:
 
 
 Audit = Annotated[AuditLog, Depends(get_audit_log)]
-AfterQuery = Annotated[
-    str | None, Query(max_length=64, description="`next_cursor` of the previous page.")
-]
-LimitQuery = Annotated[int, Query(ge=1, le=500)]

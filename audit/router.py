@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from audit.dependencies import AfterQuery, Audit, LimitQuery
+from api.pagination import AfterQuery, LimitQuery
+from audit.dependencies import Audit
 from audit.schemas import TENANT_PATTERN, AuditPage, page
 from auth.dependencies import CanRead, PlatformAdmin
 

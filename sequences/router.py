@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from api.limits import BodyLimitedRoute
+from api.pagination import AfterQuery, LimitQuery
 from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
 from core.errors import Unprocessable
@@ -28,9 +27,6 @@ from tenants.dependencies import SlugPath, Tenants
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
 admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["admin"])
-
-AfterQuery = Annotated[str | None, Query(max_length=64, description="Cursor from a previous page.")]
-LimitQuery = Annotated[int, Query(ge=1, le=500)]
 
 
 # First: routes match in order, and this is the hot one.

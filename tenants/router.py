@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.limits import BodyLimitedRoute
+from api.pagination import LimitQuery
 from audit.service import Actor
 from auth.dependencies import PlatformAdmin
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
@@ -33,7 +34,7 @@ async def list_tenants(
     _: PlatformAdmin,
     tenants: Tenants,
     after: Annotated[str | None, Query(max_length=32, description="Cursor.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: LimitQuery = 100,
 ) -> TenantPage:
     """Tenants by slug, a page at a time."""
     items = await tenants.list_tenants(after=after, limit=limit)
