@@ -90,50 +90,46 @@ class MetricsMiddleware:
 
 
 class _DomainCollector(Collector):
+    """Registered by ``watch`` in the lifespan, after the services it reads exist."""
+
     def __init__(self, app: Starlette) -> None:
         self.state = app.state
 
     def collect(self) -> Iterator[Any]:
-        state = self.state
-        usage = getattr(state, "usage", None)
-        sequences = getattr(state, "sequences", None)
-        verifier = getattr(state, "verifier", None)
-        if usage is not None:
-            recorder = usage.recorder
-            yield CounterMetricFamily(
-                "tally_next_requests",
-                "Calls that issued numbers (next and /getCounter).",
-                value=recorder.requests_total,
-            )
-            yield CounterMetricFamily(
-                "tally_numbers_issued", "Numbers issued.", value=recorder.numbers_total
-            )
-            yield CounterMetricFamily(
-                "tally_usage_flush_failures",
-                "Usage rows a flush could not write (kept for the next flush).",
-                value=recorder.flush_failures,
-            )
-        if sequences is not None:
-            allocator = sequences.allocator
-            yield SummaryMetricFamily(
-                "tally_store_increment_seconds",
-                "Store increments made by the allocator (coalesced flights, cached-mode"
-                " blocks, direct batches) and the time they took.",
-                count_value=allocator.increments,
-                sum_value=allocator.increment_seconds,
-            )
-            yield GaugeMetricFamily(
-                "tally_cached_leases",
-                "Cached-mode counters this process holds leased blocks for.",
-                value=allocator.lease_count(),
-            )
-        if verifier is not None:
-            tokens = CounterMetricFamily(
-                "tally_token_verifications",
-                "Bearer tokens checked, by outcome (cache hits skip the signature check).",
-                labels=["result"],
-            )
-            tokens.add_metric(["cache_hit"], verifier.cache_hits)
-            tokens.add_metric(["verified"], verifier.verified)
-            tokens.add_metric(["rejected"], verifier.rejected)
-            yield tokens
+        recorder = self.state.usage.recorder
+        allocator = self.state.sequences.allocator
+        verifier = self.state.verifier
+        yield CounterMetricFamily(
+            "tally_next_requests",
+            "Calls that issued numbers (next and /getCounter).",
+            value=recorder.requests_total,
+        )
+        yield CounterMetricFamily(
+            "tally_numbers_issued", "Numbers issued.", value=recorder.numbers_total
+        )
+        yield CounterMetricFamily(
+            "tally_usage_flush_failures",
+            "Usage rows a flush could not write (kept for the next flush).",
+            value=recorder.flush_failures,
+        )
+        yield SummaryMetricFamily(
+            "tally_store_increment_seconds",
+            "Store increments made by the allocator (coalesced flights, cached-mode"
+            " blocks, direct batches) and the time they took.",
+            count_value=allocator.increments,
+            sum_value=allocator.increment_seconds,
+        )
+        yield GaugeMetricFamily(
+            "tally_cached_leases",
+            "Cached-mode counters this process holds leased blocks for.",
+            value=allocator.lease_count(),
+        )
+        tokens = CounterMetricFamily(
+            "tally_token_verifications",
+            "Bearer tokens checked, by outcome (cache hits skip the signature check).",
+            labels=["result"],
+        )
+        tokens.add_metric(["cache_hit"], verifier.cache_hits)
+        tokens.add_metric(["verified"], verifier.verified)
+        tokens.add_metric(["rejected"], verifier.rejected)
+        yield tokens
