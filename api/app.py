@@ -15,7 +15,6 @@ from prometheus_client import start_http_server
 from api import health, landing, problems
 from api.fastpath import NextFastPath
 from api.metrics import Metrics, MetricsMiddleware
-from api.settings import Settings, get_settings
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
 from auth import router as oauth
@@ -25,6 +24,7 @@ from auth.keys import KeyRing
 from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
+from core.settings import Settings, get_settings
 from sequences.allocator import BlockPolicy
 from sequences.router import admin_router as sequences_admin_router
 from sequences.router import next_numbers, seed_router
@@ -198,5 +198,5 @@ def create_app(
         app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees everything
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
     # every dependency's signature on every request. Routes that need this app's
-    # settings use ``api.settings.app_settings``.
+    # settings use ``core.settings.app_settings``.
     return app

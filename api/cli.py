@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from api.settings import Settings, SettingsError, load_settings
 from auth import cli as auth_cli
 from core.cli import fail
+from core.settings import Settings, SettingsError, load_settings
 from storage import StoreUnavailable, open_store
 from storage.sqlite import path_from_url
 from tenants import cli as tenants_cli

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from api.settings import Settings
+from core.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 

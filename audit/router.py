@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.pagination import AfterQuery, LimitQuery
 from audit.dependencies import Audit
 from audit.schemas import TENANT_PATTERN, AuditPage, page
 from auth.dependencies import CanRead, PlatformAdmin
+from core.pagination import AfterQuery, LimitQuery
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 admin_router = APIRouter(prefix="/admin/v1/audit", tags=["admin"])

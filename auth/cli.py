@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from api.settings import load_settings
 from auth.keys import KeyRing, KeyRingError
 from auth.schemas import SCOPES, TENANT_SCOPES
 from auth.tokens import mint
 from core.cli import fail, print_table
+from core.settings import load_settings
 
 keys_app = typer.Typer(help="Signing keys: generate, list, rotate, retire.", no_args_is_help=True)
 

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.settings import Settings, app_settings
 from auth.dependencies import ClientCredentials, get_verifier
 from auth.errors import OAuthError
 from auth.keys import JWKS_MAX_AGE_SECONDS
 from auth.schemas import SCOPES
 from auth.service import TokenIssuer
 from auth.tokens import TokenVerifier
+from core.settings import Settings, app_settings
 
 router = APIRouter(tags=["oauth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

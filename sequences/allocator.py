@@ -34,15 +34,13 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from core.clock import Clock, SystemClock
 from core.errors import TallyError, Unavailable
 from sequences.errors import SequenceExhausted
+from sequences.models import Sequence
 from sequences.schemas import Mode
-
-if TYPE_CHECKING:
-    from sequences.service import Sequence
 
 log = logging.getLogger("tally.allocator")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
-from api.limits import BodyLimitedRoute
-from api.pagination import AfterQuery, LimitQuery
 from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
 from core.errors import Unprocessable
+from core.limits import BodyLimitedRoute
+from core.pagination import AfterQuery, LimitQuery
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, Sequences, next_call
 from sequences.schemas import (
     NAME_PATTERN,

@@ -11,7 +11,6 @@ import builtins
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,12 +28,10 @@ from sequences.errors import (
     SequenceExists,
     SequenceNotFound,
 )
-from sequences.formatting import Template, parse
-from sequences.periods import Reset, counter_key, local_time, period_of
+from sequences.models import Allocation, Sequence, capacity
+from sequences.periods import counter_key, local_time, period_of
 from sequences.schemas import (
     FORMATTED_RANGE_LIMIT,
-    INT64_MAX,
-    Mode,
     NextOut,
     SequenceCreate,
     SequenceOut,
@@ -71,75 +68,8 @@ async def _utc(_tenant: str) -> ZoneInfo:
     return UTC_ZONE
 
 
-@dataclass(frozen=True, slots=True)
-class Sequence:
-    """A definition as the engine uses it (parsed template, effective bounds)."""
-
-    name: str
-    start: int
-    step: int
-    min: int | None
-    max: int | None
-    cycle: bool
-    format: str | None
-    reset: Reset
-    mode: Mode
-    created_at: datetime
-    updated_at: datetime
-    revision: int
-    template: Template | None
-
-    @classmethod
-    def from_record(cls, record: SequenceRecord) -> Sequence:
-        c = record.config
-        fmt = c.get("format")
-        return cls(
-            name=record.name,
-            start=int(c["start"]),
-            step=int(c["step"]),
-            min=c.get("min"),
-            max=c.get("max"),
-            cycle=bool(c.get("cycle", False)),
-            format=fmt,
-            reset=Reset(c.get("reset", "never")),
-            mode=Mode(c.get("mode", "strict")),
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            revision=record.revision,
-            template=parse(fmt) if fmt else None,
-        )
-
-    @property
-    def upper(self) -> int:
-        return self.max if self.max is not None else INT64_MAX
-
-    def fresh_counter(self) -> Counter:
-        """The counter a new period (or a cycle) starts from."""
-        return Counter(
-            base=self.start, step=self.step, cap=capacity(self.start, self.step, self.upper)
-        )
-
-
 def _version(seq: Sequence) -> tuple[int, datetime]:
     return (seq.revision, seq.created_at)
-
-
-def capacity(base: int, step: int, upper: int) -> int:
-    """How many numbers ``base, base+step, ...`` fit at or below ``upper``.
-
-    Capped at 2^63-1 so a counter always fits a signed 64-bit column: from a very
-    negative ``start`` the true count can exceed it, and no counter lives that long.
-    """
-    return 0 if base > upper else min((upper - base) // step + 1, INT64_MAX)
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    first: int
-    last: int
-    count: int
-    period: str
-    at: datetime
 
 
 class SequenceService:

@@ -9,7 +9,7 @@ from storage.mongo import MongoStore
 from storage.sqlite import SQLiteStore, path_from_url
 
 if TYPE_CHECKING:
-    from api.settings import Settings
+    from core.settings import Settings
 
 
 def open_store(settings: Settings) -> Store:

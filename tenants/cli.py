@@ -18,10 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from api.settings import load_settings
 from audit.service import Actor
 from core.cli import fail, print_table
 from core.errors import TallyError
+from core.settings import load_settings
 from storage import open_store
 from tenants.schemas import (
     ClientCreate,

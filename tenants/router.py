@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.limits import BodyLimitedRoute
-from api.pagination import LimitQuery
 from audit.service import Actor
 from auth.dependencies import PlatformAdmin
+from core.limits import BodyLimitedRoute
+from core.pagination import LimitQuery
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
 from tenants.schemas import (
     ClientCreate,

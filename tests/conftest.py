@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.settings import Settings
 from auth.keys import KeyRing
 from auth.tokens import mint
 from core.clock import FrozenClock
+from core.settings import Settings
 from storage import Store
 from storage.mongo import MongoStore
 from storage.sqlite import SQLiteStore

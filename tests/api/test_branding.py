@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.settings import Settings
+from core.settings import Settings
 from tests.conftest import app_token
 
 

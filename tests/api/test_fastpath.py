@@ -16,8 +16,8 @@ import pytest
 
 from api.app import create_app
 from api.fastpath import NextFastPath
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from tests.conftest import app_token
 
 Step = tuple[str, str, dict[str, Any]]

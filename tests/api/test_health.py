@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from api.app import create_app
-from api.settings import Settings
+from core.settings import Settings
 from storage import StoreUnavailable
 from storage.sqlite import SQLiteStore
 

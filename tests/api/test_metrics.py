@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.metrics import MetricsMiddleware
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from tests.conftest import app_token, bearer
 from tests.e2e.conftest import free_port
 

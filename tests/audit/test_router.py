@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from storage import Store
 from tests.sequences.support import Api, running_api
 

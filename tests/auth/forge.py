@@ -9,8 +9,8 @@ from typing import Any
 
 import jwt
 
-from api.settings import Settings
 from auth.keys import KeyRing
+from core.settings import Settings
 
 
 def b64(data: bytes) -> str:

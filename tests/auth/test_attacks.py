@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm
 
-from api.settings import Settings
 from auth.keys import KeyRing
+from core.settings import Settings
 from tests.auth.forge import b64, claims, segment, signed
 from tests.auth.jwks_server import CountingServer, serving
 from tests.conftest import bearer

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from tenants.schemas import IdentityProvider
 from tests.auth.jwks_server import CountingServer, serving
 from tests.conftest import TokenFactory, bearer

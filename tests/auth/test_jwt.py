@@ -11,8 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from api.settings import Settings
 from auth.keys import KeyRing
+from core.settings import Settings
 from tests.auth.forge import claims, segment, signed
 from tests.conftest import bearer
 

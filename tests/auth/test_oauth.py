@@ -10,8 +10,8 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from tenants.schemas import Onboarded
 from tests.conftest import bearer
 from tests.tenants.builders import basic, make_tenant, request_token, token_for

@@ -12,8 +12,8 @@ import httpx
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from sequences.service import TimezoneLookup
 from storage import Store
 from tests.conftest import ALL_SCOPES, app_token, bearer

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from storage import Counter, Store
 from tests.sequences.support import Api, running_api
 

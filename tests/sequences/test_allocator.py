@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.settings import Settings
 from core.clock import FrozenClock
 from core.errors import Unavailable
+from core.settings import Settings
 from sequences.allocator import BlockPolicy
 from sequences.errors import SequenceExhausted
+from sequences.models import Allocation
 from sequences.schemas import SequenceCreate
-from sequences.service import Allocation, SequenceService
+from sequences.service import SequenceService
 from storage import Counter, Store, StoreUnavailable
 from storage.sqlite import SQLiteStore
 from tests.conftest import app_token, bearer

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from storage import Counter, Store
 from tests.sequences.support import Api, running_api
 

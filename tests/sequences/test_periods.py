@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from storage import Counter, Store
 from tests.sequences.support import Api, running_api
 

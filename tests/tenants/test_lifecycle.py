@@ -16,9 +16,9 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.settings import Settings
 from auth.keys import KeyRing
 from core.clock import FrozenClock
+from core.settings import Settings
 from tenants.schemas import ClientCreate, Onboarded
 from tenants.service import TenantService
 from tests.conftest import app_token, bearer

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.settings import Settings
 from core.clock import FrozenClock
+from core.settings import Settings
 from tests.conftest import app_token, bearer
 from tests.tenants.builders import make_tenant, token_for
 
