@@ -10,9 +10,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NoReturn
 
-import pytest
+from tests.tools import missing as missing
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
@@ -39,13 +38,6 @@ RELEASES: dict[str, tuple[str, str, Path | None]] = {
     "pooled": ("tally", "tally", None),
     "tenant": ("tally", "tally-acme", TENANT_VALUES),
 }
-
-
-def missing(reason: str) -> NoReturn:
-    """Skip for a missing tool, or fail when CI must have it."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
 
 
 def run(
