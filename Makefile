@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION ?= >=3.3.30,<4
 
-.PHONY: run test lint fmt pytest bench clean
+.PHONY: run dev test lint fmt pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,14 @@ $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
 # machine; BENCH_ARGS e.g. "--only strict,cached --duration 5" or "--workers 2".
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Re-resolve every dependency after editing pyproject.toml: uv.lock pins all extras
+# (tests check it is current: `uv lock --check`), requirements.lock is what the image
+# installs (base dependencies and the build backend, with hashes). Needs the index.
+lock: $(VENV)/.stamp-dev
+	$(BIN)/uv lock --quiet
+	$(BIN)/uv export --quiet --frozen --no-default-groups --group build --no-emit-project \
+		--format requirements-txt --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
