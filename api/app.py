@@ -25,6 +25,7 @@ from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
 from core.clock import Clock, SystemClock
 from core.settings import Settings, get_settings
+from idempotency.service import IdempotencyService
 from sequences.allocator import BlockPolicy
 from sequences.router import admin_router as sequences_admin_router
 from sequences.router import next_numbers, seed_router
@@ -144,6 +145,9 @@ def create_app(
             usage=recorder,
         )
         app.state.audit = app.state.sequences.audit
+        app.state.idempotency = IdempotencyService(
+            the_store, clock=clock, ttl_seconds=settings.idempotency_ttl_seconds
+        )
         exporter = None
         if metrics is not None and settings.metrics_port is not None:
             exporter = serve_metrics(app, metrics, settings.metrics_port, settings.metrics_host)
@@ -159,6 +163,7 @@ def create_app(
                 await asyncio.to_thread(exporter.shutdown)  # waits up to its 0.5 s poll
                 exporter.server_close()
             await app.state.sequences.allocator.close()
+            await app.state.idempotency.close()
             await recorder.close()  # the last counts reach the store before it closes
             await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it

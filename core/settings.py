@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         le=300,
         description="How often each process adds its usage counts to the store.",
     )
+    idempotency_ttl_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="How long an Idempotency-Key and its response are kept (at least).",
+    )
     # Cached-mode blocks: sized between min and max, aiming to last about target seconds.
     cached_block_min: int = Field(default=100, ge=1, le=10_000_000)
     cached_block_max: int = Field(default=1_000_000, ge=1, le=100_000_000)

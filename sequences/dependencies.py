@@ -55,6 +55,7 @@ class NextCall:
     service: SequenceService
     name: str
     count: int
+    body: bytes  # as received (an Idempotency-Key fingerprints it)
 
 
 async def next_call(request: Request) -> NextCall:
@@ -89,7 +90,7 @@ async def next_call(request: Request) -> NextCall:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in errors]
             ) from None
-    return NextCall(principal.tenant, request.app.state.sequences, name, count)
+    return NextCall(principal.tenant, request.app.state.sequences, name, count, raw)
 
 
 NamePath = Annotated[

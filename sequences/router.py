@@ -10,7 +10,9 @@ from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
 from core.errors import Unprocessable
 from core.limits import BodyLimitedRoute
 from core.pagination import AfterQuery, LimitQuery
-from sequences.dependencies import NAME_DESCRIPTION, NamePath, Sequences, next_call
+from idempotency.dependencies import Idempotency, fingerprint, idempotency_key
+from idempotency.service import Claim, IdempotencyService
+from sequences.dependencies import NAME_DESCRIPTION, NamePath, NextCall, Sequences, next_call
 from sequences.schemas import (
     NAME_PATTERN,
     AdvanceRequest,
@@ -23,6 +25,17 @@ from sequences.schemas import (
 )
 from sequences.service import SequenceService, next_out
 from tenants.dependencies import SlugPath, Tenants
+
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 printable ASCII characters. A retry with the same key and body"
+    " gets the first answer again (header `Idempotent-Replayed: true`) and consumes"
+    " nothing; another body with the key is a 422, a retry while the first is running a 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+IDEMPOTENT = {"parameters": [IDEMPOTENCY_PARAMETER]}
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
@@ -43,7 +56,8 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
                 "required": True,
                 "description": NAME_DESCRIPTION,
                 "schema": {"type": "string", "pattern": NAME_PATTERN},
-            }
+            },
+            IDEMPOTENCY_PARAMETER,
         ],
         "requestBody": {
             "required": False,
@@ -54,6 +68,16 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
 async def next_numbers(request: Request) -> Response:
     """Take the next number, or a contiguous range of `count` numbers."""
     call = await next_call(request)
+    key = idempotency_key(request)
+    if key is None:
+        return await _next(request, call, None)
+    idem: IdempotencyService = request.app.state.idempotency
+    return await idem.guard(
+        call.tenant, key, fingerprint(request, call.body), lambda c: _next(request, call, c)
+    )
+
+
+async def _next(request: Request, call: NextCall, claim: Claim | None) -> Response:
     service, tenant, name, count = call.service, call.tenant, call.name, call.count
     if count > 1:  # one number is within every limit: skip the lookups on the hot path
         limit = service.max_batch
@@ -69,13 +93,32 @@ async def next_numbers(request: Request) -> Response:
     return Response(next_out(seq, alloc).model_dump_json(), media_type="application/json")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SequenceOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SequenceOut,
+    openapi_extra=IDEMPOTENT,
+)
 async def create_sequence(
-    spec: SequenceCreate, principal: CanWrite, service: Sequences
-) -> SequenceOut:
+    request: Request,
+    spec: SequenceCreate,
+    principal: CanWrite,
+    service: Sequences,
+    idem: Idempotency,
+) -> Response:
     """Create a sequence for the caller's tenant."""
-    await service.create(principal.tenant, spec, actor=Actor.of(principal))
-    return await service.describe(principal.tenant, spec.name)
+
+    async def create(_claim: Claim | None = None) -> Response:
+        await service.create(principal.tenant, spec, actor=Actor.of(principal))
+        out = await service.describe(principal.tenant, spec.name)
+        return Response(out.model_dump_json(), status_code=201, media_type="application/json")
+
+    key = idempotency_key(request)
+    if key is None:
+        return await create()
+    return await idem.guard(
+        principal.tenant, key, fingerprint(request, await request.body()), create
+    )
 
 
 @router.get("", response_model=SequencePage)

@@ -98,6 +98,33 @@ class ClientRecord:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """One ``Idempotency-Key`` of a tenant: the request it stands for and, once done,
+    the response it got.
+
+    ``locked_until`` bounds how long a claim counts as *in flight*: a process that died
+    mid-request leaves a claim that another may take over after it. ``allocation`` is
+    what an allocation carrying this key wrote in its own transaction (``{"first",
+    "last"}``), so a crash between the increment and ``complete_idempotency`` still
+    leaves the numbers the key consumed on record.
+    """
+
+    key: str
+    fingerprint: str
+    created_at: datetime
+    expires_at: datetime
+    locked_until: datetime
+    status: int | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+    allocation: dict[str, Any] | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status is not None
+
+
 PLATFORM = ""  # the tenant key of platform-admin clients: never a valid slug
 
 
@@ -181,6 +208,42 @@ class Store(Protocol):
         """Entries in insertion order, strictly after the id ``after``.
 
         Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made.
+        """
+        ...
+
+    # -- idempotency keys (idempotency/) -------------------------------------------
+    async def claim_idempotency(
+        self, tenant: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        """Insert ``record`` unless the tenant holds a live record of its key.
+
+        Return ``None`` when this call claimed the key (a record whose ``expires_at``
+        is at or before ``record.created_at`` counts as absent and is replaced), else
+        the existing record, unchanged.
+        """
+        ...
+
+    async def relock_idempotency(
+        self, tenant: str, key: str, *, expected: datetime, locked_until: datetime
+    ) -> bool:
+        """Take over an abandoned claim: set ``locked_until`` iff it still is ``expected``
+        and the record is not completed."""
+        ...
+
+    async def complete_idempotency(
+        self, tenant: str, key: str, *, status: int, body: bytes, content_type: str
+    ) -> None:
+        """Store the response of the key's request (replays answer it from now on)."""
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        """Forget a claim that is neither completed nor holds an ``allocation`` (its
+        request failed having consumed nothing: a retry runs again)."""
+
+    async def sweep_idempotency(self, now: datetime) -> int:
+        """Delete every tenant's records that expired before ``now``; return how many.
+
+        SQLite needs it (the service calls it now and then); MongoDB's TTL index on
+        ``expires_at`` deletes them on its own, so there it only speeds that up.
         """
         ...
 

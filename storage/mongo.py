@@ -34,6 +34,7 @@ from storage.base import (
     AuditEntry,
     ClientRecord,
     Counter,
+    IdempotencyRecord,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -91,6 +92,9 @@ class MongoStore:
         usage_index = [("tenant", ASCENDING), ("hour", ASCENDING), ("seq", ASCENDING)]
         await self._call(self.usage.create_index(usage_index))
         await self._start_tenants()
+        # MongoDB deletes expired keys itself (its TTL monitor runs about once a minute;
+        # until then claim_idempotency treats them as absent).
+        await self._call(self.idempotency.create_index("expires_at", expireAfterSeconds=0))
 
     async def close(self) -> None:
         if self._on_close is not None:
@@ -314,6 +318,84 @@ class MongoStore:
             for d in docs
         ]
 
+    # -- idempotency keys ------------------------------------------------------------
+    # ``idempotency`` documents: _id = "<tenant>/<key>" (a slug has no "/", so the
+    # split is unambiguous whatever the key holds).
+    @property
+    def idempotency(self) -> Any:
+        return self._db["idempotency"]
+
+    async def claim_idempotency(
+        self, tenant: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        doc_id = _doc_id(tenant, record.key)
+        doc = {
+            "_id": doc_id,
+            "tenant": tenant,
+            "key": record.key,
+            "fingerprint": record.fingerprint,
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+            "locked_until": record.locked_until,
+            "status": None,
+            "body": None,
+            "content_type": None,
+            "allocation": None,
+        }
+        for _ in range(8):
+            try:
+                await self._call(self.idempotency.insert_one(doc))
+                return None
+            except DuplicateKeyError:
+                pass
+            found = await self._call(self.idempotency.find_one({"_id": doc_id}))
+            if found is None:
+                continue  # expired and deleted in between: insert again
+            if _aware(found["expires_at"]) > record.created_at:
+                return _idempotency(found)
+            # Expired but not yet removed by the TTL monitor: replace it, unless another
+            # request did so first.
+            replaced = await self._call(
+                self.idempotency.replace_one(
+                    {"_id": doc_id, "expires_at": found["expires_at"]}, doc
+                )
+            )
+            if replaced.matched_count == 1:
+                return None
+        raise StoreUnavailable("The idempotency key is contended; try again.")
+
+    async def relock_idempotency(
+        self, tenant: str, key: str, *, expected: datetime, locked_until: datetime
+    ) -> bool:
+        result = await self._call(
+            self.idempotency.update_one(
+                {"_id": _doc_id(tenant, key), "locked_until": expected, "status": None},
+                {"$set": {"locked_until": locked_until}},
+            )
+        )
+        return bool(result.modified_count == 1)
+
+    async def complete_idempotency(
+        self, tenant: str, key: str, *, status: int, body: bytes, content_type: str
+    ) -> None:
+        await self._call(
+            self.idempotency.update_one(
+                {"_id": _doc_id(tenant, key)},
+                {"$set": {"status": status, "body": body, "content_type": content_type}},
+            )
+        )
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        await self._call(
+            self.idempotency.delete_one(
+                {"_id": _doc_id(tenant, key), "status": None, "allocation": None}
+            )
+        )
+
+    async def sweep_idempotency(self, now: datetime) -> int:
+        result = await self._call(self.idempotency.delete_many({"expires_at": {"$lte": now}}))
+        return int(result.deleted_count)
+
     async def _start_tenants(self) -> None:
         await self._call(
             self.clients.create_index([("tenant", ASCENDING), ("client_id", ASCENDING)])
@@ -362,7 +444,11 @@ class MongoStore:
 
     async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
         result = await self._call(self.tenants.delete_one({"_id": tenant}))
-        owned = [self.clients, self.sequences, self.counters] if with_data else [self.clients]
+        owned = (
+            [self.clients, self.sequences, self.counters, self.idempotency]
+            if with_data
+            else [self.clients]
+        )
         for collection in owned:
             await self._call(collection.delete_many({"tenant": tenant}))
         return bool(result.deleted_count == 1)
@@ -422,6 +508,21 @@ class MongoStore:
 
 def _maybe_aware(value: datetime | None) -> datetime | None:
     return _aware(value) if value is not None else None
+
+
+def _idempotency(doc: dict[str, Any]) -> IdempotencyRecord:
+    body = doc.get("body")
+    return IdempotencyRecord(
+        key=doc["key"],
+        fingerprint=doc["fingerprint"],
+        created_at=_aware(doc["created_at"]),
+        expires_at=_aware(doc["expires_at"]),
+        locked_until=_aware(doc["locked_until"]),
+        status=doc.get("status"),
+        body=None if body is None else bytes(body),
+        content_type=doc.get("content_type"),
+        allocation=doc.get("allocation"),
+    )
 
 
 def _tenant(doc: dict[str, Any]) -> TenantRecord:

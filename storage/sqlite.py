@@ -26,6 +26,7 @@ from storage.base import (
     AuditEntry,
     ClientRecord,
     Counter,
+    IdempotencyRecord,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -75,6 +76,24 @@ CREATE TABLE IF NOT EXISTS usage (
     numbers  INTEGER NOT NULL,
     PRIMARY KEY (tenant, hour, seq)
 ) WITHOUT ROWID;
+"""
+
+# Idempotency keys (idempotency/); times are fixed-width UTC text (_ts), so they compare.
+_IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant       TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    locked_until TEXT NOT NULL,
+    status       INTEGER,
+    body         BLOB,
+    content_type TEXT,
+    allocation   TEXT,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
 
 # The tenant registry and OAuth clients (tenants/). Platform-admin clients use tenant ''.
@@ -167,6 +186,11 @@ def _hour(at: datetime) -> str:
     return at.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
+def _ts(at: datetime) -> str:
+    """An instant as fixed-width UTC text, so that text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _record(row: tuple[Any, ...]) -> SequenceRecord:
     name, config, created_at, updated_at, revision = row
     return SequenceRecord(
@@ -192,7 +216,9 @@ class SQLiteStore:
         def init(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
-            statements = [s for s in (_SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()]
+            statements = [
+                s for s in (_SCHEMA + _IDEMPOTENCY_SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()
+            ]
             _write(conn, lambda c: [c.execute(s) for s in statements])
 
         await self._writer.run(init)
@@ -435,6 +461,75 @@ class SQLiteStore:
             for row in rows
         ]
 
+    # -- idempotency keys ------------------------------------------------------------
+    async def claim_idempotency(
+        self, tenant: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = conn.execute(
+                f"SELECT {_IDEM_COLUMNS} FROM idempotency WHERE tenant = ? AND key = ?",  # noqa: S608
+                (tenant, record.key),
+            ).fetchone()
+            if row is not None and row[3] > _ts(record.created_at):
+                return _idempotency(row)
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL,"
+                " NULL)",
+                (
+                    tenant,
+                    record.key,
+                    record.fingerprint,
+                    _ts(record.created_at),
+                    _ts(record.expires_at),
+                    _ts(record.locked_until),
+                ),
+            )
+            return None
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def relock_idempotency(
+        self, tenant: str, key: str, *, expected: datetime, locked_until: datetime
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE idempotency SET locked_until = ? WHERE tenant = ? AND key = ?"
+                " AND locked_until = ? AND status IS NULL",
+                (_ts(locked_until), tenant, key, _ts(expected)),
+            )
+            return cur.rowcount == 1
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def complete_idempotency(
+        self, tenant: str, key: str, *, status: int, body: bytes, content_type: str
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE idempotency SET status = ?, body = ?, content_type = ?"
+                " WHERE tenant = ? AND key = ?",
+                (status, body, content_type, tenant, key),
+            )
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM idempotency WHERE tenant = ? AND key = ? AND status IS NULL"
+                " AND allocation IS NULL",
+                (tenant, key),
+            )
+
+        await self._writer.run(lambda c: _write(c, op))
+
+    async def sweep_idempotency(self, now: datetime) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (_ts(now),))
+            return cur.rowcount
+
+        return await self._writer.run(lambda c: _write(c, op))
+
     # -- tenants (registry) ------------------------------------------------------
     async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -494,7 +589,7 @@ class SQLiteStore:
         return await self._writer.run(lambda c: _write(c, op))
 
     async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
-        tables = ("clients", "sequences", "counters") if with_data else ("clients",)
+        tables = ("clients", "sequences", "counters", "idempotency") if with_data else ("clients",)
 
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM tenants WHERE tenant = ?", (tenant,))
@@ -574,6 +669,26 @@ class SQLiteStore:
             )
 
         await self._writer.run(lambda c: _write(c, op))
+
+
+_IDEM_COLUMNS = (
+    "key, fingerprint, created_at, expires_at, locked_until, status, body, content_type, allocation"
+)
+
+
+def _idempotency(row: tuple[Any, ...]) -> IdempotencyRecord:
+    key, fingerprint, created, expires, locked, status, body, content_type, allocation = row
+    return IdempotencyRecord(
+        key=key,
+        fingerprint=fingerprint,
+        created_at=datetime.fromisoformat(created),
+        expires_at=datetime.fromisoformat(expires),
+        locked_until=datetime.fromisoformat(locked),
+        status=status,
+        body=body,
+        content_type=content_type,
+        allocation=None if allocation is None else json.loads(allocation),
+    )
 
 
 _CLIENT_COLUMNS = (

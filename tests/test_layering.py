@@ -7,7 +7,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("api", "audit", "auth", "core", "sequences", "storage", "tenants", "usage")
+PACKAGES = (
+    "api",
+    "audit",
+    "auth",
+    "core",
+    "idempotency",
+    "sequences",
+    "storage",
+    "tenants",
+    "usage",
+)
 
 
 def _modules() -> dict[str, Path]:

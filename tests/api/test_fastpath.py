@@ -44,6 +44,13 @@ SCRIPT: list[Step] = [
     ("POST", "/v1/sequences/small/next/", {}),
     ("POST", "/v1/sequences//next", {}),
     ("POST", "/v1/sequences/a/b/next", {}),
+    ("POST", "/v1/sequences", {"json": {"name": "keyed"}, "idem": "c-1"}),
+    ("POST", "/v1/sequences", {"json": {"name": "keyed"}, "idem": "c-1"}),  # replayed 201
+    ("POST", "/v1/sequences/keyed/next", {"json": {"count": 2}, "idem": "n-1"}),
+    ("POST", "/v1/sequences/keyed/next", {"json": {"count": 2}, "idem": "n-1"}),  # replayed
+    ("POST", "/v1/sequences/keyed/next", {"json": {"count": 3}, "idem": "n-1"}),  # 422
+    ("POST", "/v1/sequences/keyed/next", {"idem": ""}),  # 400
+    ("POST", "/v1/sequences/keyed/next", {"idem": "n-2"}),
 ]
 
 
@@ -71,6 +78,8 @@ async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any,
                 headers: list[tuple[str, str]] = []
                 for value in [auth] if isinstance(auth, str) else auth or []:
                     headers.append(("Authorization", tokens.get(value, value)))
+                if "idem" in kwargs:
+                    headers.append(("Idempotency-Key", kwargs.pop("idem")))
                 if "type" in kwargs:
                     headers.append(("Content-Type", kwargs.pop("type")))
                 r = await c.request(method, path, headers=headers, **kwargs)
@@ -100,7 +109,8 @@ async def test_fast_path_answers_exactly_like_the_router(
     got, expected = await _answers(fast), await _answers(routed)
     statuses = [a[2] for a in expected]
     # The script covers success and every client error the route can give.
-    assert set(statuses) >= {200, 201, 401, 403, 404, 405, 409, 413, 422}, statuses
+    assert set(statuses) >= {200, 201, 400, 401, 403, 404, 405, 409, 413, 422}, statuses
+    assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 2
     for answer, wanted in zip(got, expected, strict=True):
         assert answer == wanted
 

@@ -1,0 +1,1 @@
+"""``Idempotency-Key`` on every write: a retried request never takes a second number."""

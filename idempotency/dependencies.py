@@ -1,0 +1,52 @@
+"""Reading the ``Idempotency-Key`` header (no FastAPI parameter: the hot ``next`` reads
+it itself, and the other writes need the raw body alongside it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from idempotency.errors import InvalidIdempotencyKey
+from idempotency.service import IdempotencyService
+
+HEADER = "idempotency-key"
+MAX_KEY_LENGTH = 255
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's key, or ``None`` without the header; 400 if it is malformed."""
+    values = request.headers.getlist(HEADER)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidIdempotencyKey("Send at most one Idempotency-Key header.")
+    key = values[0]
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters."
+        )
+    return key
+
+
+def fingerprint(request: Request, body: bytes) -> str:
+    """What makes two requests "the same": method, path and body (JSON compared as data,
+    so a client that re-serialises its retry with other spacing is not refused)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.scope["path"].encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+async def get_idempotency_service(request: Request) -> IdempotencyService:
+    service: IdempotencyService = request.app.state.idempotency
+    return service
+
+
+Idempotency = Annotated[IdempotencyService, Depends(get_idempotency_service)]

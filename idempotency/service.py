@@ -1,0 +1,149 @@
+"""Idempotency keys with the semantics of Stripe's API and the IETF draft
+(draft-ietf-httpapi-idempotency-key-header).
+
+A request with a key first *claims* it (one store write). The same key with the same
+method, path and body then gets the stored response again, with
+``Idempotent-Replayed: true``, and consumes nothing; with another path or body a 422;
+while the first is still running a 409. Only successful (2xx) responses are stored: a
+failed request consumed nothing (the allocator hands out no number from a failed
+increment), so its key is released and a retry simply runs again.
+
+A claim is *in flight* for ``LEASE_SECONDS``. A process killed mid-request leaves its
+claim behind; after the lease, a retry takes it over. An allocation carrying the key
+writes the numbers it took into the record in the increment's own transaction, so a
+take-over after a crash answers those numbers instead of taking new ones.
+
+Records are kept ``TALLY_IDEMPOTENCY_TTL_SECONDS`` (24 h by default); expired ones count
+as absent, and are deleted by MongoDB's TTL index or by ``sweep_idempotency`` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from starlette.responses import Response
+
+from core.clock import Clock, SystemClock
+from idempotency.errors import IdempotencyKeyReused, RequestInFlight
+from storage import IdempotencyRecord, Store
+
+log = logging.getLogger("tally.idempotency")
+
+LEASE_SECONDS = 60.0
+SWEEP_SECONDS = 600.0
+REPLAYED = "Idempotent-Replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This request holds ``key``; ``allocation`` is what an earlier, interrupted attempt
+    with the key already took (``{"first", "last", ...}``), if anything."""
+
+    tenant: str
+    key: str
+    allocation: dict[str, Any] | None = None
+
+
+Run = Callable[[Claim], Awaitable[Response]]
+
+
+class IdempotencyService:
+    def __init__(self, store: Store, *, clock: Clock | None = None, ttl_seconds: int) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self._next_sweep = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def guard(self, tenant: str, key: str, fingerprint: str, run: Run) -> Response:
+        """Answer the request once: run it under a fresh claim, or replay what it got."""
+        claim = await self.begin(tenant, key, fingerprint)
+        if isinstance(claim, Response):
+            return claim
+        try:
+            response = await run(claim)
+        except BaseException:
+            await self._release(claim)
+            raise
+        if 200 <= response.status_code < 300:
+            await self.store.complete_idempotency(
+                tenant,
+                key,
+                status=response.status_code,
+                body=bytes(response.body),
+                content_type=response.media_type or "application/json",
+            )
+        else:
+            await self._release(claim)
+        return response
+
+    async def begin(self, tenant: str, key: str, fingerprint: str) -> Claim | Response:
+        """Claim ``key`` for this request, or the stored response to replay; 409/422 else."""
+        now = self.clock.now()
+        self._maybe_sweep()
+        lease = now + timedelta(seconds=LEASE_SECONDS)
+        record = IdempotencyRecord(
+            key=key,
+            fingerprint=fingerprint,
+            created_at=now,
+            expires_at=now + self.ttl,
+            locked_until=lease,
+        )
+        held = await self.store.claim_idempotency(tenant, record)
+        if held is None:
+            return Claim(tenant, key)
+        if held.fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        if held.completed:
+            return replay(held)
+        if held.locked_until > now:
+            raise RequestInFlight()
+        # The process that claimed it stopped before answering: take the claim over.
+        if await self.store.relock_idempotency(
+            tenant, key, expected=held.locked_until, locked_until=lease
+        ):
+            return Claim(tenant, key, held.allocation)
+        raise RequestInFlight()  # another retry took it over first
+
+    async def _release(self, claim: Claim) -> None:
+        # Best effort: if the store is down, the claim lapses after its lease anyway.
+        with contextlib.suppress(Exception):
+            await self.store.release_idempotency(claim.tenant, claim.key)
+
+    def _maybe_sweep(self) -> None:
+        mono = self.clock.monotonic()
+        if mono < self._next_sweep:
+            return
+        self._next_sweep = mono + SWEEP_SECONDS
+        task = asyncio.get_running_loop().create_task(self._sweep())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        try:
+            removed = await self.store.sweep_idempotency(self.clock.now())
+        except Exception as exc:  # the next sweep tries again
+            log.warning("idempotency sweep failed: %s", exc)
+            return
+        if removed:
+            log.info("idempotency sweep removed %d expired key(s)", removed)
+
+    async def close(self) -> None:
+        """Wait for a running sweep (the store closes after this)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def replay(record: IdempotencyRecord) -> Response:
+    """The stored answer, marked as a replay."""
+    return Response(
+        content=record.body or b"",
+        status_code=record.status or 200,
+        media_type=record.content_type,
+        headers={REPLAYED: "true"},
+    )
