@@ -23,6 +23,9 @@ from auth.external import ExternalVerifier, JwksCache
 from auth.keys import KeyRing
 from auth.service import FailureThrottle, TokenIssuer
 from auth.tokens import TokenVerifier
+from console import docs as console_docs
+from console import router as console
+from console.headers import SecurityHeaders
 from core.clock import Clock, SystemClock
 from core.settings import Settings, get_settings
 from idempotency.service import IdempotencyService
@@ -178,7 +181,7 @@ def create_app(
             else "Unique, durable, per-tenant sequence numbers."
         ),
         lifespan=lifespan,
-        docs_url=None,  # served by api.landing, with the title HTML-escaped
+        docs_url=None,  # console.docs serves Swagger UI from the package, under a CSP
         redoc_url=None,
     )
     problems.install(app)
@@ -194,7 +197,11 @@ def create_app(
     app.include_router(sequences_admin_router)
     app.include_router(usage_router)
     app.include_router(usage_admin_router)
+    app.include_router(console_docs.router)
+    app.include_router(console.router)
     app.add_exception_handler(OAuthError, oauth.oauth_error)
+    # Added before the fast path, so it sits inside it: the hot `next` never reaches it.
+    app.add_middleware(SecurityHeaders)
     if settings.fast_path:
         # Same endpoint, same exception handlers; only FastAPI's routing is skipped.
         app.add_middleware(NextFastPath, endpoint=next_numbers, handlers=app.exception_handlers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from html import escape
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from core.settings import Settings
@@ -35,7 +34,8 @@ _PAGE = """<!doctype html>
 <p>{tagline}</p>
 <p>Get an access token with OAuth 2.0 client credentials at <code>POST /oauth/token</code>,
 then take numbers with <code>POST /v1/sequences/&lt;name&gt;/next</code>.</p>
-<p><a href="/docs">API documentation</a> · <a href="/openapi.json">OpenAPI</a></p>
+<p><a href="/console">Console</a> · <a href="/docs">API documentation</a> ·
+<a href="/openapi.json">OpenAPI</a></p>
 </main>
 </body>
 </html>
@@ -65,10 +65,3 @@ def render(settings: Settings) -> str:
 async def landing(request: Request) -> HTMLResponse:
     """The branded landing page."""
     return HTMLResponse(render(request.app.state.settings))
-
-
-@router.get("/docs", response_class=HTMLResponse)
-async def docs(request: Request) -> HTMLResponse:
-    """Swagger UI under the instance's (escaped) brand name."""
-    title = escape(request.app.title)
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} - docs")

@@ -11,6 +11,7 @@ PACKAGES = (
     "api",
     "audit",
     "auth",
+    "console",
     "core",
     "idempotency",
     "sequences",
