@@ -11,9 +11,12 @@ from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI
 from prometheus_client import start_http_server
+from starlette.types import ASGIApp
 
 from api import health, landing, problems
+from api.access import AccessLog
 from api.fastpath import NextFastPath
+from api.logs import log_format
 from api.metrics import Metrics, MetricsMiddleware
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
@@ -43,6 +46,18 @@ from usage.router import router as usage_router
 from usage.service import UsageService
 
 log = logging.getLogger("tally")
+
+
+class TallyApp(FastAPI):
+    """FastAPI with the access log outside even Starlette's ``ServerErrorMiddleware``,
+    so an unexpected 500 gets its access line and ``X-Request-ID`` too."""
+
+    log_json = False
+    access_lines = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return AccessLog(inner, json=self.log_json, enabled=self.access_lines)
 
 
 def load_keys(settings: Settings) -> KeyRing:
@@ -172,7 +187,7 @@ def create_app(
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
 
-    app = FastAPI(
+    app = TallyApp(
         title=f"{settings.brand_name} API" if settings.tenant else "Tally API",
         version="0.1.0",
         description=(
@@ -184,6 +199,8 @@ def create_app(
         docs_url=None,  # console.docs serves Swagger UI from the package, under a CSP
         redoc_url=None,
     )
+    app.log_json = log_format(settings) == "json"
+    app.access_lines = settings.access_log
     problems.install(app)
     # Routes match in order and matching is per-request work: the hot API goes first.
     app.include_router(sequences_router)

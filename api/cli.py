@@ -36,13 +36,17 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API with uvicorn."""
+    import logging.config
+
     import uvicorn
 
     from api.app import load_keys
-    from api.logs import uvicorn_log_config
+    from api.logs import log_format, logging_config
     from auth.keys import KeyRingError
 
     settings = load_settings()
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
     try:
         # Made here, before workers fork, so they all load the same key.
         load_keys(settings)
@@ -54,15 +58,20 @@ def serve(
         # The message never holds the URL itself: it may carry a password.
         reason = exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
         fail(f"cannot open the store named by TALLY_STORE_URL: {reason}", 2)
-    typer.echo(
-        f"Tally on http://{host}:{port} (store: {settings.store_kind}).\n"
-        "Get a development token:\n"
-        "  .venv/bin/tally token --tenant demo\n"
-        'then: curl -H "Authorization: Bearer $TOKEN" -X POST '
-        f"http://{host}:{port}/v1/sequences -H 'content-type: application/json' "
-        '-d \'{"name": "invoices"}\'',
-        err=True,
-    )
+    if log_format(settings) == "text":
+        typer.echo(
+            f"Tally on http://{host}:{port} (store: {settings.store_kind}).\n"
+            "Get a development token:\n"
+            "  .venv/bin/tally token --tenant demo\n"
+            'then: curl -H "Authorization: Bearer $TOKEN" -X POST '
+            f"http://{host}:{port}/v1/sequences -H 'content-type: application/json' "
+            '-d \'{"name": "invoices"}\'',
+            err=True,
+        )
+    else:  # a log platform reads stdout: one JSON object per line, nothing else
+        logging.getLogger("tally").info(
+            "serving on %s:%s, store %s", host, port, settings.store_kind
+        )
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -70,9 +79,10 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
-        log_config=uvicorn_log_config(),
+        # The same config again in each worker; AccessLog writes the access lines.
+        log_config=log_config,
+        access_log=False,
         server_header=False,
-        log_level="info",
     )
 
 

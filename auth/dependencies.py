@@ -15,6 +15,7 @@ from auth.external import ExternalVerifier
 from auth.schemas import TokenPrincipal
 from auth.service import invalid_client
 from auth.tokens import TokenVerifier
+from core.requestctx import note_caller
 
 # The tenant registry's lifecycle check (tenants.service.TenantService.admit).
 Admit = Callable[[TokenPrincipal], Awaitable[None]]
@@ -49,6 +50,7 @@ async def authenticate(request: Request) -> TokenPrincipal:
         if external is None:
             raise
         principal = await external.verify(token.strip())
+    note_caller(principal.tenant, principal.client_id)
     admit: Admit | None = getattr(request.app.state, "admit", None)
     if admit is not None:
         await admit(principal)

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         description="Dispatch POST /v1/sequences/{name}/next before FastAPI's router"
         " (same endpoint and error handlers; see api.fastpath).",
     )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="json (one object per line) or text; default json in production,"
+        " text in development.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="One access line per request (api.access).")
     usage_flush_seconds: float = Field(
         default=10.0,
         ge=0.1,

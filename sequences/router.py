@@ -10,6 +10,7 @@ from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
 from core.errors import Unprocessable
 from core.limits import BodyLimitedRoute
 from core.pagination import AfterQuery, LimitQuery
+from core.requestctx import note_numbers
 from idempotency.dependencies import Idempotency, fingerprint, idempotency_key
 from idempotency.service import Claim, IdempotencyService
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, NextCall, Sequences, next_call
@@ -88,6 +89,7 @@ async def _next(request: Request, call: NextCall, claim: Claim | None) -> Respon
             raise Unprocessable(f"count must be at most {limit}.")
     seq = await service.get(tenant, name)
     alloc = await service.next(tenant, name, count)
+    note_numbers(alloc.count)
     # The hot path: serialise once, skipping FastAPI's re-validation of the response
     # model and jsonable_encoder (response_model above still documents the shape).
     return Response(next_out(seq, alloc).model_dump_json(), media_type="application/json")
@@ -171,6 +173,7 @@ async def advance_sequence(
 async def get_counter(principal: CanNext, service: Sequences) -> PlainTextResponse:
     """The next number of the tenant's `default` sequence, as plain text (seed API)."""
     alloc = await service.next_default(principal.tenant)
+    note_numbers(alloc.count)
     return PlainTextResponse(str(alloc.first))
 
 

@@ -72,10 +72,12 @@ async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any,
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         answers = []
         async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
-            for method, path, options in SCRIPT if not explode else SCRIPT[:2]:
+            for i, (method, path, options) in enumerate(SCRIPT if not explode else SCRIPT[:2]):
                 kwargs = dict(options)
                 auth = kwargs.pop("auth", "{token}")
-                headers: list[tuple[str, str]] = []
+                # A fixed request id per step: both paths must echo it (a generated one
+                # would differ between the two runs).
+                headers: list[tuple[str, str]] = [("X-Request-ID", f"parity-{i}")]
                 for value in [auth] if isinstance(auth, str) else auth or []:
                     headers.append(("Authorization", tokens.get(value, value)))
                 if "idem" in kwargs:
@@ -113,6 +115,7 @@ async def test_fast_path_answers_exactly_like_the_router(
     assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 2
     for answer, wanted in zip(got, expected, strict=True):
         assert answer == wanted
+    assert all(("x-request-id", f"parity-{i}") in a[3] for i, a in enumerate(got))
 
 
 async def test_an_unexpected_error_is_the_same_500_problem_either_way(
@@ -123,4 +126,5 @@ async def test_an_unexpected_error_is_the_same_500_problem_either_way(
     assert got == expected
     _, _, status, headers, body = got[-1]
     assert status == 500 and ("content-type", "application/problem+json") in headers
+    assert ("x-request-id", "parity-1") in headers
     assert b"injected" not in body  # no internals leak

@@ -78,23 +78,39 @@ def test_token_command_prints_only_a_token(e2e_env: dict[str, str]) -> None:
     assert bad.returncode != 0 and "unknown scope" in bad.stderr
 
 
-async def test_access_log_never_holds_a_query_string_secret(e2e_env: dict[str, str]) -> None:
+async def test_json_logs_of_a_real_server_hold_request_ids_and_no_secrets(
+    e2e_env: dict[str, str],
+) -> None:
+    import json
     from pathlib import Path
 
     secret = "s3cr3t-in-the-query-string"
-    with running_server(e2e_env) as url:
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    env = {**e2e_env, "TALLY_LOG_FORMAT": "json"}
+    with running_server(env) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             r = await client.post(
                 f"/oauth/token?client_id=acme.0&client_secret={secret}",
                 data={"grant_type": "client_credentials"},
             )
             assert r.status_code == 400 and secret not in r.text
-            await client.get("/healthz?probe=1")
-    logs = "".join(
+            h = {"Authorization": f"Bearer {token}", "X-Request-ID": "e2e-next-1"}
+            assert (await client.post("/v1/sequences", json={"name": "o"}, headers=h)).is_success
+            taken = await client.post(f"/v1/sequences/o/next?t={token}", headers=h)
+            assert taken.status_code == 200 and taken.headers["x-request-id"] == "e2e-next-1"
+            probe = await client.get("/healthz?probe=1")
+    text = "".join(
         p.read_text() for p in Path(e2e_env["TALLY_KEYS_DIR"]).parent.glob("server-*.log")
     )
-    assert '"GET /healthz HTTP/1.1" 200' in logs  # access logging is on
-    assert secret not in logs and "probe=1" not in logs
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(x) for x in lines)
+    access = [x for x in lines if x["logger"] == "tally.access"]
+    nxt = [x for x in access if x["route"] == "/v1/sequences/{name}/next"]
+    assert len(nxt) == 1 and nxt[0]["request_id"] == "e2e-next-1"
+    assert (nxt[0]["status"], nxt[0]["numbers"], nxt[0]["tenant"]) == (200, 1, "acme")
+    assert any(x["request_id"] == probe.headers["x-request-id"] for x in access)
+    assert not [x for x in lines if x["logger"] == "uvicorn.access"]  # AccessLog writes those
+    assert secret not in text and "probe=1" not in text and token not in text
 
 
 @pytest.mark.parametrize(

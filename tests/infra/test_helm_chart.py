@@ -178,6 +178,7 @@ def test_pooled_instance_uses_tally_branding_and_no_tenant(
     assert config["TALLY_TENANT"] == ""
     assert config["TALLY_BRAND_NAME"] == "Tally"
     assert config["TALLY_ENVIRONMENT"] == "production"
+    assert config["TALLY_LOG_FORMAT"] == "json"  # what the log platform reads
     assert config["TALLY_PUBLIC_URL"] == "https://tally.example.com"
     account = by_kind(manifests["pooled"], "ServiceAccount")
     assert "eks.amazonaws.com/role-arn" not in (account["metadata"].get("annotations") or {})

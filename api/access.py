@@ -1,0 +1,129 @@
+"""The access line and the request id: one pure ASGI middleware, outermost of all.
+
+It wraps even Starlette's ``ServerErrorMiddleware`` (see ``api.app.TallyApp``), so a
+500 is logged and carries its ``X-Request-ID`` like any other answer, and it sees the
+fast path (``api.fastpath``) exactly as it sees routed requests.
+
+``X-Request-ID`` is taken from the request when it is at most 128 characters of
+``A-Z a-z 0-9 . _ : / + = @ -``, generated otherwise, echoed on the response and kept
+in ``core.requestctx`` for every log line of the request.
+
+The line is built as one preformatted string (JSON, or text in development) and handed
+to the logging handlers as a ready ``LogRecord``: no dict, no ``json.dumps``, no caller
+lookup per request. It names the route template, never the URL: no path parameter
+values beyond the template, no query string; and no header is ever copied into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from json.encoder import encode_basestring
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.logs import ACCESS_LOGGER, utc_stamp
+from core.requestctx import CURRENT, RequestInfo
+
+HEADER = b"x-request-id"
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+_PLAIN = re.compile(r"[A-Za-z0-9._:@/-]+")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` if it is sane, else a new random one."""
+    for key, value in scope["headers"]:
+        if key == HEADER:
+            if _SANE_ID.fullmatch(value):
+                return str(value.decode("ascii"))
+            break
+    return os.urandom(16).hex()
+
+
+def route_of(scope: Scope) -> str:
+    # FastAPI's router leaves the matched route in the scope; the fast path (which
+    # skips the router) leaves its template under "tally.route".
+    route = scope.get("route")
+    return getattr(route, "path", None) or scope.get("tally.route") or "unmatched"
+
+
+def _json_or_null(value: str) -> str:
+    return str(encode_basestring(value)) if value else "null"
+
+
+def _text_value(value: str) -> str:
+    if not value:
+        return "-"
+    return value if _PLAIN.fullmatch(value) else str(encode_basestring(value))
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, *, json: bool, enabled: bool = True) -> None:
+        self.app = app
+        self.json = json
+        self.enabled = enabled
+        self.log = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo(request_id_of(scope))
+        echo = (HEADER, info.request_id.encode("ascii"))
+        status = 500  # what the client sees if nothing answers
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # A new list: the response's own header list may be reused.
+                message["headers"] = [*message.get("headers", ()), echo]
+            await send(message)
+
+        token = CURRENT.set(info)
+        try:
+            await self.app(scope, receive, sending)
+        except BaseException as exc:
+            # The server logs what escapes after this context is gone: leave it the id.
+            with contextlib.suppress(AttributeError):  # an exception type with __slots__
+                exc.tally_request_id = info.request_id  # type: ignore[attr-defined]
+            raise
+        finally:
+            try:
+                if self.enabled:
+                    self._write(scope, info, status, time.perf_counter() - started)
+            finally:
+                CURRENT.reset(token)
+
+    def _write(self, scope: Scope, info: RequestInfo, status: int, seconds: float) -> None:
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if not self.log.isEnabledFor(level):
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        route = route_of(scope)
+        ms = seconds * 1000
+        if self.json:
+            line = (
+                f'{{"time":"{utc_stamp(time.time())}",'
+                f'"level":"{"error" if level == logging.ERROR else "info"}",'
+                f'"logger":"{ACCESS_LOGGER}","message":"request",'
+                f'"request_id":"{info.request_id}",'
+                f'"tenant":{_json_or_null(info.tenant)},'
+                f'"client_id":{_json_or_null(info.client_id)},'
+                f'"route":{encode_basestring(route)},"method":"{method}",'
+                f'"status":{status},"duration_ms":{ms:.3f},"numbers":{info.numbers}}}'
+            )
+        else:
+            line = (
+                f"{method} {route} {status} {ms:.1f}ms tenant={_text_value(info.tenant)}"
+                f" client={_text_value(info.client_id)} numbers={info.numbers}"
+            )
+        # A ready record straight to the handlers: Logger.info would also look up the
+        # caller's frame, which nobody reads here.
+        record = self.log.makeRecord(ACCESS_LOGGER, level, "", 0, line, (), None)
+        self.log.handle(record)

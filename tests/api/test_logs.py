@@ -1,0 +1,275 @@
+"""Structured logs: one access line per request, request ids, and no secret ever logged."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.logs import JsonFormatter, TextFormatter, log_format, logging_config
+from core.clock import FrozenClock
+from core.settings import Settings
+from tests.conftest import app_token, bearer
+from tests.tenants.builders import basic, make_tenant
+
+ACCESS_FIELDS = {
+    "time",
+    "level",
+    "logger",
+    "message",
+    "request_id",
+    "tenant",
+    "client_id",
+    "route",
+    "method",
+    "status",
+    "duration_ms",
+    "numbers",
+}
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines()]
+
+    def access(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line["logger"] == "tally.access"]
+
+
+@contextmanager
+def captured(formatter: logging.Formatter) -> Iterator[Captured]:
+    """Every record reaching the root logger, formatted as ``tally serve`` formats it."""
+    cap = Captured()
+    handler = logging.StreamHandler(cap.stream)
+    handler.setFormatter(formatter)
+    # The test's own HTTP client logs its URLs (query strings included): not the server's.
+    handler.addFilter(lambda r: not r.name.startswith(("httpx", "httpcore")))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield cap
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings(
+        store_url=f"sqlite:///{tmp_path}/tally.db",  # type: ignore[arg-type]
+        keys_dir=tmp_path / "keys",
+        jwt_issuer="https://tally.test",
+        jwt_audience="tally-test",
+        _env_file=None,  # type: ignore[call-arg]
+        **overrides,
+    )
+
+
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def json_app(tmp_path: Path) -> AsyncIterator[FastAPI]:
+    app = create_app(make_settings(tmp_path, log_format="json"), clock=FrozenClock())
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def json_client(json_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _client(json_app):
+        yield c
+
+
+async def test_every_request_gets_one_json_access_line_with_the_listed_fields(
+    json_app: FastAPI, json_client: httpx.AsyncClient
+) -> None:
+    h = bearer(app_token(json_app, tenant="acme", subject="acme-billing"))
+    with captured(JsonFormatter()) as cap:
+        created = await json_client.post("/v1/sequences", json={"name": "inv"}, headers=h)
+        taken = await json_client.post("/v1/sequences/inv/next", json={"count": 3}, headers=h)
+        seed = await json_client.get("/getCounter", headers=h)
+        missing = await json_client.post("/v1/sequences/nope/next", headers=h)
+        anonymous = await json_client.get("/v1/sequences")
+        unrouted = await json_client.get("/no/such/page")
+    lines = cap.access()
+    assert len(lines) == 6, cap.text
+    for line in lines:
+        assert set(line) == ACCESS_FIELDS, line
+        assert line["time"].endswith("Z") and line["duration_ms"] >= 0
+    create, nxt, counter, notfound, anon, unmatched = lines
+    assert (create["method"], create["route"], create["status"]) == ("POST", "/v1/sequences", 201)
+    assert (create["tenant"], create["client_id"], create["numbers"]) == ("acme", "acme-billing", 0)
+    # The fast path (pure ASGI, no router) is logged like any routed request.
+    assert nxt["route"] == "/v1/sequences/{name}/next" and nxt["status"] == 200
+    assert (nxt["numbers"], nxt["tenant"], nxt["level"]) == (3, "acme", "info")
+    assert (counter["route"], counter["numbers"]) == ("/getCounter", 1)
+    assert (notfound["status"], notfound["numbers"]) == (404, 0)
+    assert (anon["status"], anon["tenant"], anon["client_id"]) == (401, None, None)
+    assert (unmatched["route"], unmatched["status"]) == ("unmatched", 404)
+    responses = [created, taken, seed, missing, anonymous, unrouted]
+    assert [line["request_id"] for line in lines] == [r.headers["x-request-id"] for r in responses]
+    assert len({line["request_id"] for line in lines}) == 6
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["lb-7f3a9c", "Root=1-67891233-abcdef012345678912345678", "a" * 128, "trace:1/2+3=4@x.y_z"],
+)
+async def test_a_sane_request_id_round_trips_into_the_access_line(
+    json_client: httpx.AsyncClient, sent: str
+) -> None:
+    with captured(JsonFormatter()) as cap:
+        r = await json_client.get("/healthz", headers={"X-Request-ID": sent})
+    assert r.headers["x-request-id"] == sent
+    assert cap.access()[0]["request_id"] == sent
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["a" * 129, "has space", 'quote"d', "semi;colon", "new\\line", "", "ünïcode"],
+)
+async def test_an_insane_request_id_is_replaced_by_a_generated_one(
+    json_client: httpx.AsyncClient, sent: str
+) -> None:
+    with captured(JsonFormatter()) as cap:
+        r = await json_client.get("/healthz", headers={"X-Request-ID": sent.encode()})
+    rid = r.headers["x-request-id"]
+    assert rid != sent and len(rid) == 32 and int(rid, 16) >= 0
+    assert cap.access()[0]["request_id"] == rid
+    assert sent not in cap.text or sent == ""
+
+
+async def test_every_line_of_a_request_carries_its_id_even_a_500(
+    json_app: FastAPI, json_client: httpx.AsyncClient
+) -> None:
+    h = bearer(app_token(json_app))
+    await json_client.post("/v1/sequences", json={"name": "inv"}, headers=h)
+
+    async def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("injected")
+
+    json_app.state.sequences.next = boom
+    with captured(JsonFormatter()) as cap:
+        r = await json_client.post(
+            "/v1/sequences/inv/next", headers={**h, "X-Request-ID": "req-500"}
+        )
+    assert r.status_code == 500 and r.headers["x-request-id"] == "req-500"
+    lines = cap.lines()
+    assert {line["logger"] for line in lines} >= {"tally.errors", "tally.access"}
+    assert all(line["request_id"] == "req-500" for line in lines), lines
+    error = next(line for line in lines if line["logger"] == "tally.errors")
+    assert "RuntimeError: injected" in error["exc"] and error["level"] == "error"
+    access = cap.access()[0]
+    assert (access["status"], access["level"]) == (500, "error")
+
+
+async def test_lines_outside_a_request_have_no_request_id() -> None:
+    with captured(JsonFormatter()) as cap:
+        logging.getLogger("tally.test").warning("hello %s", "world")
+    (line,) = cap.lines()
+    assert line["request_id"] is None and line["message"] == "hello world"
+
+
+async def test_no_token_secret_authorization_or_query_string_is_ever_logged(
+    json_app: FastAPI, json_client: httpx.AsyncClient
+) -> None:
+    onboarded = await make_tenant(json_app.state.tenants, "acme")
+    cid, secret = onboarded.client_id, onboarded.client_secret
+    token = app_token(json_app, tenant="acme")
+    bogus = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    with captured(JsonFormatter()) as cap:
+        # Secrets in every place a client might put them: the Authorization header
+        # (Bearer and Basic), the form body, the query string.
+        got = await json_client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=basic(cid, secret)
+        )
+        assert got.status_code == 200, got.text
+        minted = got.json()["access_token"]
+        await json_client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret},
+        )
+        await json_client.post(
+            f"/oauth/token?client_secret={secret}&access_token={token}",
+            data={"grant_type": "client_credentials"},
+        )
+        await json_client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers=basic(cid, "wrong-" + secret),
+        )
+        await json_client.post("/v1/sequences", json={"name": "inv"}, headers=bearer(minted))
+        await json_client.post(f"/v1/sequences/inv/next?token={token}", headers=bearer(token))
+        await json_client.get(f"/v1/sequences?after=a&sig={secret}", headers=bearer(bogus))
+        await json_client.get("/getCounter", headers={"Authorization": f"Basic {secret}"})
+        await json_client.get(f"/healthz?password={secret}")
+    text = cap.text
+    assert len(cap.access()) == 9
+    for needle in (secret, token, minted, bogus, "Bearer", "Basic", "authorization", "?"):
+        assert needle not in text, needle
+    for needle in ("client_secret", "password", "access_token", "sig="):
+        assert needle not in text, needle
+
+
+async def test_text_format_for_development(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path), clock=FrozenClock())  # development: text
+    async with app.router.lifespan_context(app):
+        with captured(TextFormatter()) as cap:
+            async for c in _client(app):
+                h = {**bearer(app_token(app)), "X-Request-ID": "dev-1"}
+                await c.post("/v1/sequences", json={"name": "inv"}, headers=h)
+    (line,) = cap.text.splitlines()
+    assert " INFO tally.access [dev-1] POST /v1/sequences 201 " in line
+    assert line.endswith(" tenant=acme client=test-acme numbers=0")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+
+
+async def test_access_lines_can_be_switched_off_and_ids_stay(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, access_log=False), clock=FrozenClock())
+    async with app.router.lifespan_context(app):
+        with captured(JsonFormatter()) as cap:
+            async for c in _client(app):
+                r = await c.get("/healthz", headers={"X-Request-ID": "quiet"})
+    assert r.headers["x-request-id"] == "quiet"
+    assert cap.text == ""
+
+
+@pytest.mark.parametrize(
+    ("environment", "setting", "expected"),
+    [
+        ("production", None, "json"),
+        ("development", None, "text"),
+        ("production", "text", "text"),
+        ("development", "json", "json"),
+    ],
+)
+def test_json_is_the_production_default_and_text_the_development_one(
+    tmp_path: Path, environment: str, setting: str | None, expected: str
+) -> None:
+    settings = make_settings(tmp_path, environment=environment, log_format=setting)
+    assert log_format(settings) == expected
+    config = logging_config(settings)
+    assert config["handlers"]["default"]["formatter"] == expected
+    assert config["loggers"]["uvicorn.access"]["level"] == "WARNING"
