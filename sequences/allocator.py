@@ -141,12 +141,15 @@ class Allocator:
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._leases: dict[tuple[str, str], _Lease] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         # Store increments issued by the engine and the seconds they took (metrics, tests).
         self.increments = 0
         self.increment_seconds = 0.0
 
     async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
         """``n`` contiguous numbers as ``(first, last)``."""
+        if self._closed:
+            raise Unavailable("The server is shutting down; try again.")
         if seq.mode is Mode.cached:
             return await self._from_lease(tenant, seq, key, n)
         if not self.coalesce:
@@ -174,11 +177,25 @@ class Allocator:
         return lease.size if lease else None
 
     async def close(self) -> None:
-        """Cancel background work (flights finish their waiters with an error)."""
+        """Stop: cancel background work and answer every waiter, then drop the lanes.
+
+        A waiter whose flight was cut short gets 503 (its numbers, if the store applied
+        the increment, are a gap, never reissued). A drain task cancelled before it ever
+        ran cannot answer its waiters itself, so they are answered here; every request
+        after this gets 503 at once.
+        """
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        stopped = Unavailable("The server is shutting down; no number was issued. Try again.")
+        for lane in self._lanes.values():
+            for waiter in lane.queue:
+                _fail(waiter, stopped)
+            lane.queue.clear()
+        self._lanes.clear()
+        self._leases.clear()
 
     # -- plumbing --------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -286,6 +303,12 @@ class Allocator:
             try:
                 # shield: a cancelled request must not cancel the fetch others wait for.
                 await asyncio.shield(fetch)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not fetch.cancelled() or (current is not None and current.cancelling()):
+                    raise  # this request itself was cancelled
+                # The fetch was cancelled under us (close()): an answer, not a hang.
+                raise Unavailable("The server is shutting down; try again.") from None
             except Exception as exc:
                 if isinstance(exc, TallyError):
                     raise

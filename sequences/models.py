@@ -32,6 +32,8 @@ class Sequence:
     updated_at: datetime
     revision: int
     template: Template | None
+    # Which creation of this name (see storage.base): counters of another one are not its.
+    incarnation: str = ""
 
     @classmethod
     def from_record(cls, record: SequenceRecord) -> Sequence:
@@ -51,6 +53,7 @@ class Sequence:
             updated_at=record.updated_at,
             revision=record.revision,
             template=parse(fmt) if fmt else None,
+            incarnation=record.incarnation,
         )
 
     @property
@@ -60,8 +63,15 @@ class Sequence:
     def fresh_counter(self) -> Counter:
         """The counter a new period (or a cycle) starts from."""
         return Counter(
-            base=self.start, step=self.step, cap=capacity(self.start, self.step, self.upper)
+            base=self.start,
+            step=self.step,
+            cap=capacity(self.start, self.step, self.upper),
+            incarnation=self.incarnation,
         )
+
+    def owns(self, counter: Counter | None) -> Counter | None:
+        """``counter`` if it belongs to this incarnation; a leftover of another is None."""
+        return counter if counter is not None and counter.incarnation == self.incarnation else None
 
 
 def capacity(base: int, step: int, upper: int) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -68,8 +70,8 @@ async def _utc(_tenant: str) -> ZoneInfo:
     return UTC_ZONE
 
 
-def _version(seq: Sequence) -> tuple[int, datetime]:
-    return (seq.revision, seq.created_at)
+def _version(seq: Sequence) -> tuple[int, datetime, str]:
+    return (seq.revision, seq.created_at, seq.incarnation)
 
 
 class SequenceService:
@@ -100,7 +102,13 @@ class SequenceService:
         """Create a sequence; 409 if the name is taken."""
         now = self.clock.now()
         config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})
-        record = SequenceRecord(name=spec.name, config=config, created_at=now, updated_at=now)
+        record = SequenceRecord(
+            name=spec.name,
+            config=config,
+            created_at=now,
+            updated_at=now,
+            incarnation=uuid.uuid4().hex,
+        )
         try:
             await self.store.create_sequence(tenant, record)
         except AlreadyExists:
@@ -170,7 +178,7 @@ class SequenceService:
         counters = await self.store.read_counters(tenant, keys) if seqs else {}
         out: builtins.list[SequenceOut] = []
         for seq, period, key in zip(seqs, periods, keys, strict=True):
-            counter = counters.get(key)
+            counter = seq.owns(counters.get(key))
             last: int | None = None
             nxt: int | None = seq.start
             if counter is not None:
@@ -210,7 +218,7 @@ class SequenceService:
 
     async def remaining(self, tenant: str, seq: Sequence, key: str) -> int:
         """How many numbers the counter has left before ``max`` (without cycling)."""
-        current = await self.store.read_counter(tenant, key)
+        current = seq.owns(await self.store.read_counter(tenant, key))
         return seq.fresh_counter().cap if current is None else current.remaining
 
     async def increment(
@@ -224,7 +232,7 @@ class SequenceService:
         # Only a definition read from the store in this call may found a counter (or
         # wrap one): a cached definition may be up to DEFINITION_TTL_SECONDS old, and a
         # counter made from it would keep its outdated start/step/max for good.
-        cached = self._shapes.get((tenant, key))
+        cached = seq.owns(self._shapes.get((tenant, key)))
         shape = cached or seq.fresh_counter()
         verified = False
         for attempt in range(_MAX_ATTEMPTS):
@@ -245,8 +253,24 @@ class SequenceService:
                         f"Sequence '{seq.name}' holds {shape.cap} number(s); {n} requested."
                     )
                 continue
+            if current.incarnation != shape.incarnation:
+                # Either our definition is stale (the name was deleted and created again)
+                # or the counter is a leftover of an incarnation that no longer exists.
+                seq = await self.get(tenant, seq.name, fresh=True)  # 404 if it was deleted
+                verified = True
+                if seq.owns(current) is not None:
+                    shape = current.bare()
+                    continue
+                shape = seq.fresh_counter()
+                if n > shape.cap:
+                    raise SequenceExhausted(
+                        f"Sequence '{seq.name}' holds {shape.cap} number(s); {n} requested."
+                    )
+                # Never used, only replaced (the store refuses if seq was deleted again).
+                await self.store.replace_counter(tenant, key, seq.name, current, shape)
+                continue
             if current.shape != shape.shape:
-                shape = Counter(current.base, current.step, current.cap)
+                shape = current.bare()
                 continue
             if current.remaining >= n:
                 # Same shape and room: it changed between our two reads (e.g. another
@@ -292,12 +316,8 @@ class SequenceService:
             if config == record.config:
                 return await self.describe(tenant, name)
             old = Sequence.from_record(record)
-            updated = SequenceRecord(
-                name=name,
-                config=config,
-                created_at=record.created_at,
-                updated_at=self.clock.now(),
-                revision=record.revision + 1,
+            updated = dataclasses.replace(
+                record, config=config, updated_at=self.clock.now(), revision=record.revision + 1
             )
             seq = Sequence.from_record(updated)
             if (seq.step, seq.upper) != (old.step, old.upper):
@@ -327,20 +347,22 @@ class SequenceService:
         for attempt in range(_MAX_ATTEMPTS):
             await _backoff(attempt)
             current = await self.store.read_counter(tenant, key)
-            if current is None:
+            mine = seq.owns(current)  # a leftover of an earlier incarnation is replaced
+            if mine is None:
                 # Pin the new shape now, so no process with the old definition cached
                 # starts this period's counter with the old step or max.
                 new = seq.fresh_counter()
             else:
-                last = current.value_at(current.ticks - 1) if current.ticks else None
+                last = mine.value_at(mine.ticks - 1) if mine.ticks else None
                 if last is not None and last > seq.upper:
                     raise CounterMoved(
                         f"max {seq.upper} is below {last}, the last number issued"
                         f" by sequence '{seq.name}'."
                     )
-                base, ticks = (last, 1) if last is not None else (current.base, 0)
-                new = Counter(base, seq.step, capacity(base, seq.step, seq.upper), ticks)
-                if new == current:
+                base, ticks = (last, 1) if last is not None else (mine.base, 0)
+                cap = capacity(base, seq.step, seq.upper)
+                new = Counter(base, seq.step, cap, ticks, seq.incarnation)
+                if new == mine:
                     return
             if await self.store.replace_counter(tenant, key, seq.name, current, new):
                 return
@@ -363,8 +385,9 @@ class SequenceService:
         for attempt in range(_MAX_ATTEMPTS):
             await _backoff(attempt)
             current = await self.store.read_counter(tenant, key)
-            nxt = next_value(seq, current)
-            last = current.value_at(current.ticks - 1) if current and current.ticks else None
+            mine = seq.owns(current)
+            nxt = next_value(seq, mine)
+            last = mine.value_at(mine.ticks - 1) if mine and mine.ticks else None
             if nxt is None:
                 raise CounterMoved(
                     f"Sequence '{name}' is exhausted at {last}; raise its max first."
@@ -377,7 +400,7 @@ class SequenceService:
                 )
             if to == nxt:
                 return await self.describe(tenant, name)
-            new = Counter(to, seq.step, capacity(to, seq.step, seq.upper), 0)
+            new = Counter(to, seq.step, capacity(to, seq.step, seq.upper), 0, seq.incarnation)
             if await self.store.replace_counter(tenant, key, seq.name, current, new):
                 break
         else:
@@ -403,12 +426,8 @@ class SequenceService:
             record = await self.store.get_sequence(tenant, name)
             if record is None:
                 return
-            bumped = SequenceRecord(
-                name=name,
-                config=record.config,
-                created_at=record.created_at,
-                updated_at=self.clock.now(),
-                revision=record.revision + 1,
+            bumped = dataclasses.replace(
+                record, updated_at=self.clock.now(), revision=record.revision + 1
             )
             if await self.store.update_sequence(tenant, bumped, expected_revision=record.revision):
                 return
@@ -421,6 +440,7 @@ class SequenceService:
 
 def next_value(seq: Sequence, counter: Counter | None) -> int | None:
     """What the next allocation of one number would return (None: exhausted)."""
+    counter = seq.owns(counter)
     if counter is None:
         return seq.start
     if counter.ticks < counter.cap:

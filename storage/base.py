@@ -8,6 +8,19 @@ only applies while ``(base, step, cap)`` are what the caller computed with and
 pass the bound, changes nothing and re-reads instead. Administrative moves
 (advance, a new step, a cycle back to ``start``) replace the counter with a
 compare-and-set on its whole state.
+
+Incarnations. Every definition carries an ``incarnation``: an id unique to one creation
+of its name (``""`` for definitions stored before incarnations existed). A counter
+carries the incarnation of the definition it belongs to, and every operation on a
+counter matches it, so a counter left behind by a deleted sequence (a first ``next``
+racing the DELETE, a delete cut short on a backend without multi-document writes) is
+never used by a sequence later created with the same name: to that sequence it is
+"another shape", which the service replaces. A counter is only *created* (by
+``allocate`` or ``replace_counter``) while the definition of its incarnation exists:
+in the same transaction where the backend has them, otherwise checked right after the
+write and undone if the definition is gone. Leftovers are removed by
+``delete_sequence`` (which also cleans up after an earlier, half-done delete) and
+``create_sequence``.
 """
 
 from __future__ import annotations
@@ -24,10 +37,16 @@ class Counter:
     step: int
     cap: int
     ticks: int = 0
+    # The incarnation of the sequence this counter belongs to (see the module docstring).
+    incarnation: str = ""
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.base, self.step, self.cap)
+
+    def bare(self) -> Counter:
+        """This counter's shape and incarnation with nothing issued (what callers pass)."""
+        return Counter(self.base, self.step, self.cap, 0, self.incarnation)
 
     @property
     def remaining(self) -> int:
@@ -44,6 +63,9 @@ class SequenceRecord:
     created_at: datetime
     updated_at: datetime
     revision: int = 1
+    # Unique to this creation of the name; set by the caller of ``create_sequence`` and
+    # never changed afterwards (``update_sequence`` leaves it alone).
+    incarnation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +165,10 @@ class Store(Protocol):
 
     # -- sequence definitions ------------------------------------------------
     async def create_sequence(self, tenant: str, record: SequenceRecord) -> None:
-        """Insert; raise ``AlreadyExists`` if the name is taken."""
+        """Insert; raise ``AlreadyExists`` if the name is taken.
+
+        Counters of the name left by earlier incarnations may be removed here.
+        """
 
     async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None: ...
 
@@ -160,7 +185,12 @@ class Store(Protocol):
         ...
 
     async def delete_sequence(self, tenant: str, name: str) -> bool:
-        """Delete the definition and all its counters; False if it did not exist."""
+        """Delete the definition and its counters; False if it did not exist.
+
+        Atomic where the backend allows; otherwise the definition goes first, so a
+        half-done delete leaves only counters of a dead incarnation (never used). Such
+        leftovers of ``name`` are removed on every call, also when it answers False.
+        """
         ...
 
     # -- counters -------------------------------------------------------------
@@ -175,17 +205,24 @@ class Store(Protocol):
     ) -> int | None:
         """Add ``n`` to ticks iff the counter has ``shape`` and room; return the new ticks.
 
-        A missing counter is created with ``shape`` (ticks ``n``) when ``create``; callers
-        pass ``create=False`` unless ``shape`` comes from a definition they just read, so
-        a cached, outdated shape can never found a counter. ``None`` means nothing
-        changed: no such counter (and no ``create``), another shape, or too few ticks left.
+        ``shape`` includes the incarnation, which must match too. A missing counter is
+        created with ``shape`` (ticks ``n``) when ``create`` and the definition ``seq``
+        of ``shape.incarnation`` exists; callers pass ``create=False`` unless ``shape``
+        comes from a definition they just read, so a cached, outdated shape can never
+        found a counter. ``None`` means nothing changed: no such counter (and no
+        ``create``, or no such definition), another shape or incarnation, or too few
+        ticks left.
         """
         ...
 
     async def replace_counter(
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
-        """Compare-and-set the whole counter (``expected=None``: it must not exist)."""
+        """Compare-and-set the whole counter (``expected=None``: it must not exist).
+
+        ``expected`` is matched with its incarnation; ``new`` is only written while the
+        definition ``seq`` of ``new.incarnation`` exists (else False).
+        """
         ...
 
     # -- usage ------------------------------------------------------------------

@@ -48,6 +48,16 @@ def _doc_id(tenant: str, key: str) -> str:
     return f"{tenant}/{key}"
 
 
+def _key(tenant: str, key: str) -> dict[str, Any]:
+    """The filter of one document: its ``_id`` plus the shard key's ``tenant``."""
+    return {"_id": _doc_id(tenant, key), "tenant": tenant}
+
+
+def _inc(incarnation: str) -> Any:
+    """Match ``incarnation``; ``""`` also matches documents stored before the field existed."""
+    return incarnation if incarnation else {"$in": ["", None]}
+
+
 def _aware(value: datetime) -> datetime:
     # BSON dates come back naive (UTC) unless the client is tz_aware.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -60,12 +70,17 @@ def _record(doc: dict[str, Any]) -> SequenceRecord:
         created_at=_aware(doc["created_at"]),
         updated_at=_aware(doc["updated_at"]),
         revision=int(doc["revision"]),
+        incarnation=doc.get("incarnation") or "",
     )
 
 
 def _counter(doc: dict[str, Any]) -> Counter:
     return Counter(
-        base=int(doc["base"]), step=int(doc["step"]), cap=int(doc["cap"]), ticks=int(doc["ticks"])
+        base=int(doc["base"]),
+        step=int(doc["step"]),
+        cap=int(doc["cap"]),
+        ticks=int(doc["ticks"]),
+        incarnation=doc.get("incarnation") or "",
     )
 
 
@@ -118,14 +133,16 @@ class MongoStore:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "revision": record.revision,
+            "incarnation": record.incarnation,
         }
         try:
             await self._call(self.sequences.insert_one(doc))
         except DuplicateKeyError as exc:
             raise AlreadyExists(record.name) from exc
+        await self._purge(tenant, record.name)
 
     async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None:
-        doc = await self._call(self.sequences.find_one({"_id": _doc_id(tenant, name)}))
+        doc = await self._call(self.sequences.find_one(_key(tenant, name)))
         return _record(doc) if doc else None
 
     async def list_sequences(
@@ -143,7 +160,7 @@ class MongoStore:
     ) -> bool:
         result = await self._call(
             self.sequences.update_one(
-                {"_id": _doc_id(tenant, record.name), "revision": expected_revision},
+                {**_key(tenant, record.name), "revision": expected_revision},
                 {
                     "$set": {
                         "config": record.config,
@@ -156,13 +173,72 @@ class MongoStore:
         return bool(result.modified_count == 1)
 
     async def delete_sequence(self, tenant: str, name: str) -> bool:
-        result = await self._call(self.sequences.delete_one({"_id": _doc_id(tenant, name)}))
-        await self._call(self.counters.delete_many({"tenant": tenant, "seq": name}))
+        # Two writes, definition first: cut short in between, what is left are counters
+        # of a dead incarnation, which nothing uses and the next call (a retried DELETE,
+        # or creating the name again) removes.
+        result = await self._call(self.sequences.delete_one(_key(tenant, name)))
+        await self._purge(tenant, name)
         return bool(result.deleted_count == 1)
+
+    async def _purge(self, tenant: str, name: str | None = None) -> None:
+        """Remove counters (of ``name``, or all the tenant's) whose incarnation is dead.
+
+        Counters are read before definitions: a counter exists only after its
+        definition did, so an incarnation that is not live at the second read was
+        deleted, and incarnations never come back. A live counter is never touched.
+        """
+        query: dict[str, Any] = {"tenant": tenant}
+        if name is not None:
+            query["seq"] = name
+        cursor = self.counters.find(query, projection={"seq": True, "incarnation": True})
+        found = {
+            (d["seq"], d.get("incarnation") or "")
+            for d in await self._call(cursor.to_list(length=None))
+        }
+        if not found:
+            return
+        names = sorted({seq for seq, _ in found})
+        defs = self.sequences.find(
+            {"tenant": tenant, "name": {"$in": names}},
+            projection={"name": True, "incarnation": True},
+        )
+        live = {
+            d["name"]: d.get("incarnation") or ""
+            for d in await self._call(defs.to_list(length=None))
+        }
+        for seq, incarnation in sorted(found):
+            if live.get(seq) != incarnation:
+                await self._call(
+                    self.counters.delete_many(
+                        {"tenant": tenant, "seq": seq, "incarnation": _inc(incarnation)}
+                    )
+                )
+
+    async def _live(self, tenant: str, seq: str, incarnation: str) -> bool:
+        doc = await self._call(
+            self.sequences.find_one(
+                {**_key(tenant, seq), "incarnation": _inc(incarnation)}, projection={"_id": True}
+            )
+        )
+        return doc is not None
+
+    async def _founded(self, tenant: str, key: str, seq: str, incarnation: str) -> bool:
+        """After writing a counter of ``incarnation``: keep it only if that one is live.
+
+        The check a transaction would make before the write, made after it: a DELETE
+        that ran before this write finds no definition here; one that runs after it
+        deletes the counter itself.
+        """
+        if await self._live(tenant, seq, incarnation):
+            return True
+        await self._call(
+            self.counters.delete_one({**_key(tenant, key), "incarnation": _inc(incarnation)})
+        )
+        return False
 
     # -- counters --------------------------------------------------------------
     async def read_counter(self, tenant: str, key: str) -> Counter | None:
-        doc = await self._call(self.counters.find_one({"_id": _doc_id(tenant, key)}))
+        doc = await self._call(self.counters.find_one(_key(tenant, key)))
         return _counter(doc) if doc else None
 
     async def read_counters(self, tenant: str, keys: Sequence[str]) -> dict[str, Counter]:
@@ -170,7 +246,7 @@ class MongoStore:
         if not wanted:
             return {}
         ids = {_doc_id(tenant, key): key for key in wanted}
-        cursor = self.counters.find({"_id": {"$in": list(ids)}})
+        cursor = self.counters.find({"tenant": tenant, "_id": {"$in": list(ids)}})
         docs = await self._call(cursor.to_list(length=None))
         return {ids[doc["_id"]]: _counter(doc) for doc in docs}
 
@@ -179,17 +255,21 @@ class MongoStore:
     ) -> int | None:
         if n < 1 or n > shape.cap:
             return None
+        on_insert: dict[str, Any] = {"seq": seq}
+        if not shape.incarnation:  # matched with $in, which an upsert does not copy
+            on_insert["incarnation"] = ""
         try:
             doc = await self._call(
                 self.counters.find_one_and_update(
                     {
-                        "_id": _doc_id(tenant, key),
+                        **_key(tenant, key),
                         "base": shape.base,
                         "step": shape.step,
                         "cap": shape.cap,
+                        "incarnation": _inc(shape.incarnation),
                         "ticks": {"$lte": shape.cap - n},
                     },
-                    {"$inc": {"ticks": n}, "$setOnInsert": {"tenant": tenant, "seq": seq}},
+                    {"$inc": {"ticks": n}, "$setOnInsert": on_insert},
                     upsert=create,
                     return_document=ReturnDocument.AFTER,
                     projection={"ticks": True},
@@ -200,35 +280,48 @@ class MongoStore:
             return None
         except OperationFailure as exc:
             raise StoreUnavailable(f"MongoDB refused the allocation: {exc.code}") from exc
-        return None if doc is None else int(doc["ticks"])
+        if doc is None:
+            return None
+        ticks = int(doc["ticks"])
+        # ticks == n: this call may have founded the counter (or it stood at 0).
+        if create and ticks == n and not await self._founded(tenant, key, seq, shape.incarnation):
+            return None
+        return ticks
 
     async def replace_counter(
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
-        fields = {"base": new.base, "step": new.step, "cap": new.cap, "ticks": new.ticks}
+        fields = {
+            "base": new.base,
+            "step": new.step,
+            "cap": new.cap,
+            "ticks": new.ticks,
+            "incarnation": new.incarnation,
+        }
         if expected is None:
             try:
                 await self._call(
-                    self.counters.insert_one(
-                        {"_id": _doc_id(tenant, key), "tenant": tenant, "seq": seq, **fields}
-                    )
+                    self.counters.insert_one({**_key(tenant, key), "seq": seq, **fields})
                 )
             except DuplicateKeyError:
                 return False
-            return True
-        result = await self._call(
-            self.counters.update_one(
-                {
-                    "_id": _doc_id(tenant, key),
-                    "base": expected.base,
-                    "step": expected.step,
-                    "cap": expected.cap,
-                    "ticks": expected.ticks,
-                },
-                {"$set": fields},
+        else:
+            result = await self._call(
+                self.counters.update_one(
+                    {
+                        **_key(tenant, key),
+                        "base": expected.base,
+                        "step": expected.step,
+                        "cap": expected.cap,
+                        "ticks": expected.ticks,
+                        "incarnation": _inc(expected.incarnation),
+                    },
+                    {"$set": fields},
+                )
             )
-        )
-        return bool(result.modified_count == 1)
+            if result.modified_count != 1:
+                return False
+        return await self._founded(tenant, key, seq, new.incarnation)
 
     # -- audit trail ---------------------------------------------------------
     async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
@@ -443,14 +536,15 @@ class MongoStore:
         return bool(result.modified_count == 1)
 
     async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
-        result = await self._call(self.tenants.delete_one({"_id": tenant}))
-        owned = (
-            [self.clients, self.sequences, self.counters, self.idempotency]
-            if with_data
-            else [self.clients]
-        )
-        for collection in owned:
-            await self._call(collection.delete_many({"tenant": tenant}))
+        # Several writes: the registry entry first, then what it owns; counters last and
+        # only those whose definition is gone, so a delete cut short leaves nothing a
+        # live sequence could use, and a retried delete (answering False) finishes it.
+        result = await self._call(self.tenants.delete_one({"_id": tenant, "tenant": tenant}))
+        await self._call(self.clients.delete_many({"tenant": tenant}))
+        if with_data:
+            await self._call(self.idempotency.delete_many({"tenant": tenant}))
+            await self._call(self.sequences.delete_many({"tenant": tenant}))
+            await self._purge(tenant)
         return bool(result.deleted_count == 1)
 
     # -- API clients ------------------------------------------------------------------

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS sequences (
     created_at TEXT    NOT NULL,
     updated_at TEXT    NOT NULL,
     revision   INTEGER NOT NULL,
+    incarnation TEXT   NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS counters (
     step   INTEGER NOT NULL,
     cap    INTEGER NOT NULL,
     ticks  INTEGER NOT NULL CHECK (ticks >= 0 AND ticks <= cap),
+    incarnation TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counters_by_sequence ON counters (tenant, seq);
@@ -117,6 +119,18 @@ CREATE TABLE IF NOT EXISTS clients (
     PRIMARY KEY (tenant, client_id)
 ) WITHOUT ROWID;
 """
+
+
+# Columns added after the first release: (table, column, declaration). ``start`` adds
+# the missing ones, so a file made by an older version keeps working (its rows get '').
+_ADDED_COLUMNS = (
+    ("sequences", "incarnation", "TEXT NOT NULL DEFAULT ''"),
+    ("counters", "incarnation", "TEXT NOT NULL DEFAULT ''"),
+)
+
+# The definition of a counter's incarnation exists (parameters: tenant, seq, incarnation).
+_LIVE = "EXISTS (SELECT 1 FROM sequences WHERE tenant = ? AND name = ? AND incarnation = ?)"
+_SEQUENCE_COLUMNS = "name, config, created_at, updated_at, revision, incarnation"
 
 
 def path_from_url(url: str) -> Path:
@@ -192,14 +206,22 @@ def _ts(at: datetime) -> str:
 
 
 def _record(row: tuple[Any, ...]) -> SequenceRecord:
-    name, config, created_at, updated_at, revision = row
+    name, config, created_at, updated_at, revision, incarnation = row
     return SequenceRecord(
         name=name,
         config=json.loads(config),
         created_at=datetime.fromisoformat(created_at),
         updated_at=datetime.fromisoformat(updated_at),
         revision=revision,
+        incarnation=incarnation,
     )
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 class SQLiteStore:
@@ -219,7 +241,13 @@ class SQLiteStore:
             statements = [
                 s for s in (_SCHEMA + _IDEMPOTENCY_SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()
             ]
-            _write(conn, lambda c: [c.execute(s) for s in statements])
+
+            def create(c: sqlite3.Connection) -> None:
+                for statement in statements:
+                    c.execute(statement)
+                _add_columns(c)
+
+            _write(conn, create)
 
         await self._writer.run(init)
 
@@ -235,7 +263,8 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO sequences VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sequences (tenant, name, config, created_at, updated_at,"
+                    " revision, incarnation) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         tenant,
                         record.name,
@@ -243,18 +272,21 @@ class SQLiteStore:
                         record.created_at.isoformat(),
                         record.updated_at.isoformat(),
                         record.revision,
+                        record.incarnation,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(record.name) from exc
+            # Counters of this name now can only be leftovers (e.g. from a file written
+            # before incarnations existed): the new incarnation has none yet.
+            conn.execute("DELETE FROM counters WHERE tenant = ? AND seq = ?", (tenant, record.name))
 
         await self._writer.run(lambda c: _write(c, op))
 
     async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None:
         row = await self._reader.run(
             lambda c: c.execute(
-                "SELECT name, config, created_at, updated_at, revision FROM sequences"
-                " WHERE tenant = ? AND name = ?",
+                f"SELECT {_SEQUENCE_COLUMNS} FROM sequences WHERE tenant = ? AND name = ?",  # noqa: S608
                 (tenant, name),
             ).fetchone()
         )
@@ -265,7 +297,7 @@ class SQLiteStore:
     ) -> list[SequenceRecord]:
         rows = await self._reader.run(
             lambda c: c.execute(
-                "SELECT name, config, created_at, updated_at, revision FROM sequences"
+                f"SELECT {_SEQUENCE_COLUMNS} FROM sequences"  # noqa: S608
                 " WHERE tenant = ? AND name > ? ORDER BY name LIMIT ?",
                 (tenant, after or "", limit),
             ).fetchall()
@@ -306,7 +338,8 @@ class SQLiteStore:
     async def read_counter(self, tenant: str, key: str) -> Counter | None:
         row = await self._reader.run(
             lambda c: c.execute(
-                "SELECT base, step, cap, ticks FROM counters WHERE tenant = ? AND key = ?",
+                "SELECT base, step, cap, ticks, incarnation FROM counters"
+                " WHERE tenant = ? AND key = ?",
                 (tenant, key),
             ).fetchone()
         )
@@ -319,7 +352,7 @@ class SQLiteStore:
         # json_each keeps it one statement with two parameters, however many keys.
         rows = await self._reader.run(
             lambda c: c.execute(
-                "SELECT key, base, step, cap, ticks FROM counters"
+                "SELECT key, base, step, cap, ticks, incarnation FROM counters"
                 " WHERE tenant = ? AND key IN (SELECT value FROM json_each(?))",
                 (tenant, json.dumps(wanted)),
             ).fetchall()
@@ -366,21 +399,44 @@ class SQLiteStore:
             row = conn.execute(
                 "UPDATE counters SET ticks = ticks + ?"
                 " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
-                " AND ticks <= ? RETURNING ticks",
-                (n, tenant, key, shape.base, shape.step, shape.cap, shape.cap - n),
+                " AND incarnation = ? AND ticks <= ? RETURNING ticks",
+                (
+                    n,
+                    tenant,
+                    key,
+                    shape.base,
+                    shape.step,
+                    shape.cap,
+                    shape.incarnation,
+                    shape.cap - n,
+                ),
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            exists = conn.execute(
-                "SELECT 1 FROM counters WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchone()
-            if exists or not create:
+            if not create:
                 return None
-            conn.execute(
-                "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tenant, key, seq, shape.base, shape.step, shape.cap, n),
+            # Founded only while its incarnation's definition exists, in this transaction:
+            # a DELETE racing this first allocation either sees the counter (and deletes
+            # it with the definition) or makes this insert a no-op.
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO counters"
+                " (tenant, key, seq, base, step, cap, ticks, incarnation)"
+                f" SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_LIVE}",
+                (
+                    tenant,
+                    key,
+                    seq,
+                    shape.base,
+                    shape.step,
+                    shape.cap,
+                    n,
+                    shape.incarnation,
+                    tenant,
+                    seq,
+                    shape.incarnation,
+                ),
             )
-            return n
+            return n if cur.rowcount == 1 else None
 
         return await self._writer.run(lambda c: _write(c, op))
 
@@ -388,27 +444,43 @@ class SQLiteStore:
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
+            live = (tenant, seq, new.incarnation)
             if expected is None:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO counters VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (tenant, key, seq, new.base, new.step, new.cap, new.ticks),
+                    "INSERT OR IGNORE INTO counters"
+                    " (tenant, key, seq, base, step, cap, ticks, incarnation)"
+                    f" SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_LIVE}",
+                    (
+                        tenant,
+                        key,
+                        seq,
+                        new.base,
+                        new.step,
+                        new.cap,
+                        new.ticks,
+                        new.incarnation,
+                        *live,
+                    ),
                 )
             else:
                 cur = conn.execute(
-                    "UPDATE counters SET base = ?, step = ?, cap = ?, ticks = ?"
+                    "UPDATE counters SET base = ?, step = ?, cap = ?, ticks = ?, incarnation = ?"  # noqa: S608 - constant text, values bound
                     " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
-                    " AND ticks = ?",
+                    f" AND ticks = ? AND incarnation = ? AND {_LIVE}",
                     (
                         new.base,
                         new.step,
                         new.cap,
                         new.ticks,
+                        new.incarnation,
                         tenant,
                         key,
                         expected.base,
                         expected.step,
                         expected.cap,
                         expected.ticks,
+                        expected.incarnation,
+                        *live,
                     ),
                 )
             return cur.rowcount == 1

@@ -21,9 +21,17 @@ INT64_MAX = 2**63 - 1
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def make_record(name: str = "invoices", **config: object) -> SequenceRecord:
+def make_record(name: str = "invoices", incarnation: str = "", **config: object) -> SequenceRecord:
     cfg = {"start": 1, "step": 1, **config}
-    return SequenceRecord(name=name, config=cfg, created_at=NOW, updated_at=NOW)
+    return SequenceRecord(
+        name=name, config=cfg, created_at=NOW, updated_at=NOW, incarnation=incarnation
+    )
+
+
+async def define(store: Store, tenant: str, *names: str) -> None:
+    """Definitions for counters to belong to (a counter is only founded for one)."""
+    for name in names:
+        await store.create_sequence(tenant, make_record(name))
 
 
 async def test_create_then_get_round_trips(store: Store) -> None:
@@ -74,6 +82,7 @@ async def test_delete_removes_definition_and_counters(store: Store) -> None:
     await store.create_sequence("acme", make_record())
     await store.allocate("acme", "invoices", "invoices", Counter(1, 1, 100), 5)
     await store.allocate("acme", "invoices/2026", "invoices", Counter(1, 1, 100), 5)
+    await define(store, "acme", "invoices-2")
     await store.allocate("acme", "invoices-2", "invoices-2", Counter(1, 1, 100), 5)
     assert await store.delete_sequence("acme", "invoices")
     assert await store.get_sequence("acme", "invoices") is None
@@ -84,6 +93,7 @@ async def test_delete_removes_definition_and_counters(store: Store) -> None:
 
 
 async def test_allocate_creates_then_increments(store: Store) -> None:
+    await define(store, "acme", "k")
     shape = Counter(base=1, step=1, cap=1000)
     assert await store.allocate("acme", "k", "k", shape, 3) == 3
     assert await store.allocate("acme", "k", "k", shape, 2) == 5
@@ -91,6 +101,8 @@ async def test_allocate_creates_then_increments(store: Store) -> None:
 
 
 async def test_allocate_is_tenant_scoped(store: Store) -> None:
+    await define(store, "acme", "k")
+    await define(store, "globex", "k")
     shape = Counter(base=1, step=1, cap=1000)
     await store.allocate("acme", "k", "k", shape, 7)
     assert await store.allocate("globex", "k", "k", shape, 1) == 1
@@ -98,6 +110,8 @@ async def test_allocate_is_tenant_scoped(store: Store) -> None:
 
 
 async def test_read_counters_returns_the_existing_ones_of_this_tenant(store: Store) -> None:
+    await define(store, "acme", "a", "b")
+    await define(store, "globex", "c")
     await store.allocate("acme", "a", "a", Counter(1, 1, 1000), 3)
     await store.allocate("acme", "b/2026", "b", Counter(10, 5, 1000), 2)
     await store.allocate("globex", "c", "c", Counter(1, 1, 1000), 9)
@@ -106,6 +120,7 @@ async def test_read_counters_returns_the_existing_ones_of_this_tenant(store: Sto
     assert await store.read_counters("acme", []) == {}
     many = [f"k{i}" for i in range(600)]  # more keys than a whole page of sequences
     for key in many[::100]:
+        await define(store, "acme", key)
         await store.allocate("acme", key, key, Counter(1, 1, 1000), 1)
     assert sorted(await store.read_counters("acme", many)) == sorted(many[::100])
 
@@ -138,6 +153,7 @@ async def test_concurrent_usage_additions_are_never_lost(store: Store) -> None:
 
 
 async def test_allocate_with_a_stale_shape_changes_nothing(store: Store) -> None:
+    await define(store, "acme", "k")
     await store.allocate("acme", "k", "k", Counter(1, 1, 10), 2)
     assert await store.allocate("acme", "k", "k", Counter(1, 2, 10), 1) is None
     assert await store.allocate("acme", "k", "k", Counter(5, 1, 10), 1) is None
@@ -145,6 +161,7 @@ async def test_allocate_with_a_stale_shape_changes_nothing(store: Store) -> None
 
 
 async def test_allocate_past_cap_is_refused_whole(store: Store) -> None:
+    await define(store, "acme", "k")
     shape = Counter(base=1, step=1, cap=10)
     assert await store.allocate("acme", "k", "k", shape, 8) == 8
     assert await store.allocate("acme", "k", "k", shape, 3) is None
@@ -154,6 +171,7 @@ async def test_allocate_past_cap_is_refused_whole(store: Store) -> None:
 
 
 async def test_allocation_near_int64_max_stays_exact(store: Store) -> None:
+    await define(store, "acme", "big")
     base = INT64_MAX - 4
     shape = Counter(base=base, step=1, cap=5)
     assert await store.allocate("acme", "big", "big", shape, 4) == 4
@@ -167,6 +185,7 @@ async def test_allocation_near_int64_max_stays_exact(store: Store) -> None:
 
 
 async def test_replace_counter_is_compare_and_set(store: Store) -> None:
+    await define(store, "acme", "k")
     assert await store.replace_counter("acme", "k", "k", None, Counter(1, 1, 10, 0))
     assert not await store.replace_counter("acme", "k", "k", None, Counter(9, 1, 10, 0))
     current = Counter(1, 1, 10, 0)
@@ -178,6 +197,7 @@ async def test_replace_counter_is_compare_and_set(store: Store) -> None:
 
 
 async def test_concurrent_allocations_never_overlap(store: Store) -> None:
+    await define(store, "acme", "k")
     shape = Counter(base=1, step=1, cap=1_000_000)
     results = await asyncio.gather(
         *(store.allocate("acme", "k", "k", shape, 3) for _ in range(100))
@@ -188,6 +208,7 @@ async def test_concurrent_allocations_never_overlap(store: Store) -> None:
 
 async def test_concurrent_first_allocations_race_safely(store: Store) -> None:
     # Many callers creating the same counter at once: one creates, the rest retry.
+    await define(store, "acme", "new")
     shape = Counter(base=1, step=1, cap=1000)
     results = await asyncio.gather(
         *(store.allocate("acme", "new", "new", shape, 1) for _ in range(20))
@@ -252,6 +273,7 @@ async def test_audit_rejects_a_malformed_cursor(store: Store, cursor: str) -> No
 
 
 async def test_allocate_without_create_never_founds_a_counter(store: Store) -> None:
+    await define(store, "acme", "k")
     shape = Counter(base=1, step=1, cap=1000)
     assert await store.allocate("acme", "k", "k", shape, 1, create=False) is None
     assert await store.read_counter("acme", "k") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from api.app import create_app
 from core.clock import FrozenClock
 from core.settings import Settings
 from sequences.service import TimezoneLookup
-from storage import Store
+from storage import Counter, Store
 from tests.conftest import ALL_SCOPES, app_token, bearer
 
 
@@ -83,3 +84,16 @@ async def running_api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
             yield Api(app, c, settings, clock)
+
+
+async def stored_counter(api: Api, tenant: str, key: str) -> Counter | None:
+    """The stored counter of ``key``, checked to belong to its sequence's incarnation.
+
+    Returned with the (random) incarnation blanked, so tests compare the numbers only.
+    """
+    counter = await api.store.read_counter(tenant, key)
+    if counter is None:
+        return None
+    record = await api.store.get_sequence(tenant, key.split("/")[0])
+    assert record is not None and counter.incarnation == record.incarnation
+    return dataclasses.replace(counter, incarnation="")

@@ -13,7 +13,7 @@ import pytest
 from core.clock import FrozenClock
 from core.settings import Settings
 from storage import Counter, Store
-from tests.sequences.support import Api, running_api
+from tests.sequences.support import Api, running_api, stored_counter
 
 INT64_MAX = 2**63 - 1
 
@@ -43,7 +43,7 @@ async def test_peek_never_consumes(api: Api) -> None:
     for _ in range(5):
         peek = await api.peek("inv")
         assert (peek["last"], peek["next"], peek["next_formatted"]) == (2, 3, "INV-0003")
-    assert await api.store.read_counter("acme", "inv") == Counter(1, 1, INT64_MAX, 2)
+    assert await stored_counter(api, "acme", "inv") == Counter(1, 1, INT64_MAX, 2)
     assert (await api.next("inv")).json()["formatted"] == "INV-0003"
 
 
@@ -93,7 +93,7 @@ async def test_a_new_step_continues_from_the_last_issued_number(api: Api) -> Non
     r = await patch(api, "t", step=1)
     assert (r.json()["step"], r.json()["last"], r.json()["next"]) == (1, 30, 31)
     assert await api.values("t", 2) == [31, 32]
-    counter = await api.store.read_counter("acme", "t")
+    counter = await stored_counter(api, "acme", "t")
     assert counter == Counter(30, 1, INT64_MAX - 29, 3)
 
 
@@ -106,11 +106,11 @@ async def test_a_step_change_before_any_number_applies_from_start(api: Api) -> N
 async def test_lowering_max_below_the_last_issued_409s_and_changes_nothing(api: Api) -> None:
     await api.create(name="t", max=100, format="{n}")
     await api.next("t", count=10)
-    before = await api.store.read_counter("acme", "t")
+    before = await stored_counter(api, "acme", "t")
     r = await patch(api, "t", max=9, format="N{n}")
     assert r.status_code == 409 and r.json()["type"].endswith("/counter-conflict")
     assert "below 10" in r.json()["detail"]
-    assert await api.store.read_counter("acme", "t") == before
+    assert await stored_counter(api, "acme", "t") == before
     peek = await api.peek("t")
     assert (peek["max"], peek["format"], peek["next"]) == (100, "{n}", 11)
 
@@ -138,9 +138,9 @@ async def test_patch_of_a_reset_sequence_rebases_only_the_current_period(api: Ap
     await api.next("r", count=3)
     api.clock.set(datetime(2026, 2, 1, tzinfo=UTC))
     await api.next("r", count=3)
-    january = await api.store.read_counter("acme", "r/2026-01")
+    january = await stored_counter(api, "acme", "r/2026-01")
     await patch(api, "r", step=10)
-    assert await api.store.read_counter("acme", "r/2026-01") == january
+    assert await stored_counter(api, "acme", "r/2026-01") == january
     assert await api.values("r", 1) == [13]
     api.clock.set(datetime(2026, 3, 1, tzinfo=UTC))
     assert await api.values("r", 2) == [1, 11]
@@ -206,7 +206,7 @@ async def test_advance_at_or_below_the_highest_issued_409s(api: Api, to: int) ->
     r = await advance(api, "t", to)
     assert r.status_code == 409 and r.json()["type"].endswith("/counter-conflict")
     assert "at least 6" in r.json()["detail"]
-    assert await api.store.read_counter("acme", "t") == Counter(1, 1, INT64_MAX, 5)
+    assert await stored_counter(api, "acme", "t") == Counter(1, 1, INT64_MAX, 5)
     assert (await api.next("t")).json()["value"] == 6
 
 
@@ -221,10 +221,10 @@ async def test_advance_never_moves_back_below_a_previous_advance(api: Api) -> No
 async def test_advance_to_the_next_number_is_a_no_op(api: Api) -> None:
     await api.create(name="t")
     await api.next("t", count=2)
-    before = await api.store.read_counter("acme", "t")
+    before = await stored_counter(api, "acme", "t")
     r = await advance(api, "t", 3)
     assert (r.status_code, r.json()["next"], r.json()["last"]) == (200, 3, 2)
-    assert await api.store.read_counter("acme", "t") == before
+    assert await stored_counter(api, "acme", "t") == before
 
 
 @pytest.mark.parametrize("to", [1001, -5, 1.5, "20", None])

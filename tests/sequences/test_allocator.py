@@ -307,3 +307,43 @@ def test_requests_racing_a_finished_block_fetch_do_not_hang_the_event_loop(
     thread.join(timeout=20)
     assert not thread.is_alive(), "the event loop is stuck in the cached-mode allocator"
     assert sorted(result["taken"]) == [(11, 20), (21, 30), (31, 40)]
+
+
+# -- shutdown ----------------------------------------------------------------------------
+class StalledStore(CountingStore):
+    """Allocations that wait until released (a store that stopped answering)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.release = asyncio.Event()
+
+    async def allocate(
+        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+    ) -> int | None:
+        await self.release.wait()
+        return await super().allocate(tenant, key, seq, shape, n, create=create)
+
+
+@pytest.mark.parametrize("drain_started", [False, True])
+async def test_close_answers_every_queued_waiter_and_drops_its_lanes(
+    store: Store, drain_started: bool
+) -> None:
+    stalled = StalledStore(store)
+    service = SequenceService(stalled, clock=FrozenClock())  # type: ignore[arg-type]
+    seq = await service.create("acme", SequenceCreate(name="orders"))
+    waiters = [
+        asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 1)) for _ in range(5)
+    ]
+    await asyncio.sleep(0)  # every waiter queued; the lane's drain task not yet run
+    if drain_started:
+        await asyncio.sleep(0.01)  # the drain is now stuck in the store call
+        waiters.append(asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 1)))
+        await asyncio.sleep(0)
+    await service.allocator.close()
+    done, pending = await asyncio.wait(waiters, timeout=5)
+    assert not pending, "close() left waiters without an answer"
+    assert all(isinstance(t.exception(), Unavailable) for t in done)
+    assert service.allocator._lanes == {}
+    with pytest.raises(Unavailable):  # after close, an answer at once, never a hang
+        await asyncio.wait_for(service.allocator.allocate("acme", seq, "orders", 1), 5)
+    stalled.release.set()

@@ -9,7 +9,7 @@ import pytest
 from core.clock import FrozenClock
 from core.settings import Settings
 from storage import Counter, Store
-from tests.sequences.support import Api, running_api
+from tests.sequences.support import Api, running_api, stored_counter
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63) + 1
@@ -24,13 +24,13 @@ async def api(settings: Settings, clock: FrozenClock, store: Store) -> AsyncIter
 async def test_exhaustion_409s_and_leaves_the_counter_unchanged(api: Api) -> None:
     await api.create(name="t", max=3)
     assert await api.values("t", 3) == [1, 2, 3]
-    before = await api.store.read_counter("acme", "t")
+    before = await stored_counter(api, "acme", "t")
     for count in (1, 5):
         r = await api.next("t", count=count)
         assert r.status_code == 409
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["type"].endswith("/sequence-exhausted")
-    assert await api.store.read_counter("acme", "t") == before == Counter(1, 1, 3, 3)
+    assert await stored_counter(api, "acme", "t") == before == Counter(1, 1, 3, 3)
     peek = await api.peek("t")
     assert (peek["last"], peek["next"]) == (3, None)
 
@@ -40,7 +40,7 @@ async def test_a_batch_crossing_max_is_refused_whole(api: Api) -> None:
     assert (await api.next("t", count=5)).json()["last"] == 30
     r = await api.next("t", count=3)
     assert r.status_code == 409 and "2 number(s) left" in r.json()["detail"]
-    assert await api.store.read_counter("acme", "t") == Counter(10, 5, 7, 5)
+    assert await stored_counter(api, "acme", "t") == Counter(10, 5, 7, 5)
     r = (await api.next("t", count=2)).json()
     assert (r["value"], r["last"]) == (35, 40)
 
@@ -65,7 +65,7 @@ async def test_a_cycling_batch_that_does_not_fit_the_tail_starts_the_next_cycle(
     # Only 5 is left in this cycle; a batch of 2 must be contiguous, so it skips 5.
     r = (await api.next("c", count=2)).json()
     assert (r["value"], r["last"]) == (1, 2)
-    assert await api.store.read_counter("acme", "c") == Counter(1, 1, 5, 2)
+    assert await stored_counter(api, "acme", "c") == Counter(1, 1, 5, 2)
 
 
 async def test_a_cycling_batch_larger_than_the_whole_cycle_is_refused(api: Api) -> None:
@@ -73,7 +73,7 @@ async def test_a_cycling_batch_larger_than_the_whole_cycle_is_refused(api: Api) 
     await api.next("c")
     r = await api.next("c", count=6)
     assert r.status_code == 409
-    assert await api.store.read_counter("acme", "c") == Counter(1, 1, 5, 1)
+    assert await stored_counter(api, "acme", "c") == Counter(1, 1, 5, 1)
 
 
 async def test_the_last_64_bit_numbers_are_issued_exactly_then_refused(api: Api) -> None:
@@ -87,7 +87,7 @@ async def test_the_last_64_bit_numbers_are_issued_exactly_then_refused(api: Api)
     assert r.json()["value"] == INT64_MAX and isinstance(r.json()["value"], int)
     for count in (1, 2):
         assert (await api.next("big", count=count)).status_code == 409
-    counter = await api.store.read_counter("acme", "big")
+    counter = await stored_counter(api, "acme", "big")
     assert counter == Counter(INT64_MAX - 2, 1, 3, 3)
     peek = await api.peek("big")
     assert (peek["last"], peek["next"]) == (INT64_MAX, None)
@@ -117,7 +117,7 @@ async def test_the_most_negative_start_fits_a_64_bit_counter(api: Api) -> None:
     await api.create(name="neg", start=INT64_MIN)
     r = (await api.next("neg", count=2)).json()
     assert (r["value"], r["last"]) == (INT64_MIN, INT64_MIN + 1)
-    counter = await api.store.read_counter("acme", "neg")
+    counter = await stored_counter(api, "acme", "neg")
     assert counter is not None and counter.cap == INT64_MAX
 
 

@@ -10,7 +10,7 @@ import pytest
 from core.clock import FrozenClock
 from core.settings import Settings
 from storage import Counter, Store
-from tests.sequences.support import Api, running_api
+from tests.sequences.support import Api, running_api, stored_counter
 
 INT64_MAX = 2**63 - 1
 
@@ -41,13 +41,13 @@ async def test_a_new_period_starts_again_and_leaves_the_old_counter_untouched(
     await api.create(name="r", reset=reset)
     api.clock.set(first.replace(tzinfo=UTC))
     assert await api.values("r", 3) == [1, 2, 3]
-    old = await api.store.read_counter("acme", old_key)
+    old = await stored_counter(api, "acme", old_key)
     assert old == Counter(base=1, step=1, cap=INT64_MAX, ticks=3)
     api.clock.set(later.replace(tzinfo=UTC))
     r = (await api.next("r")).json()
     assert (r["value"], r["period"]) == (1, new_key.split("/")[1])
-    assert await api.store.read_counter("acme", old_key) == old
-    assert await api.store.read_counter("acme", new_key) == Counter(1, 1, INT64_MAX, 1)
+    assert await stored_counter(api, "acme", old_key) == old
+    assert await stored_counter(api, "acme", new_key) == Counter(1, 1, INT64_MAX, 1)
     assert await api.values("r", 2) == [2, 3]
 
 
@@ -67,7 +67,7 @@ async def test_periods_are_in_the_tenants_time_zone(api: Api) -> None:
     api.clock.set(datetime(2026, 6, 30, 12, 0, tzinfo=UTC))  # 00:00 NZST, 1 Jul
     r = (await api.next("r", "kiwi")).json()
     assert (r["value"], r["period"]) == (1, "2026-07-01")
-    assert await api.store.read_counter("kiwi", "r/2026-06-30") == Counter(1, 1, INT64_MAX, 1)
+    assert await stored_counter(api, "kiwi", "r/2026-06-30") == Counter(1, 1, INT64_MAX, 1)
 
 
 async def test_a_never_resetting_sequence_has_one_counter_and_no_period(api: Api) -> None:
@@ -77,7 +77,7 @@ async def test_a_never_resetting_sequence_has_one_counter_and_no_period(api: Api
     api.clock.set(datetime(2027, 1, 1, tzinfo=UTC))
     r = (await api.next("plain")).json()
     assert (r["value"], r["period"]) == (2, None)
-    assert await api.store.read_counter("acme", "plain") == Counter(1, 1, INT64_MAX, 2)
+    assert await stored_counter(api, "acme", "plain") == Counter(1, 1, INT64_MAX, 2)
 
 
 async def test_peek_shows_the_current_periods_counter(api: Api) -> None:
@@ -109,6 +109,6 @@ async def test_deleting_a_reset_sequence_removes_every_periods_counter(api: Api)
     r = await api.client.delete("/v1/sequences/r", headers=api.headers())
     assert r.status_code == 204
     for day in (1, 2, 3):
-        assert await api.store.read_counter("acme", f"r/2026-03-0{day}") is None
+        assert await stored_counter(api, "acme", f"r/2026-03-0{day}") is None
     await api.create(name="r", reset="daily")
     assert (await api.next("r")).json()["value"] == 1
