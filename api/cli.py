@@ -11,6 +11,7 @@ import typer
 from auth import cli as auth_cli
 from core.cli import fail
 from core.settings import Settings, SettingsError, load_settings
+from ops import cli as ops_cli
 from storage import StoreUnavailable, open_store
 from storage.sqlite import path_from_url
 from tenants import cli as tenants_cli
@@ -27,6 +28,8 @@ app.add_typer(tenants_cli.tenants_app, name="tenants")
 app.add_typer(tenants_cli.clients_app, name="clients")
 app.add_typer(tenants_cli.admin_app, name="admin")
 app.command("provision")(tenants_cli.provision)
+app.command("migrate")(ops_cli.migrate)
+app.command("smoke")(ops_cli.smoke)
 
 
 @app.command()

@@ -14,6 +14,7 @@ PACKAGES = (
     "console",
     "core",
     "idempotency",
+    "ops",
     "sequences",
     "storage",
     "tenants",

@@ -1,0 +1,1 @@
+"""What the platform runs around a release: ``tally migrate`` and ``tally smoke``."""
