@@ -40,8 +40,10 @@ from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
 from tenants.router import router as admin_router
 from tenants.service import TenantService
+from usage.overview import OverviewService
 from usage.recorder import UsageRecorder
 from usage.router import admin_router as usage_admin_router
+from usage.router import overview_router
 from usage.router import router as usage_router
 from usage.service import UsageService
 
@@ -163,6 +165,9 @@ def create_app(
             usage=recorder,
         )
         app.state.audit = app.state.sequences.audit
+        app.state.overview = OverviewService(
+            tenants, app.state.usage, app.state.sequences, clock=clock
+        )
         app.state.idempotency = IdempotencyService(
             the_store, clock=clock, ttl_seconds=settings.idempotency_ttl_seconds
         )
@@ -214,6 +219,7 @@ def create_app(
     app.include_router(sequences_admin_router)
     app.include_router(usage_router)
     app.include_router(usage_admin_router)
+    app.include_router(overview_router)
     app.include_router(console_docs.router)
     app.include_router(console.router)
     app.add_exception_handler(OAuthError, oauth.oauth_error)

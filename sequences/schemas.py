@@ -161,3 +161,15 @@ class AdvanceRequest(BaseModel):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+class SequenceHeadroom(BaseModel):
+    """A bounded sequence and how many numbers its current period has left."""
+
+    sequence: str
+    period: str | None = Field(description="The reset period the counter belongs to, if any.")
+    max: int
+    cycle: bool = Field(description="At the end it starts again from `start` (not a 409).")
+    capacity: int = Field(description="Numbers the period's counter can issue in all.")
+    remaining: int = Field(description="Numbers it can still issue.")
+    headroom_percent: float = Field(description="`remaining` as a percentage of `capacity`.")

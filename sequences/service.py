@@ -36,6 +36,7 @@ from sequences.schemas import (
     FORMATTED_RANGE_LIMIT,
     NextOut,
     SequenceCreate,
+    SequenceHeadroom,
     SequenceOut,
     SequencePatch,
 )
@@ -44,6 +45,7 @@ from usage.recorder import UsageRecorder
 
 DEFAULT_SEQUENCE = "default"
 _MAX_ATTEMPTS = 32
+_SCAN_PAGE = 500  # sequences per store read when a tenant's are all scanned
 
 
 async def _backoff(attempt: int) -> None:
@@ -189,6 +191,32 @@ class SequenceService:
                     nxt = seq.start if seq.cycle else None
             out.append(to_out(seq, period=period, last=last, nxt=nxt, at=local))
         return out
+
+    async def inventory(
+        self, tenant: str, *, within: float = 0.10
+    ) -> tuple[int, builtins.list[SequenceHeadroom]]:
+        """How many sequences ``tenant`` has, and those with a ``max`` whose current
+        period has at most ``within`` of its numbers left (for the admin overview).
+
+        Cached-mode counters count leased blocks as used: the headroom is what no
+        process can issue any more, the conservative side.
+        """
+        local = local_time(self.clock.now(), await self.timezone_of(tenant))
+        count, near, after = 0, [], None
+        while True:
+            seqs = await self.list(tenant, after=after, limit=_SCAN_PAGE)
+            count += len(seqs)
+            bounded = [seq for seq in seqs if seq.max is not None]
+            periods = [period_of(seq.reset, local) for seq in bounded]
+            keys = [counter_key(s.name, p) for s, p in zip(bounded, periods, strict=True)]
+            counters = await self.store.read_counters(tenant, keys) if keys else {}
+            for seq, period, key in zip(bounded, periods, keys, strict=True):
+                counter = counters.get(key) or seq.fresh_counter()
+                if counter.remaining <= counter.cap * within:
+                    near.append(headroom_of(seq, period, counter))
+            if len(seqs) < _SCAN_PAGE:
+                return count, near
+            after = seqs[-1].name
 
     # -- allocating --------------------------------------------------------------------
     async def next(self, tenant: str, name: str, count: int = 1) -> Allocation:
@@ -480,6 +508,19 @@ def to_out(
         next_formatted=seq.template.render(nxt, at) if seq.template and nxt is not None else None,
         created_at=seq.created_at,
         updated_at=seq.updated_at,
+    )
+
+
+def headroom_of(seq: Sequence, period: str, counter: Counter) -> SequenceHeadroom:
+    remaining = max(counter.remaining, 0)
+    return SequenceHeadroom(
+        sequence=seq.name,
+        period=period or None,
+        max=seq.upper,
+        cycle=seq.cycle,
+        capacity=counter.cap,
+        remaining=remaining,
+        headroom_percent=round(100 * remaining / counter.cap, 2) if counter.cap else 0.0,
     )
 
 

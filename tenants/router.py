@@ -25,6 +25,7 @@ from tenants.schemas import (
     TenantPage,
     TenantUpdate,
 )
+from usage.dependencies import Overview
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=BodyLimitedRoute)
 
@@ -33,12 +34,14 @@ router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=BodyLimitedRo
 async def list_tenants(
     _: PlatformAdmin,
     tenants: Tenants,
+    overview: Overview,
     after: Annotated[str | None, Query(max_length=32, description="Cursor.")] = None,
     limit: LimitQuery = 100,
 ) -> TenantPage:
-    """Tenants by slug, a page at a time."""
-    items = await tenants.list_tenants(after=after, limit=limit)
-    return TenantPage(items=items, next_cursor=items[-1].slug if len(items) == limit else None)
+    """Tenants by slug, a page at a time, with sequence counts and numbers today / 30 days."""
+    page = await tenants.list_tenants(after=after, limit=limit)
+    items = await overview.list_items(page)
+    return TenantPage(items=items, next_cursor=page[-1].slug if len(page) == limit else None)
 
 
 @router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=Onboarded)

@@ -171,8 +171,16 @@ class TenantOut(BaseModel):
     updated_at: datetime
 
 
+class TenantListItem(TenantOut):
+    """A tenant as the admin list shows it: with its sequence count and volumes."""
+
+    sequences: int = Field(description="Sequences the tenant has.")
+    numbers_today: int = Field(description="Numbers issued since 00:00 UTC.")
+    numbers_30d: int = Field(description="Numbers issued in the last 30 UTC days, today included.")
+
+
 class TenantPage(BaseModel):
-    items: list[TenantOut]
+    items: list[TenantListItem]
     next_cursor: str | None
 
 

@@ -12,11 +12,13 @@ from pydantic import AwareDatetime
 from auth.dependencies import CanRead, PlatformAdmin
 from sequences.schemas import NAME_PATTERN
 from tenants.dependencies import SlugPath, Tenants
-from usage.schemas import Granularity, UsageOut
+from usage.dependencies import Overview
+from usage.schemas import Granularity, OverviewOut, UsageOut
 from usage.service import UsageService
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/usage", tags=["admin"])
+overview_router = APIRouter(prefix="/admin/v1", tags=["admin"])
 
 
 async def get_usage(request: Request) -> UsageService:
@@ -71,3 +73,13 @@ async def tenant_usage(
     """Any tenant's usage over time (platform admins; 404 for an unknown tenant)."""
     await tenants.get(slug)
     return await usage.series(slug, **asdict(q))
+
+
+@overview_router.get("/overview", response_model=OverviewOut)
+async def overview(
+    _: PlatformAdmin,
+    service: Overview,
+    top: Annotated[int, Query(ge=1, le=100, description="How many top tenants.")] = 10,
+) -> OverviewOut:
+    """Tenants by status, numbers issued today and in 30 days, top tenants, sequences near max."""
+    return await service.overview(top=top)

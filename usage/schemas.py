@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from sequences.schemas import SequenceHeadroom
+
 
 class Granularity(StrEnum):
     hour = "hour"
@@ -36,4 +38,36 @@ class UsageOut(BaseModel):
     numbers: int = Field(description="Total over the range.")
     sequences: list[SequenceUsage] = Field(
         description="Totals over the range per sequence, most numbers first."
+    )
+
+
+class TenantVolume(BaseModel):
+    slug: str
+    name: str
+    numbers_today: int = Field(description="Numbers issued since 00:00 UTC.")
+    numbers_30d: int = Field(description="Numbers issued in the last 30 UTC days, today included.")
+
+
+class NearExhaustion(SequenceHeadroom):
+    tenant: str
+
+
+class TenantCounts(BaseModel):
+    total: int
+    by_status: dict[str, int] = Field(description="Tenants per status (`active`, `suspended`).")
+
+
+class NumbersIssued(BaseModel):
+    today: int = Field(description="Since 00:00 UTC, all tenants.")
+    last_30_days: int = Field(description="The last 30 UTC days, today included, all tenants.")
+
+
+class OverviewOut(BaseModel):
+    generated_at: datetime
+    tenants: TenantCounts
+    numbers: NumbersIssued
+    top_tenants: list[TenantVolume] = Field(description="By numbers in the last 30 days.")
+    near_exhaustion: list[NearExhaustion] = Field(
+        description="Sequences with a `max` and at most 10 % of the current period's numbers"
+        " left, least headroom first."
     )
