@@ -54,8 +54,9 @@ $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# Not part of `make test`. Needs wrk (bench.run says how to install it) and a quiet
-# machine; BENCH_ARGS e.g. "--only strict,cached --duration 5" or "--workers 2".
+# Not part of `make test`. Needs wrk and redis-server/redis-benchmark (bench.run says how
+# to install them) and a quiet machine; BENCH_ARGS e.g. "--only strict,spread --duration 5",
+# "--skip granian" or "--workers 2".
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -37,6 +37,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    factory: Annotated[
+        str,
+        typer.Option(
+            "--app",
+            hidden=True,
+            help="Another ASGI app factory to serve the same way (make bench's yardsticks).",
+        ),
+    ] = "api.app:create_app",
 ) -> None:
     """Serve the HTTP API with uvicorn."""
     import logging.config
@@ -76,7 +84,7 @@ def serve(
             "serving on %s:%s, store %s", host, port, settings.store_kind
         )
     uvicorn.run(
-        "api.app:create_app",
+        factory,
         factory=True,
         host=host,
         port=port,

@@ -21,3 +21,8 @@ async def next_number(name: str) -> dict[str, Any]:
     """The next value of an in-memory counter."""
     value = next(_counter)
     return {"sequence": name, "value": value, "last": value, "count": 1}
+
+
+def create_app() -> FastAPI:
+    """For ``tally serve --app bench.baseline_app:create_app`` (the server takes factories)."""
+    return app

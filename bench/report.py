@@ -1,0 +1,169 @@
+"""The bench's results: ratios, targets (issue 11 and earlier) and the Markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Result:
+    name: str
+    description: str
+    server: str
+    workers: int
+    count: int
+    requests_per_s: float
+    numbers_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    status_errors: int
+    socket_errors: int
+    load_before: float
+    # Strict rows: numbers the store issued vs. 2xx answers wrk received (warm-up
+    # included); issued may exceed acknowledged by what was in flight when wrk stopped.
+    issued: int | None = None
+    acknowledged: int | None = None
+    x_limit: float | None = None  # / the raw ASGI counter on the same server
+
+
+LIMIT = {"uvicorn": "asgi-limit", "granian": "asgi-limit-granian"}
+
+
+def add_ratios(results: list[Result]) -> None:
+    by = {r.name: r for r in results}
+    for r in results:
+        limit = by.get(LIMIT.get(r.server, ""))
+        if limit is not None and limit.requests_per_s:
+            r.x_limit = r.requests_per_s / limit.requests_per_s
+
+
+def targets(results: list[Result]) -> list[tuple[str, str, bool]]:
+    by = {r.name: r for r in results}
+    rows: list[tuple[str, str, bool]] = []
+
+    def ratio(a: str, b: str) -> float | None:
+        if a in by and b in by and by[b].requests_per_s:
+            return by[a].requests_per_s / by[b].requests_per_s
+        return None
+
+    def add(label: str, value: float | None, goal: float, fmt: str = "{:.2f} x") -> None:
+        if value is not None:
+            rows.append((label, fmt.format(value), value >= goal))
+
+    # Issue 11: all with access logging on, as shipped.
+    add("strict (hot) >= 0.5 x raw ASGI counter", ratio("strict", "asgi-limit"), 0.5)
+    add("spread (1,000 counters) >= 0.8 x strict (hot)", ratio("spread", "strict"), 0.8)
+    add("/getCounter >= 0.9 x strict (hot)", ratio("getcounter", "strict"), 0.9)
+    add("cached >= 0.6 x raw ASGI counter", ratio("cached", "asgi-limit"), 0.6)
+    # Earlier issues' targets, still claimed.
+    add("strict >= 5 x strict-naive", ratio("strict", "strict-naive"), 5.0, "{:.1f} x")
+    if "batch" in by:
+        add("batch >= 10,000,000 numbers/s", by["batch"].numbers_per_s, 1e7, "{:,.0f}")
+    uncached = ratio("strict-uncached-jwt", "strict")
+    if uncached is not None:
+        cost = 1 - uncached
+        rows.append(("ES256 verification <= 5 % (uncached vs cached)", f"{cost:.1%}", cost <= 0.05))
+    return rows
+
+
+def comparisons(results: list[Result]) -> list[tuple[str, str]]:
+    """Informational ratios: Tally against what users pick instead, and granian."""
+    by = {r.name: r for r in results}
+    pairs = [
+        ("strict / Redis INCR, 1 key", "strict", "redis-1key"),
+        ("spread / Redis INCR, 1,000 keys", "spread", "redis-1000keys"),
+        ("strict / bare FastAPI", "strict", "fastapi"),
+        ("granian / uvicorn: raw ASGI counter", "asgi-limit-granian", "asgi-limit"),
+        ("granian / uvicorn: Tally strict", "strict-granian", "strict"),
+        ("granian / uvicorn: Tally cached", "cached-granian", "cached"),
+        ("granian / uvicorn: Tally spread", "spread-granian", "spread"),
+    ]
+    out = []
+    for label, a, b in pairs:
+        if a in by and b in by and by[b].requests_per_s:
+            out.append((label, f"{by[a].requests_per_s / by[b].requests_per_s:.2f} x"))
+    return out
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "not installed"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    memory = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": _version(["wrk", "-v"]),
+        "redis": _version(["redis-server", "--version"]),
+    }
+
+
+def markdown(results: list[Result], meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    lines = [
+        f"Tally benchmark, {meta['started']}, commit {meta['commit']} — {m['cpus']} cores "
+        f"({m['cpu_model']}), {m['memory']}, Python {m['python']}; wrk "
+        f"{meta['connections']} connections, {meta['duration']} s after {meta['warmup']} s "
+        "warm-up; servers, wrk and redis-benchmark on the same machine "
+        f"(load average {meta['load_start']:.2f} at the start).",
+        "",
+        f"Command: `{meta['command']}`. Tally as shipped: `tally serve` "
+        "(TALLY_ENVIRONMENT=production, access log on, Prometheus metrics on as the chart "
+        "runs it), SQLite WAL synchronous=FULL; Redis with appendfsync always.",
+        "",
+        "| row | server | req/s | numbers/s | p50 ms | p99 ms | x limit | errors | what |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        ratio = f"{r.x_limit:.2f}" if r.x_limit is not None else "—"
+        lines.append(
+            f"| {r.name} | {r.server} | {r.requests_per_s:,.0f} | {r.numbers_per_s:,.0f} | "
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {ratio} | "
+            f"{r.status_errors + r.socket_errors} | {r.description} |"
+        )
+    rows = meta.get("targets") or []
+    if rows:
+        lines += ["", "| target | measured | met |", "|---|---:|:---:|"]
+        lines += [f"| {label} | {value} | {'yes' if ok else 'no'} |" for label, value, ok in rows]
+    comps = meta.get("comparisons") or []
+    if comps:
+        lines += ["", "| comparison | ratio |", "|---|---:|"]
+        lines += [f"| {label} | {value} |" for label, value in comps]
+    checks = [r for r in results if r.issued is not None]
+    if checks:
+        lines += [
+            "",
+            "Strict rows, numbers issued by the store vs. 2xx answers received (warm-up "
+            "included; the difference is what was in flight when wrk stopped):",
+            "",
+            "| row | issued | acknowledged |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {r.name} | {r.issued:,} | {r.acknowledged:,} |" for r in checks]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Processes the bench starts: Tally (and the yardsticks) as shipped, and Redis.
+
+Tally and the two yardstick apps are served by ``tally serve`` itself (``--app``
+names the yardstick's factory), so every HTTP row runs on the same server, options
+and logging as the image and the Helm chart. ``granian`` rows serve the same apps on
+granian through ``bench.granian_serve`` for comparison (issue 15 decides the server).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_command(server: str, app: str, port: int, workers: int) -> list[str]:
+    if server == "uvicorn":  # i.e. whatever `tally serve` runs
+        cmd = [str(BIN / "tally"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--workers", str(workers)]
+        if app != "api.app:create_app":
+            cmd += ["--app", app]
+        return cmd
+    if server == "granian":
+        cmd = [str(BIN / "python"), "-m", "bench.granian_serve", "--port", str(port)]
+        return [*cmd, "--workers", str(workers), "--app", app]
+    raise ValueError(f"unknown server {server!r}")
+
+
+@contextmanager
+def running(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose output goes to ``log`` (as a container's to its runtime), stopped
+    with SIGTERM (SIGKILL after 20 s) however the block ends."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=env.get("PYTHONPATH"), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_http(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url} in 60 s")
+
+
+def redis_command(port: int, workdir: Path) -> list[str]:
+    """Durable like Tally strict: every write fsync'ed before it is acknowledged."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]
+
+
+def wait_redis(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        out = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "config", "get", "appendfsync"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ},
+        )
+        if out.returncode == 0 and "always" in out.stdout:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("redis-server did not come up with appendfsync always in 30 s")
