@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ISSUER = "http://127.0.0.1:8080"
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_BIGTABLE = re.compile(r"^bigtable://[a-z][a-z0-9.:-]*[a-z0-9]/[a-z][a-z0-9_-]*[a-z0-9](\?[^#]*)?$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -28,7 +29,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     store_url: SecretStr = Field(
         default=SecretStr("sqlite:///./data/tally.db"),
-        description="sqlite:///path selects SQLite; mongodb:// or mongodb+srv:// selects MongoDB.",
+        description="sqlite:///path selects SQLite; mongodb:// or mongodb+srv:// selects MongoDB;"
+        " bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...] selects Cloud Bigtable.",
     )
     mongo_database: str = "tally"
     mongo_write_concern: str = Field(
@@ -36,6 +38,12 @@ class Settings(BaseSettings):
     )
     mongo_journal: bool = True
     mongo_timeout_ms: int = Field(default=5000, ge=100, le=120_000)
+    bigtable_timeout_ms: int = Field(
+        default=5000,
+        ge=100,
+        le=120_000,
+        description="Deadline of every Bigtable call; a passed one answers 503.",
+    )
 
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = "tally"
@@ -119,8 +127,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, v: SecretStr) -> SecretStr:
         url = v.get_secret_value()
-        if not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
-            raise ValueError("must start with sqlite:///, mongodb:// or mongodb+srv://")
+        if not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://", "bigtable://")):
+            raise ValueError(
+                "must start with sqlite:///, mongodb://, mongodb+srv:// or bigtable://"
+            )
+        if url.startswith("bigtable://") and not _BIGTABLE.match(url):
+            raise ValueError(
+                "must be bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...]"
+            )
         return v
 
     @field_validator("tenant")
@@ -163,8 +177,11 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def store_kind(self) -> Literal["sqlite", "mongodb"]:
-        return "sqlite" if self.store_url.get_secret_value().startswith("sqlite") else "mongodb"
+    def store_kind(self) -> Literal["sqlite", "mongodb", "bigtable"]:
+        url = self.store_url.get_secret_value()
+        if url.startswith("sqlite"):
+            return "sqlite"
+        return "bigtable" if url.startswith("bigtable://") else "mongodb"
 
     @property
     def auto_create_keys(self) -> bool:

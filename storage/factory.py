@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from storage.base import Store
+from storage.errors import StoreUnavailable
 from storage.mongo import MongoStore
 from storage.sqlite import SQLiteStore, path_from_url
 
@@ -17,6 +18,16 @@ def open_store(settings: Settings) -> Store:
     url = settings.store_url.get_secret_value()
     if settings.store_kind == "sqlite":
         return SQLiteStore(path_from_url(url), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    if settings.store_kind == "bigtable":
+        try:
+            from storage.bigtable import BigtableStore
+            from storage.bigtable_rows import parse_url
+        except ImportError as exc:  # the optional extra is not installed
+            raise StoreUnavailable(
+                "TALLY_STORE_URL names Bigtable, but google-cloud-bigtable is not installed"
+                " (pip install 'tally[bigtable]')"
+            ) from exc
+        return BigtableStore(parse_url(url), timeout=settings.bigtable_timeout_ms / 1000)
 
     from pymongo import AsyncMongoClient
     from pymongo.write_concern import WriteConcern

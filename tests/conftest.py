@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,29 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def bigtable_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One emulator for the session; ``BIGTABLE_EMULATOR_HOST`` points at it."""
+    from tests.bigtable_emulator import emulator
+
+    with emulator(tmp_path_factory.mktemp("bigtable")) as host:
+        before = os.environ.get("BIGTABLE_EMULATOR_HOST")
+        os.environ["BIGTABLE_EMULATOR_HOST"] = host
+        try:
+            yield host
+        finally:
+            if before is None:
+                os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
+            else:
+                os.environ["BIGTABLE_EMULATOR_HOST"] = before
+
+
 def _backends() -> list[Any]:
-    params: list[Any] = ["sqlite", "mongomock"]
+    params: list[Any] = [
+        "sqlite",
+        "mongomock",
+        pytest.param("bigtable", marks=pytest.mark.bigtable),
+    ]
     reason = "MONGODB_URI is not set: real-MongoDB contract run skipped"
     params.append(
         pytest.param(
@@ -59,8 +81,15 @@ def _backends() -> list[Any]:
 
 async def make_store(kind: str, tmp_path: Path) -> Store:
     """A started store of the given kind, empty."""
-    if kind == "sqlite":
-        store: Store = SQLiteStore(tmp_path / "contract.db")
+    if kind == "bigtable":
+        from storage.bigtable import BigtableStore
+        from storage.bigtable_rows import BigtableURL
+
+        # A table of its own per test: the emulator keeps every table in memory.
+        table_prefix = f"t{uuid.uuid4().hex[:12]}_"
+        store: Store = BigtableStore(BigtableURL("tally-test", "tally", None, table_prefix))
+    elif kind == "sqlite":
+        store = SQLiteStore(tmp_path / "contract.db")
     elif kind == "mongomock":
         from mongomock_motor import AsyncMongoMockClient
 
@@ -80,6 +109,8 @@ async def make_store(kind: str, tmp_path: Path) -> Store:
 
 @pytest.fixture(params=_backends())
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "bigtable":
+        request.getfixturevalue("bigtable_host")
     s = await make_store(request.param, tmp_path)
     try:
         yield s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -279,3 +280,32 @@ async def test_allocate_without_create_never_founds_a_counter(store: Store) -> N
     assert await store.read_counter("acme", "k") is None
     assert await store.allocate("acme", "k", "k", shape, 1, create=True) == 1
     assert await store.allocate("acme", "k", "k", shape, 1, create=False) == 2
+
+
+async def test_a_batch_that_would_pass_int64_max_is_refused_whole(store: Store) -> None:
+    # Bigtable's increment wraps silently past 2^63-1: the store must refuse, not wrap.
+    full = Counter(base=1, step=1, cap=INT64_MAX)
+    assert await store.replace_counter("acme", "k", "k", None, replace(full, ticks=INT64_MAX - 2))
+    assert await store.allocate("acme", "k", "k", full, 5, create=False) is None
+    assert await store.read_counter("acme", "k") == replace(full, ticks=INT64_MAX - 2)
+    assert await store.allocate("acme", "k", "k", full, 2, create=False) == INT64_MAX
+    assert await store.allocate("acme", "k", "k", full, 1, create=False) is None
+    assert await store.read_counter("acme", "k") == replace(full, ticks=INT64_MAX)
+
+
+async def test_concurrent_allocations_at_the_cap_hand_out_exactly_the_cap(store: Store) -> None:
+    # Refused batches must not crowd out ones that fit: every tick below cap is handed
+    # out exactly once, whatever the interleaving.
+    shape = Counter(base=1, step=1, cap=50)
+    sizes = [1, 2, 3, 5, 1, 4] * 8
+    results = await asyncio.gather(*(store.allocate("acme", "k", "k", shape, n) for n in sizes))
+    taken: list[int] = []
+    for n, ticks in zip(sizes, results, strict=True):
+        if ticks is not None:
+            taken.extend(range(ticks - n, ticks))
+    assert len(taken) == len(set(taken)) and max(taken) < 50
+    counter = await store.read_counter("acme", "k")
+    assert counter is not None and counter.ticks == len(taken)
+    # What is left is less than the smallest batch that was refused.
+    refused = [n for n, ticks in zip(sizes, results, strict=True) if ticks is None]
+    assert all(n > 50 - len(taken) for n in refused)

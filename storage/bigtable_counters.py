@@ -1,0 +1,227 @@
+"""Counters on Bigtable: ReadModifyWriteRow increments with the bounds kept by Tally.
+
+A counter is one row, ``<tenant>#ctr#<key>``, with three cells in family ``c``:
+
+* ``t``  ticks issued, an 8-byte big-endian counter moved only by ``IncrementRule``
+  (and set by the compare-and-sets below);
+* ``s``  the shape ``b"<base>,<step>,<cap>"`` (ASCII decimal);
+* ``g``  a generation: 16 random hex bytes, new on every create or replace.
+
+Bigtable's increment is unconditional and wraps silently at 2^63-1, so an allocation
+is: one ``ReadModifyWriteRow`` that adds ``n`` to ``t`` and appends ``b""`` to ``s`` and
+``g`` (which returns their values from the same atomic row operation, unchanged). If
+the shape is the caller's and the new ``t`` is at most ``cap``, ticks ``t-n .. t-1`` are
+the caller's. Otherwise the increment *overshot* and is taken back, but only from the
+top: a compare-and-set ``t == mine -> mine - n`` at the same generation. Taking back
+from below a later increment would let a third caller be handed that later caller's
+ticks again, so a caller that is not on top waits for those above it (who are
+overshooting too, as ``t`` is above ``cap``: while it is, nobody succeeds). A
+caller whose own start was above ``cap`` was refused only because of someone else's
+overshoot: it waits until ``t`` is back at or below ``cap`` and tries again, so a batch
+that fits is never refused. A counter left above ``cap`` for a whole deadline (its
+overshooter died mid-way) is set to ``cap``: those numbers become a gap, never a
+duplicate.
+
+An increment whose outcome is unknown (deadline, lost connection) is not retried,
+neither by the client library (``retry=None`` for ReadModifyWriteRow) nor here: the
+caller gets 503 and the ticks it may have taken are a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.cloud.bigtable.data import (
+    DeleteAllFromFamily,
+    DeleteAllFromRow,
+    DeleteRangeFromColumn,
+    SetCell,
+)
+from google.cloud.bigtable.data import row_filters as rf
+from google.cloud.bigtable.data.read_modify_write_rules import AppendValueRule, IncrementRule
+
+from storage.base import Counter
+from storage.bigtable_rows import (
+    COUNTS,
+    all_of,
+    at_least,
+    cells,
+    equals,
+    i64,
+    non_empty,
+    parse_shape,
+    shape_bytes,
+    u64,
+)
+from storage.errors import StoreUnavailable
+
+TICKS, SHAPE, GEN = b"t", b"s", b"g"
+_POLL = 0.002  # seconds between reads while waiting for an overshoot to be taken back
+
+_COUNTER_CELLS = rf.RowFilterChain([rf.FamilyNameRegexFilter(COUNTS), rf.CellsColumnLimitFilter(1)])
+
+Call = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+def set_ticks(value: int) -> list[DeleteRangeFromColumn | SetCell]:
+    # Delete first: an increment stamps its cell with the server's time, which may be
+    # ahead of this client's, and the newest timestamp is what everyone reads.
+    return [DeleteRangeFromColumn(COUNTS, TICKS), SetCell(COUNTS, TICKS, i64(value))]
+
+
+def new_generation() -> bytes:
+    return secrets.token_hex(8).encode()
+
+
+def counter_of(row: dict[bytes, bytes]) -> Counter | None:
+    """The counter a row holds; ``ticks`` read above ``cap`` (an overshoot) shows ``cap``."""
+    shape = parse_shape(row.get(SHAPE, b""))
+    if shape is None:
+        return None
+    base, step, cap = shape
+    return Counter(base, step, cap, min(u64(row.get(TICKS, b"")), cap))
+
+
+def counter_cells(counter: Counter) -> list[SetCell | DeleteAllFromFamily]:
+    # Delete first: the new cells are then the only versions, whatever their timestamps.
+    return [
+        DeleteAllFromFamily(COUNTS),
+        SetCell(COUNTS, SHAPE, shape_bytes(*counter.shape)),
+        SetCell(COUNTS, GEN, new_generation()),
+        SetCell(COUNTS, TICKS, i64(counter.ticks)),
+    ]
+
+
+class Counters:
+    """The counter operations of ``BigtableStore`` on one table."""
+
+    def __init__(self, table: Any, call: Call, timeout: float) -> None:
+        self._table = table
+        self._call = call
+        self._timeout = timeout
+
+    async def read(self, row_key: bytes) -> dict[bytes, bytes]:
+        row = await self._call(self._table.read_row(row_key, row_filter=_COUNTER_CELLS))
+        return cells(row)
+
+    async def create_if_missing(self, row_key: bytes, counter: Counter) -> bool:
+        """Found the counter unless one exists; True if this call founded it."""
+        matched = await self._call(
+            self._table.check_and_mutate_row(
+                row_key, non_empty(COUNTS, SHAPE), false_case_mutations=counter_cells(counter)
+            )
+        )
+        return not matched
+
+    async def replace(self, row_key: bytes, expected: Counter | None, new: Counter) -> bool:
+        if expected is None:
+            return await self.create_if_missing(row_key, new)
+        # A counter read at cap may hold an overshoot above it (it reads as cap).
+        ticks = (
+            at_least(COUNTS, TICKS, i64(expected.cap))
+            if expected.ticks == expected.cap
+            else equals(COUNTS, TICKS, i64(expected.ticks))
+        )
+        predicate = all_of(equals(COUNTS, SHAPE, shape_bytes(*expected.shape)), ticks)
+        return bool(
+            await self._call(
+                self._table.check_and_mutate_row(
+                    row_key, predicate, true_case_mutations=counter_cells(new)
+                )
+            )
+        )
+
+    async def allocate(self, row_key: bytes, shape: Counter, n: int, *, create: bool) -> int | None:
+        if n < 1 or n > shape.cap:
+            return None
+        if create:
+            await self.create_if_missing(row_key, Counter(*shape.shape))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            row = await self._call(
+                self._table.read_modify_write_row(
+                    row_key,
+                    [
+                        IncrementRule(COUNTS, TICKS, n),
+                        AppendValueRule(COUNTS, SHAPE, b""),
+                        AppendValueRule(COUNTS, GEN, b""),
+                    ],
+                )
+            )
+            got = cells(row)
+            post, gen = u64(got.get(TICKS, b"")), got.get(GEN, b"")
+            found = parse_shape(got.get(SHAPE, b""))
+            if found is None:
+                # No counter: the increment made a row of its own; remove it unless a
+                # real counter was founded meanwhile.
+                await self._drop_stray(row_key)
+                return None
+            cap, pre = found[2], post - n
+            if post <= cap:
+                if found == shape.shape:
+                    return post
+                # Another shape: take the increment back if nothing came after it.
+                await self._take_back(row_key, gen, post, n)
+                return None
+            if pre <= cap:
+                # The first increment past cap: nothing can be issued until it is undone,
+                # so put back the count it found, under a new generation that voids
+                # every later overshoot.
+                await self._reset(row_key, gen, pre)
+                return None
+            if found != shape.shape:
+                return None
+            # Refused only because the first overshoot is still in the counter: wait for
+            # its reset and try again, so a batch that fits is never refused.
+            await self._settle(row_key, gen, cap, deadline)
+
+    async def _drop_stray(self, row_key: bytes) -> None:
+        await self._call(
+            self._table.check_and_mutate_row(
+                row_key, non_empty(COUNTS, SHAPE), false_case_mutations=[DeleteAllFromRow()]
+            )
+        )
+
+    async def _take_back(self, row_key: bytes, gen: bytes, post: int, n: int) -> None:
+        """Undo an increment of ``n`` that ended at ``post`` if it is still on top.
+
+        Below a later increment it stays: undoing it would reissue the later one's ticks.
+        """
+        mine = all_of(equals(COUNTS, GEN, gen), equals(COUNTS, TICKS, i64(post)))
+        await self._call(
+            self._table.check_and_mutate_row(row_key, mine, true_case_mutations=set_ticks(post - n))
+        )
+
+    async def _reset(self, row_key: bytes, gen: bytes, ticks: int) -> None:
+        """Set ticks back to ``ticks`` if the counter is still above cap at ``gen``."""
+        over = all_of(equals(COUNTS, GEN, gen), at_least(COUNTS, TICKS, i64(ticks + 1)))
+        await self._call(
+            self._table.check_and_mutate_row(
+                row_key,
+                over,
+                true_case_mutations=[
+                    *set_ticks(ticks),
+                    DeleteRangeFromColumn(COUNTS, GEN),
+                    SetCell(COUNTS, GEN, new_generation()),
+                ],
+            )
+        )
+
+    async def _settle(self, row_key: bytes, gen: bytes, cap: int, deadline: float) -> None:
+        """Wait until the counter was reset (or replaced) or is back at or below ``cap``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = await self.read(row_key)
+            if now.get(GEN) != gen or u64(now.get(TICKS, b"")) <= cap:
+                return
+            if loop.time() > deadline:
+                # Whoever overshot first died before its reset. Above cap nothing was
+                # issued after it, so cap reissues nothing; its held-back numbers are a
+                # gap. This request still gets 503: its deadline has passed.
+                await self._reset(row_key, gen, cap)
+                raise StoreUnavailable("The Bigtable counter stayed over its cap; try again.")
+            await asyncio.sleep(_POLL)

@@ -1,0 +1,159 @@
+"""Bigtable building blocks: row keys, cell encodings, filters, the URL, table creation.
+
+Kept apart from ``storage.bigtable`` (the ``Store`` itself) so the schema lives in one
+place; the module docstring of ``storage.bigtable`` documents it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from google.cloud.bigtable.data import row_filters as rf
+
+TABLE = "tally"
+RECORDS = "d"  # documents: definitions, tenants, clients, audit entries
+COUNTS = "c"  # int64 cells moved by ReadModifyWriteRow, and the counters' shape
+REGISTRY = "!tenant#"  # '!' sorts before every slug character: one range of all tenants
+PLATFORM_PREFIX = "!platform#"  # the tenant key "" (platform-admin clients)
+
+AUDIT_ID = re.compile(r"^[0-9]{19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class BigtableURL:
+    project: str
+    instance: str
+    app_profile: str | None = None
+    table_prefix: str = ""
+
+    @property
+    def table(self) -> str:
+        return f"{self.table_prefix}{TABLE}"
+
+
+_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,40}$")
+
+
+def parse_url(url: str) -> BigtableURL:
+    """``bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...]``."""
+    parts = urlsplit(url)
+    if parts.scheme != "bigtable":
+        raise ValueError("a Bigtable URL starts with bigtable://")
+    project, instance = parts.netloc, parts.path.strip("/")
+    if not project or not instance or "/" in instance:
+        raise ValueError("must be bigtable://PROJECT/INSTANCE")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    unknown = set(query) - {"app_profile", "table_prefix"}
+    if unknown:
+        raise ValueError(f"unknown Bigtable URL option(s): {', '.join(sorted(unknown))}")
+    profile = query.get("app_profile", [""])[-1] or None
+    prefix = query.get("table_prefix", [""])[-1]
+    if not _PREFIX.match(prefix):
+        raise ValueError("table_prefix may hold letters, digits, '_', '-', '.' (40 at most)")
+    return BigtableURL(project, instance, profile, prefix)
+
+
+def emulator_host() -> str | None:
+    return os.environ.get("BIGTABLE_EMULATOR_HOST") or None
+
+
+# -- row keys ------------------------------------------------------------------------
+def prefix(tenant: str) -> str:
+    return f"{tenant}#" if tenant else PLATFORM_PREFIX
+
+
+def key(tenant: str, kind: str, name: str = "") -> bytes:
+    return f"{prefix(tenant)}{kind}#{name}".encode()
+
+
+def after(start: bytes) -> bytes:
+    """The smallest key above every key that starts with ``start``."""
+    return start[:-1] + bytes([start[-1] + 1])
+
+
+# -- cell encodings ------------------------------------------------------------------
+def i64(value: int) -> bytes:
+    """8-byte big-endian, as ReadModifyWriteRow increments (two's complement)."""
+    return (value % 2**64).to_bytes(8, "big")
+
+
+def u64(raw: bytes) -> int:
+    # Unsigned on purpose: a counter pushed past 2^63-1 by an increment that Tally then
+    # refuses wraps to a negative int64; read unsigned, it is still the true sum.
+    return int.from_bytes(raw, "big", signed=False) if raw else 0
+
+
+def shape_bytes(base: int, step: int, cap: int) -> bytes:
+    return f"{base},{step},{cap}".encode()
+
+
+def parse_shape(raw: bytes) -> tuple[int, int, int] | None:
+    if not raw:
+        return None
+    base, step, cap = (int(p) for p in raw.decode().split(","))
+    return base, step, cap
+
+
+def doc(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def undoc(raw: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(raw)
+    return loaded
+
+
+def when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def unwhen(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# -- filters -------------------------------------------------------------------------
+def column(family: str, qualifier: bytes) -> rf.RowFilter:
+    # Only the newest version: cells a newer write replaced stay readable until garbage
+    # collection removes them, and a predicate that saw them would match stale values.
+    return rf.RowFilterChain(
+        [rf.ColumnRangeFilter(family, qualifier, qualifier), rf.CellsColumnLimitFilter(1)]
+    )
+
+
+def equals(family: str, qualifier: bytes, value: bytes) -> rf.RowFilter:
+    return rf.RowFilterChain([column(family, qualifier), rf.LiteralValueFilter(value)])
+
+
+def at_least(family: str, qualifier: bytes, value: bytes) -> rf.RowFilter:
+    return rf.RowFilterChain([column(family, qualifier), rf.ValueRangeFilter(start_value=value)])
+
+
+def non_empty(family: str, qualifier: bytes) -> rf.RowFilter:
+    return rf.RowFilterChain([column(family, qualifier), rf.ValueRegexFilter(b"(?s).+")])
+
+
+def all_of(*conditions: rf.RowFilter) -> rf.RowFilter:
+    """A predicate that matches only when every condition matches (a row's AND)."""
+    head, *rest = conditions
+    if not rest:
+        return head
+    return rf.ConditionalRowFilter(head, true_filter=all_of(*rest))
+
+
+LATEST = rf.CellsColumnLimitFilter(1)
+KEYS_ONLY = rf.RowFilterChain([rf.CellsRowLimitFilter(1), rf.StripValueTransformerFilter(True)])
+
+
+def cells(row: Any) -> dict[bytes, bytes]:
+    """Qualifier -> newest value (rows read with ``LATEST`` hold one cell per column)."""
+    out: dict[bytes, bytes] = {}
+    for cell in row.cells if row is not None else []:
+        out.setdefault(cell.qualifier, cell.value)
+    return out
