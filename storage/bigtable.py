@@ -39,6 +39,7 @@ deadline ``TALLY_BIGTABLE_TIMEOUT_MS``; a passed deadline or an unreachable serv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections.abc import Awaitable, Sequence
@@ -144,7 +145,11 @@ class BigtableStore:
 
     async def start(self) -> None:
         try:
-            await ensure_table(self.url, deadline=self.timeout)
+            # The admin client retries on its own; bound the whole check, not each try.
+            async with asyncio.timeout(self.timeout * 2):
+                await ensure_table(self.url, deadline=self.timeout)
+        except TimeoutError as exc:
+            raise StoreUnavailable("Bigtable did not answer the table check in time") from exc
         except gexc.GoogleAPIError as exc:
             raise StoreUnavailable(f"Bigtable table check failed ({type(exc).__name__})") from exc
         if self._client is None:

@@ -1,0 +1,182 @@
+"""What only the Bigtable backend has: its URL, deadlines, stale cell versions, and
+increments whose outcome is unknown. Against Google's emulator (tests/bigtable_emulator.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud.bigtable.data import SetCell
+
+from api.app import create_app
+from core.settings import Settings, SettingsError, load_settings
+from storage import Counter, StoreUnavailable, open_store
+from storage.bigtable import BigtableStore
+from storage.bigtable_rows import COUNTS, RECORDS, BigtableURL, i64, key, parse_url
+from tests.bigtable_emulator import emulator
+from tests.conftest import app_token, bearer
+from tests.contract.test_store import make_record
+
+pytestmark = pytest.mark.bigtable
+
+
+def test_url_names_project_instance_and_options() -> None:
+    url = parse_url("bigtable://my-project/tally-prod?app_profile=tally-rw&table_prefix=eu_")
+    assert url == BigtableURL("my-project", "tally-prod", "tally-rw", "eu_")
+    assert url.table == "eu_tally"
+    assert parse_url("bigtable://p-123456/inst-1") == BigtableURL("p-123456", "inst-1")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "bigtable://only-project",
+        "bigtable://p/i/extra",
+        "bigtable://p/i?profile=x",
+        "bigtable://p/i?table_prefix=a%23b",
+    ],
+)
+def test_a_malformed_url_is_refused_with_a_reason(url: str) -> None:
+    with pytest.raises(ValueError, match=r"bigtable://|option|table_prefix"):
+        parse_url(url)
+
+
+def test_settings_select_bigtable_and_refuse_a_bad_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALLY_STORE_URL", "bigtable://my-project/tally-prod?app_profile=rw")
+    settings = load_settings()
+    assert settings.store_kind == "bigtable"
+    store = open_store(settings)
+    assert isinstance(store, BigtableStore) and store.url.app_profile == "rw"
+    assert store.timeout == 5.0
+    monkeypatch.setenv("TALLY_STORE_URL", "bigtable://my-project")
+    with pytest.raises(SettingsError, match="TALLY_STORE_URL.*bigtable://PROJECT/INSTANCE"):
+        load_settings()
+
+
+@pytest.fixture
+def own_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An emulator of this test's own, so the test may stop it."""
+    ctx = emulator(tmp_path)
+    host = ctx.__enter__()
+    monkeypatch.setenv("BIGTABLE_EMULATOR_HOST", host)
+    state = {"ctx": ctx, "stopped": False}
+
+    def stop() -> None:
+        if not state["stopped"]:
+            state["stopped"] = True
+            ctx.__exit__(None, None, None)
+
+    yield stop
+    stop()
+
+
+@pytest.fixture
+async def bt_store(bigtable_host: str) -> AsyncIterator[BigtableStore]:
+    store = BigtableStore(BigtableURL("tally-test", "tally", None, f"x{uuid.uuid4().hex[:10]}_"))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_start_without_a_service_is_store_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("BIGTABLE_EMULATOR_HOST", f"127.0.0.1:{port}")  # nothing listens
+    store = BigtableStore(BigtableURL("p-test", "i-test"), timeout=0.5)
+    with pytest.raises(StoreUnavailable):
+        await store.start()
+    await store.close()
+
+
+async def test_start_creates_the_table_once_and_again_is_harmless(bt_store: BigtableStore) -> None:
+    await bt_store.start()  # a second process starting against the same table
+    await bt_store.create_sequence("acme", make_record())
+    again = BigtableStore(bt_store.url)
+    await again.start()
+    try:
+        assert await again.get_sequence("acme", "invoices") is not None
+    finally:
+        await again.close()
+
+
+async def test_a_lost_emulator_answers_503_with_retry_after(
+    own_emulator: Any, settings: Settings
+) -> None:
+    store = BigtableStore(BigtableURL("p-test", "i-test"), timeout=1.0)
+    await store.start()
+    app = create_app(settings, store=store)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                h = bearer(app_token(app))
+                r = await c.post("/v1/sequences", json={"name": "invoices"}, headers=h)
+                assert r.status_code == 201, r.text
+                r = await c.post("/v1/sequences/invoices/next", headers=h)
+                assert r.json()["value"] == 1
+                own_emulator()
+                ready = await c.get("/readyz")
+                nxt = await c.post("/v1/sequences/invoices/next", headers=h)
+    finally:
+        await store.close()
+    for r in (ready, nxt):
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_predicates_see_only_the_newest_cell(bt_store: BigtableStore) -> None:
+    # Versions a later write replaced stay readable until garbage collection: a
+    # compare-and-set must not match them.
+    await bt_store.create_sequence("acme", make_record())
+    record = await bt_store.get_sequence("acme", "invoices")
+    assert record is not None
+    row = key("acme", "seq", "invoices")
+    # An older version of the revision cell, as a write from another client left it.
+    await bt_store.table.mutate_row(row, SetCell(RECORDS, b"rev", i64(7), timestamp_micros=1000))
+    bumped = type(record)("invoices", record.config, record.created_at, record.updated_at, 8)
+    assert not await bt_store.update_sequence("acme", bumped, expected_revision=7)
+    assert await bt_store.update_sequence("acme", bumped, expected_revision=1)
+
+    shape = Counter(1, 1, 100)
+    assert await bt_store.allocate("acme", "k", "k", shape, 5) == 5
+    ctr = key("acme", "ctr", "k")
+    await bt_store.table.mutate_row(ctr, SetCell(COUNTS, b"t", i64(2), timestamp_micros=1000))
+    assert not await bt_store.replace_counter("acme", "k", "k", Counter(1, 1, 100, 2), shape)
+    assert await bt_store.read_counter("acme", "k") == Counter(1, 1, 100, 5)
+
+
+async def test_an_increment_of_unknown_outcome_is_503_and_a_gap_never_a_duplicate(
+    bt_store: BigtableStore,
+) -> None:
+    gapic = bt_store.table.client._gapic_client
+    real = gapic.read_modify_write_row
+    calls = []
+
+    async def applied_then_lost(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        await real(*args, **kwargs)  # the service applied it; the answer never came back
+        raise gexc.DeadlineExceeded("deadline passed")
+
+    shape = Counter(1, 1, 1000)
+    assert await bt_store.allocate("acme", "k", "k", shape, 3) == 3
+    gapic.read_modify_write_row = applied_then_lost
+    try:
+        with pytest.raises(StoreUnavailable):
+            await bt_store.allocate("acme", "k", "k", shape, 2)
+    finally:
+        gapic.read_modify_write_row = real
+    assert calls == [1]  # neither the client library nor the store retried it
+    # The two ticks it took are a gap; the next allocation comes after them.
+    assert await bt_store.allocate("acme", "k", "k", shape, 1) == 6
