@@ -55,7 +55,7 @@ def test_settings_select_bigtable_and_refuse_a_bad_url(monkeypatch: pytest.Monke
     assert isinstance(store, BigtableStore) and store.url.app_profile == "rw"
     assert store.timeout == 5.0
     monkeypatch.setenv("TALLY_STORE_URL", "bigtable://my-project")
-    with pytest.raises(SettingsError, match="TALLY_STORE_URL.*bigtable://PROJECT/INSTANCE"):
+    with pytest.raises(SettingsError, match=r"TALLY_STORE_URL.*bigtable://PROJECT/INSTANCE"):
         load_settings()
 
 
