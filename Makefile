@@ -62,10 +62,11 @@ bench: $(VENV)/.stamp-bench
 
 # Re-resolve every dependency after editing pyproject.toml: uv.lock pins all extras
 # (tests check it is current: `uv lock --check`), requirements.lock is what the image
-# installs (base dependencies and the build backend, with hashes). Needs the index.
+# installs (base dependencies, the bigtable extra and the build backend, with hashes).
+# Needs the index.
 lock: $(VENV)/.stamp-dev
 	$(BIN)/uv lock --quiet
-	$(BIN)/uv export --quiet --frozen --no-default-groups --group build --no-emit-project \
+	$(BIN)/uv export --quiet --frozen --no-default-groups --group build --extra bigtable --no-emit-project \
 		--format requirements-txt --output-file requirements.lock
 
 clean:
