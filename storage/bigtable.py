@@ -22,6 +22,8 @@ row key                                  cells  content
 ``<tenant>#aud#<id:019d>``               d:doc  audit entry JSON
 ``<tenant>#meta``                        c:aud  last audit id (ReadModifyWriteRow)
 ``<tenant>#use#<yyyymmddhh>#<sequence>`` c:r    requests, int64; c:n numbers, int64
+``<tenant>#idem#<key>``                  d:…    an idempotency key (storage.bigtable_idempotency)
+``!idem-exp#<expires>#<row key>``        d:exp  index of keys by expiry, for the sweep
 =======================================  =====  =========================================
 
 Platform-admin clients (tenant ``""``) use the prefix ``!platform#``. Slugs and
@@ -50,16 +52,23 @@ from google.api_core import exceptions as gexc
 from google.cloud.bigtable.data import (
     BigtableDataClientAsync,
     DeleteAllFromRow,
-    DeleteRangeFromColumn,
     ReadRowsQuery,
     RowMutationEntry,
     RowRange,
-    SetCell,
 )
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
-from storage.base import AuditEntry, ClientRecord, Counter, SequenceRecord, TenantRecord, UsageRow
+from storage.base import (
+    AuditEntry,
+    ClientRecord,
+    Counter,
+    IdempotencyRecord,
+    SequenceRecord,
+    TenantRecord,
+    UsageRow,
+)
 from storage.bigtable_counters import Counters, counter_of
+from storage.bigtable_idempotency import IdempotencyRows
 from storage.bigtable_rows import (
     AUDIT_ID,
     COUNTS,
@@ -76,6 +85,7 @@ from storage.bigtable_rows import (
     i64,
     key,
     prefix,
+    replace_cell,
     u64,
     undoc,
     unwhen,
@@ -90,9 +100,8 @@ DOC, REV, HASH, REVOKED, USED = b"doc", b"rev", b"hash", b"revoked", b"used"
 _DELETE_BATCH = 1000
 
 
-def _set(qualifier: bytes, value: bytes) -> list[DeleteRangeFromColumn | SetCell]:
-    # Delete first, so the new cell is the column's only version whatever the clocks say.
-    return [DeleteRangeFromColumn(RECORDS, qualifier), SetCell(RECORDS, qualifier, value)]
+def _set(qualifier: bytes, value: bytes) -> list[Any]:
+    return replace_cell(RECORDS, qualifier, value)
 
 
 def _dated(record: SequenceRecord | TenantRecord) -> dict[str, Any]:
@@ -121,6 +130,7 @@ class BigtableStore:
         self._client: BigtableDataClientAsync | None = None
         self._table: Any = None
         self._counters: Counters | None = None
+        self._idempotency: IdempotencyRows | None = None
 
     # -- plumbing ------------------------------------------------------------------
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
@@ -142,6 +152,12 @@ class BigtableStore:
         if self._counters is None:
             raise StoreUnavailable("Bigtable store not started")
         return self._counters
+
+    @property
+    def idempotency(self) -> IdempotencyRows:
+        if self._idempotency is None:
+            raise StoreUnavailable("Bigtable store not started")
+        return self._idempotency
 
     async def start(self) -> None:
         try:
@@ -170,6 +186,7 @@ class BigtableStore:
                 default_mutate_rows_attempt_timeout=t,
             )
             self._counters = Counters(self._table, self._call, self.timeout)
+            self._idempotency = IdempotencyRows(self._table, self._call)
         if emulator_host():
             log.info("Bigtable store on the emulator at %s", emulator_host())
 
@@ -376,6 +393,32 @@ class BigtableStore:
             )
         return entries
 
+    # -- idempotency keys (storage.bigtable_idempotency) ---------------------------------
+    async def claim_idempotency(
+        self, tenant: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        return await self.idempotency.claim(tenant, record)
+
+    async def relock_idempotency(
+        self, tenant: str, key: str, *, expected: datetime, locked_until: datetime
+    ) -> bool:
+        return await self.idempotency.relock(
+            tenant, key, expected=expected, locked_until=locked_until
+        )
+
+    async def complete_idempotency(
+        self, tenant: str, key: str, *, status: int, body: bytes, content_type: str
+    ) -> None:
+        await self.idempotency.complete(
+            tenant, key, status=status, body=body, content_type=content_type
+        )
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        await self.idempotency.release(tenant, key)
+
+    async def sweep_idempotency(self, now: datetime) -> int:
+        return await self.idempotency.sweep(now)
+
     # -- tenants (registry) ----------------------------------------------------------------
     async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
         if not await self._create(f"{REGISTRY}{tenant}".encode(), _versioned(record)):
@@ -401,7 +444,7 @@ class BigtableStore:
 
     async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
         existed = await self._delete(f"{REGISTRY}{tenant}".encode())
-        kinds = ["cli", "seq", "ctr"] if with_data else ["cli"]
+        kinds = ["cli", "seq", "ctr", "idem"] if with_data else ["cli"]
         for kind in kinds:
             start = key(tenant, kind)
             await self._delete_range(start, _after(start))

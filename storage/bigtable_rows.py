@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from google.cloud.bigtable.data import DeleteRangeFromColumn, SetCell
 from google.cloud.bigtable.data import row_filters as rf
 
 TABLE = "tally"
@@ -116,6 +117,15 @@ def when(value: datetime | None) -> str | None:
 
 def unwhen(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def replace_cell(family: str, qualifier: bytes, value: bytes) -> list[Any]:
+    """Mutations that leave ``value`` the column's only version.
+
+    Deleting first makes the new cell the newest whatever the clocks: a SetCell is
+    stamped by this client, a ReadModifyWriteRow by the server.
+    """
+    return [DeleteRangeFromColumn(family, qualifier), SetCell(family, qualifier, value)]
 
 
 # -- filters -------------------------------------------------------------------------

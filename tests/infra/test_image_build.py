@@ -35,8 +35,8 @@ LOCK = REPO / "requirements.lock"
 UV = Path(sys.executable).parent / "uv"
 # What `make lock` exports, minus --output-file (the export then goes to stdout).
 EXPORT = [
-    "export", "--frozen", "--offline", "--no-default-groups", "--group", "build", "--extra", "bigtable",
-    "--no-emit-project", "--format", "requirements-txt",
+    "export", "--frozen", "--offline", "--no-default-groups", "--group", "build",
+    "--extra", "bigtable", "--no-emit-project", "--format", "requirements-txt",
 ]  # fmt: skip
 
 
