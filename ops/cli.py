@@ -45,7 +45,7 @@ async def _migrate(
     admin = open_admin(settings, database=database)
     try:
         user_info = None
-        if user is not None and admin.kind != "sqlite":
+        if user is not None and admin.kind == "mongodb":  # SQLite and Bigtable have no users
             assert password is not None
             user_info = await migration.ensure_user(admin, user, password, database)
         store = open_store(settings)

@@ -199,6 +199,11 @@ def open_admin(settings: Settings, *, database: str | None = None) -> StoreAdmin
     url = settings.store_url.get_secret_value()
     if settings.store_kind == "sqlite":
         return SQLiteAdmin(path_from_url(url), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    if settings.store_kind == "bigtable":
+        from storage.bigtable_rows import parse_url
+        from storage.bigtable_schema import BigtableAdmin
+
+        return BigtableAdmin(parse_url(url), timeout=settings.bigtable_timeout_ms / 1000)
     from pymongo import AsyncMongoClient
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(

@@ -13,9 +13,9 @@ row key                                  cells  content
 ``!tenant#<slug>``                       d:doc  tenant JSON {config, created_at, updated_at}
                                          d:rev  revision, int64 big-endian
 ``<tenant>#seq#<name>``                  d:doc  definition JSON, same shape
-                                         d:rev  revision
+                                         d:rev  revision; d:inc incarnation (never rewritten)
 ``<tenant>#ctr#<name>[/<period>]``       c:t    ticks issued, int64 (ReadModifyWriteRow)
-                                         c:s    shape ``<base>,<step>,<cap>`` ASCII
+                                         c:s    ``<base>,<step>,<cap>,<incarnation>`` ASCII
                                          c:g    generation (random, new on every replace)
 ``<tenant>#cli#<client_id>``             d:doc  client JSON (name, scopes, created_at)
                                          d:hash secret hash; d:revoked / d:used ISO times
@@ -96,7 +96,8 @@ from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
 log = logging.getLogger("tally.storage.bigtable")
 
-DOC, REV, HASH, REVOKED, USED = b"doc", b"rev", b"hash", b"revoked", b"used"
+DOC, REV, INCARNATION = b"doc", b"rev", b"inc"
+HASH, REVOKED, USED = b"hash", b"revoked", b"used"
 _DELETE_BATCH = 1000
 
 
@@ -252,12 +253,44 @@ class BigtableStore:
 
     # -- sequences -------------------------------------------------------------------
     async def create_sequence(self, tenant: str, record: SequenceRecord) -> None:
-        if not await self._create(key(tenant, "seq", record.name), _versioned(record)):
+        # The incarnation has a cell of its own: updates rewrite the document, never it.
+        cells_ = [*_versioned(record), *_set(INCARNATION, record.incarnation.encode())]
+        if not await self._create(key(tenant, "seq", record.name), cells_):
             raise AlreadyExists(record.name)
+        await self._purge(tenant, record.name)
 
     async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None:
         row = await self._read(key(tenant, "seq", name))
         return _sequence(name, row) if DOC in row else None
+
+    async def _live(self, tenant: str, name: str, incarnation: str) -> bool:
+        row = await self._read(key(tenant, "seq", name))
+        return DOC in row and row.get(INCARNATION, b"").decode() == incarnation
+
+    async def _purge(self, tenant: str, name: str) -> None:
+        """Remove counters of ``name`` whose incarnation is not the stored definition's.
+
+        Counters are read before the definition: a counter exists only after its
+        definition did, so an incarnation not live at the second read was deleted for
+        good. Each removal is a compare-and-set on the shape read, so a counter that
+        changed meanwhile is left alone.
+        """
+        exact, periods = key(tenant, "ctr", name), key(tenant, "ctr", f"{name}/")
+        query = ReadRowsQuery(
+            row_keys=[exact], row_ranges=[RowRange(periods, _after(periods))], row_filter=LATEST
+        )
+        found = [
+            (row.row_key, counter)
+            for row in await self._call(self.table.read_rows(query))
+            if (counter := counter_of(cells(row))) is not None
+        ]
+        if not found:
+            return
+        definition = await self._read(key(tenant, "seq", name))
+        live = definition.get(INCARNATION, b"").decode() if DOC in definition else None
+        for row_key, counter in found:
+            if counter.incarnation != live:
+                await self.counters.delete_if(row_key, counter)
 
     async def list_sequences(
         self, tenant: str, *, after: str | None, limit: int
@@ -279,10 +312,10 @@ class BigtableStore:
         )
 
     async def delete_sequence(self, tenant: str, name: str) -> bool:
+        # Two steps, definition first: cut short in between, what is left are counters
+        # of a dead incarnation, which nothing uses and the next call removes.
         existed = await self._delete(key(tenant, "seq", name))
-        await self._call(self.table.mutate_row(key(tenant, "ctr", name), DeleteAllFromRow()))
-        periods = key(tenant, "ctr", f"{name}/")
-        await self._delete_range(periods, _after(periods))
+        await self._purge(tenant, name)
         return existed
 
     # -- counters --------------------------------------------------------------------
@@ -306,12 +339,19 @@ class BigtableStore:
     async def allocate(
         self, tenant: str, key_: str, seq: str, shape: Counter, n: int, *, create: bool = True
     ) -> int | None:
-        return await self.counters.allocate(key(tenant, "ctr", key_), shape, n, create=create)
+        def live(incarnation: str) -> Awaitable[bool]:
+            return self._live(tenant, seq, incarnation)
+
+        row_key = key(tenant, "ctr", key_)
+        return await self.counters.allocate(row_key, shape, n, create=live if create else None)
 
     async def replace_counter(
         self, tenant: str, key_: str, seq: str, expected: Counter | None, new: Counter
     ) -> bool:
-        return await self.counters.replace(key(tenant, "ctr", key_), expected, new)
+        def live(incarnation: str) -> Awaitable[bool]:
+            return self._live(tenant, seq, incarnation)
+
+        return await self.counters.replace(key(tenant, "ctr", key_), expected, new, live)
 
     # -- usage -------------------------------------------------------------------------
     async def add_usage(self, tenant: str, row: UsageRow) -> None:
@@ -511,7 +551,8 @@ def _sequence(name: str, row: dict[bytes, bytes]) -> SequenceRecord:
     d = undoc(row[DOC])
     created, updated = unwhen(d["created_at"]), unwhen(d["updated_at"])
     assert created is not None and updated is not None
-    return SequenceRecord(name, dict(d["config"]), created, updated, u64(row[REV]))
+    incarnation = row.get(INCARNATION, b"").decode()
+    return SequenceRecord(name, dict(d["config"]), created, updated, u64(row[REV]), incarnation)
 
 
 def _tenant(slug: str, row: dict[bytes, bytes]) -> TenantRecord:

@@ -54,6 +54,7 @@ from storage.bigtable_rows import (
     non_empty,
     parse_shape,
     shape_bytes,
+    shape_of,
     u64,
 )
 from storage.errors import StoreUnavailable
@@ -64,6 +65,7 @@ _POLL = 0.002  # seconds between reads while waiting for an overshoot to be take
 _COUNTER_CELLS = rf.RowFilterChain([rf.FamilyNameRegexFilter(COUNTS), rf.CellsColumnLimitFilter(1)])
 
 Call = Callable[[Awaitable[Any]], Awaitable[Any]]
+Live = Callable[[str], Awaitable[bool]]  # is the definition of this incarnation stored?
 
 
 def set_ticks(value: int) -> list[DeleteRangeFromColumn | SetCell]:
@@ -81,15 +83,15 @@ def counter_of(row: dict[bytes, bytes]) -> Counter | None:
     shape = parse_shape(row.get(SHAPE, b""))
     if shape is None:
         return None
-    base, step, cap = shape
-    return Counter(base, step, cap, min(u64(row.get(TICKS, b"")), cap))
+    base, step, cap, incarnation = shape
+    return Counter(base, step, cap, min(u64(row.get(TICKS, b"")), cap), incarnation)
 
 
 def counter_cells(counter: Counter) -> list[SetCell | DeleteAllFromFamily]:
     # Delete first: the new cells are then the only versions, whatever their timestamps.
     return [
         DeleteAllFromFamily(COUNTS),
-        SetCell(COUNTS, SHAPE, shape_bytes(*counter.shape)),
+        SetCell(COUNTS, SHAPE, shape_bytes(counter)),
         SetCell(COUNTS, GEN, new_generation()),
         SetCell(COUNTS, TICKS, i64(counter.ticks)),
     ]
@@ -116,29 +118,69 @@ class Counters:
         )
         return not matched
 
-    async def replace(self, row_key: bytes, expected: Counter | None, new: Counter) -> bool:
+    async def delete_if(self, row_key: bytes, counter: Counter) -> bool:
+        """Delete the counter if it still has ``counter``'s shape and incarnation."""
+        return bool(
+            await self._call(
+                self._table.check_and_mutate_row(
+                    row_key,
+                    equals(COUNTS, SHAPE, shape_bytes(counter)),
+                    true_case_mutations=[DeleteAllFromRow()],
+                )
+            )
+        )
+
+    async def _found(self, row_key: bytes, counter: Counter, live: Live) -> bool:
+        """Found the counter if missing; keep it only while its incarnation is live.
+
+        Bigtable has no transaction across the definition's row and the counter's, so
+        the check a transaction would make first is made after the write: a DELETE
+        that ran before it finds no definition here, one that runs after deletes the
+        counter itself. True: a counter of the incarnation stands (ours or another's).
+        """
+        if not await self.create_if_missing(row_key, counter):
+            return True
+        if await live(counter.incarnation):
+            return True
+        await self.delete_if(row_key, counter)
+        return False
+
+    async def replace(
+        self, row_key: bytes, expected: Counter | None, new: Counter, live: Live
+    ) -> bool:
         if expected is None:
-            return await self.create_if_missing(row_key, new)
+            if not await self.create_if_missing(row_key, new):
+                return False
+            if await live(new.incarnation):
+                return True
+            await self.delete_if(row_key, new)
+            return False
         # A counter read at cap may hold an overshoot above it (it reads as cap).
         ticks = (
             at_least(COUNTS, TICKS, i64(expected.cap))
             if expected.ticks == expected.cap
             else equals(COUNTS, TICKS, i64(expected.ticks))
         )
-        predicate = all_of(equals(COUNTS, SHAPE, shape_bytes(*expected.shape)), ticks)
-        return bool(
-            await self._call(
-                self._table.check_and_mutate_row(
-                    row_key, predicate, true_case_mutations=counter_cells(new)
-                )
+        predicate = all_of(equals(COUNTS, SHAPE, shape_bytes(expected)), ticks)
+        if not await self._call(
+            self._table.check_and_mutate_row(
+                row_key, predicate, true_case_mutations=counter_cells(new)
             )
-        )
+        ):
+            return False
+        if await live(new.incarnation):
+            return True
+        await self.delete_if(row_key, new)
+        return False
 
-    async def allocate(self, row_key: bytes, shape: Counter, n: int, *, create: bool) -> int | None:
+    async def allocate(
+        self, row_key: bytes, shape: Counter, n: int, *, create: Live | None
+    ) -> int | None:
+        """``create``: found a missing counter if its incarnation is live (``live``)."""
         if n < 1 or n > shape.cap:
             return None
-        if create:
-            await self.create_if_missing(row_key, Counter(*shape.shape))
+        if create is not None and not await self._found(row_key, shape.bare(), create):
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         while True:
@@ -162,7 +204,7 @@ class Counters:
                 return None
             cap, pre = found[2], post - n
             if post <= cap:
-                if found == shape.shape:
+                if found == shape_of(shape):
                     return post
                 # Another shape: take the increment back if nothing came after it.
                 await self._take_back(row_key, gen, post, n)
@@ -173,7 +215,7 @@ class Counters:
                 # every later overshoot.
                 await self._reset(row_key, gen, pre)
                 return None
-            if found != shape.shape:
+            if found != shape_of(shape):
                 return None
             # Refused only because the first overshoot is still in the counter: wait for
             # its reset and try again, so a batch that fits is never refused.

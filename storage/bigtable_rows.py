@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 from google.cloud.bigtable.data import DeleteRangeFromColumn, SetCell
 from google.cloud.bigtable.data import row_filters as rf
 
+from storage.base import Counter
+
 TABLE = "tally"
 RECORDS = "d"  # documents: definitions, tenants, clients, audit entries
 COUNTS = "c"  # int64 cells moved by ReadModifyWriteRow, and the counters' shape
@@ -91,15 +93,22 @@ def u64(raw: bytes) -> int:
     return int.from_bytes(raw, "big", signed=False) if raw else 0
 
 
-def shape_bytes(base: int, step: int, cap: int) -> bytes:
-    return f"{base},{step},{cap}".encode()
+Shape = tuple[int, int, int, str]  # base, step, cap, incarnation
 
 
-def parse_shape(raw: bytes) -> tuple[int, int, int] | None:
+def shape_of(counter: Counter) -> Shape:
+    return (counter.base, counter.step, counter.cap, counter.incarnation)
+
+
+def shape_bytes(counter: Counter) -> bytes:
+    return f"{counter.base},{counter.step},{counter.cap},{counter.incarnation}".encode()
+
+
+def parse_shape(raw: bytes) -> Shape | None:
     if not raw:
         return None
-    base, step, cap = (int(p) for p in raw.decode().split(","))
-    return base, step, cap
+    base, step, cap, incarnation = raw.decode().split(",", 3)
+    return int(base), int(step), int(cap), incarnation
 
 
 def doc(value: dict[str, Any]) -> bytes:

@@ -284,6 +284,7 @@ async def test_allocate_without_create_never_founds_a_counter(store: Store) -> N
 
 async def test_a_batch_that_would_pass_int64_max_is_refused_whole(store: Store) -> None:
     # Bigtable's increment wraps silently past 2^63-1: the store must refuse, not wrap.
+    await define(store, "acme", "k")
     full = Counter(base=1, step=1, cap=INT64_MAX)
     assert await store.replace_counter("acme", "k", "k", None, replace(full, ticks=INT64_MAX - 2))
     assert await store.allocate("acme", "k", "k", full, 5, create=False) is None
@@ -296,6 +297,7 @@ async def test_a_batch_that_would_pass_int64_max_is_refused_whole(store: Store) 
 async def test_concurrent_allocations_at_the_cap_hand_out_exactly_the_cap(store: Store) -> None:
     # Refused batches must not crowd out ones that fit: every tick below cap is handed
     # out exactly once, whatever the interleaving.
+    await define(store, "acme", "k")
     shape = Counter(base=1, step=1, cap=50)
     sizes = [1, 2, 3, 5, 1, 4] * 8
     results = await asyncio.gather(*(store.allocate("acme", "k", "k", shape, n) for n in sizes))

@@ -149,6 +149,7 @@ async def test_predicates_see_only_the_newest_cell(bt_store: BigtableStore) -> N
     assert not await bt_store.update_sequence("acme", bumped, expected_revision=7)
     assert await bt_store.update_sequence("acme", bumped, expected_revision=1)
 
+    await bt_store.create_sequence("acme", make_record("k"))
     shape = Counter(1, 1, 100)
     assert await bt_store.allocate("acme", "k", "k", shape, 5) == 5
     ctr = key("acme", "ctr", "k")
@@ -169,6 +170,7 @@ async def test_an_increment_of_unknown_outcome_is_503_and_a_gap_never_a_duplicat
         await real(*args, **kwargs)  # the service applied it; the answer never came back
         raise gexc.DeadlineExceeded("deadline passed")
 
+    await bt_store.create_sequence("acme", make_record("k"))
     shape = Counter(1, 1, 1000)
     assert await bt_store.allocate("acme", "k", "k", shape, 3) == 3
     gapic.read_modify_write_row = applied_then_lost
@@ -180,3 +182,27 @@ async def test_an_increment_of_unknown_outcome_is_503_and_a_gap_never_a_duplicat
     assert calls == [1]  # neither the client library nor the store retried it
     # The two ticks it took are a gap; the next allocation comes after them.
     assert await bt_store.allocate("acme", "k", "k", shape, 1) == 6
+
+
+async def test_migrate_creates_the_table_and_keeps_a_ledger(bigtable_host: str) -> None:
+    from ops.migrate import migrate
+    from ops.migrations import Migration
+    from storage.bigtable_schema import BigtableAdmin
+
+    url = BigtableURL("tally-test", "tally", None, f"m{uuid.uuid4().hex[:10]}_")
+    applied: list[str] = []
+
+    async def backfill(store: Any) -> None:
+        applied.append("ran")
+
+    steps = (Migration("0001-test", "a test migration", backfill),)
+    for _ in range(2):  # a second run finds it in the ledger
+        admin, store = BigtableAdmin(url), BigtableStore(url)
+        try:
+            result = await migrate(store, admin, database="tally", migrations=steps)
+        finally:
+            await store.close()
+            await admin.close()
+    assert applied == ["ran"]
+    assert result.backend == "bigtable" and result.applied == []
+    assert result.indexes == {url.table: ["c", "d"]}
