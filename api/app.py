@@ -157,6 +157,7 @@ def create_app(
             # An injected lookup (tests) wins over the tenant registry's.
             timezone_of=timezone_of or tenants.timezone_of,
             coalesce=settings.coalesce,
+            group_commit=settings.group_commit,
             block_policy=BlockPolicy(
                 min_block=settings.cached_block_min,
                 max_block=max(settings.cached_block_max, settings.cached_block_min),
@@ -187,6 +188,7 @@ def create_app(
                 exporter.server_close()
             await app.state.sequences.allocator.close()
             await app.state.idempotency.close()
+            await app.state.sequences.group.close()  # the group at the store finishes
             await recorder.close()  # the last counts reach the store before it closes
             await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it

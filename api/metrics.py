@@ -119,6 +119,18 @@ class _DomainCollector(Collector):
             count_value=allocator.increments,
             sum_value=allocator.increment_seconds,
         )
+        group = self.state.sequences.group
+        yield SummaryMetricFamily(
+            "tally_store_group_commit_seconds",
+            "Store calls of group commit (one transaction on SQLite) and the time they took.",
+            count_value=group.groups,
+            sum_value=group.seconds,
+        )
+        yield CounterMetricFamily(
+            "tally_store_group_commit_increments",
+            "Counter increments the group commits carried (divide by their count: group size).",
+            value=group.items,
+        )
         yield GaugeMetricFamily(
             "tally_cached_leases",
             "Cached-mode counters this process holds leased blocks for.",

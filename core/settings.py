@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     coalesce: bool = Field(
         default=True, description="Merge concurrent strict allocations into one store write."
     )
+    group_commit: bool = Field(
+        default=True,
+        description="Commit the strict allocations of every counter pending in a process"
+        " together (one transaction, one fsync on SQLite).",
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=1,

@@ -30,6 +30,7 @@ from sequences.errors import (
     SequenceExists,
     SequenceNotFound,
 )
+from sequences.group import GroupCommit
 from sequences.models import Allocation, Sequence, capacity
 from sequences.periods import counter_key, local_time, period_of
 from sequences.schemas import (
@@ -40,7 +41,7 @@ from sequences.schemas import (
     SequenceOut,
     SequencePatch,
 )
-from storage import AlreadyExists, Counter, SequenceRecord, Store
+from storage import AlreadyExists, Counter, Increment, SequenceRecord, Store
 from usage.recorder import UsageRecorder
 
 DEFAULT_SEQUENCE = "default"
@@ -85,6 +86,7 @@ class SequenceService:
         timezone_of: TimezoneLookup = _utc,
         max_batch: int = 100_000,
         coalesce: bool = True,
+        group_commit: bool = True,
         block_policy: BlockPolicy | None = None,
         audit: AuditLog | None = None,
         usage: UsageRecorder | None = None,
@@ -97,6 +99,7 @@ class SequenceService:
         self.max_batch = max_batch
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
         self._shapes: dict[tuple[str, str], Counter] = {}
+        self.group = GroupCommit(store, enabled=group_commit)
         self.allocator = Allocator(self, coalesce=coalesce, policy=block_policy, clock=self.clock)
 
     # -- definitions -----------------------------------------------------------------
@@ -266,7 +269,8 @@ class SequenceService:
         for attempt in range(_MAX_ATTEMPTS):
             if attempt > 4:
                 await asyncio.sleep(0.001 * attempt)  # heavy contention: back off a little
-            ticks = await self.store.allocate(tenant, key, seq.name, shape, n, create=verified)
+            item = Increment(tenant, key, seq.name, shape, n, create=verified)
+            ticks = await self.group.allocate(item)
             if ticks is not None:
                 self._shapes[(tenant, key)] = shape
                 first = shape.value_at(ticks - n)

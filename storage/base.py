@@ -57,6 +57,24 @@ class Counter:
 
 
 @dataclass(frozen=True, slots=True)
+class Increment:
+    """One counter's conditional increment in a group commit (``Store.allocate_many``).
+
+    The fields are ``Store.allocate``'s arguments, tenant first. Writes that must
+    commit atomically with an increment (ledger entries, idempotency records) become
+    fields of this record, applied by each backend inside the group's transaction
+    right after the increment they belong to, and only if it applied.
+    """
+
+    tenant: str
+    key: str
+    seq: str
+    shape: Counter
+    n: int
+    create: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class SequenceRecord:
     name: str
     config: dict[str, Any]
@@ -212,6 +230,19 @@ class Store(Protocol):
         found a counter. ``None`` means nothing changed: no such counter (and no
         ``create``, or no such definition), another shape or incarnation, or too few
         ticks left.
+        """
+        ...
+
+    async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
+        """Group commit: every item's ``allocate`` in order, all durable at once or none.
+
+        Each result is what ``allocate`` would have returned for that item had the
+        items run one after another, so an item that misses (exhausted, another shape)
+        changes nothing and fails only itself. A store failure raises and applies none
+        where the store has multi-document transactions (SQLite: one ``BEGIN
+        IMMEDIATE`` ... ``COMMIT``, one fsync); MongoDB runs the items concurrently
+        (bounded) and raises if any failed, after all have finished, so that the
+        caller hands out none of them (an applied one is then a gap).
         """
         ...
 

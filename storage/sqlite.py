@@ -27,6 +27,7 @@ from storage.base import (
     ClientRecord,
     Counter,
     IdempotencyRecord,
+    Increment,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -192,6 +193,61 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _increment(conn: sqlite3.Connection, item: Increment) -> int | None:
+    """``Store.allocate`` of one item, inside the caller's write transaction."""
+    tenant, key, seq, shape, n, create = (
+        item.tenant,
+        item.key,
+        item.seq,
+        item.shape,
+        item.n,
+        item.create,
+    )
+    if n < 1 or n > shape.cap:
+        return None
+    row = conn.execute(
+        "UPDATE counters SET ticks = ticks + ?"
+        " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
+        " AND incarnation = ? AND ticks <= ? RETURNING ticks",
+        (
+            n,
+            tenant,
+            key,
+            shape.base,
+            shape.step,
+            shape.cap,
+            shape.incarnation,
+            shape.cap - n,
+        ),
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    if not create:
+        return None
+    # Founded only while its incarnation's definition exists, in this transaction:
+    # a DELETE racing this first allocation either sees the counter (and deletes
+    # it with the definition) or makes this insert a no-op.
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO counters"
+        " (tenant, key, seq, base, step, cap, ticks, incarnation)"
+        f" SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_LIVE}",
+        (
+            tenant,
+            key,
+            seq,
+            shape.base,
+            shape.step,
+            shape.cap,
+            n,
+            shape.incarnation,
+            tenant,
+            seq,
+            shape.incarnation,
+        ),
+    )
+    return n if cur.rowcount == 1 else None
 
 
 def _hour(at: datetime) -> str:
@@ -392,51 +448,13 @@ class SQLiteStore:
     async def allocate(
         self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
     ) -> int | None:
-        if n < 1 or n > shape.cap:
-            return None
+        item = Increment(tenant, key, seq, shape, n, create)
+        return await self._writer.run(lambda c: _write(c, lambda c: _increment(c, item)))
 
-        def op(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(
-                "UPDATE counters SET ticks = ticks + ?"
-                " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
-                " AND incarnation = ? AND ticks <= ? RETURNING ticks",
-                (
-                    n,
-                    tenant,
-                    key,
-                    shape.base,
-                    shape.step,
-                    shape.cap,
-                    shape.incarnation,
-                    shape.cap - n,
-                ),
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            if not create:
-                return None
-            # Founded only while its incarnation's definition exists, in this transaction:
-            # a DELETE racing this first allocation either sees the counter (and deletes
-            # it with the definition) or makes this insert a no-op.
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO counters"
-                " (tenant, key, seq, base, step, cap, ticks, incarnation)"
-                f" SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_LIVE}",
-                (
-                    tenant,
-                    key,
-                    seq,
-                    shape.base,
-                    shape.step,
-                    shape.cap,
-                    n,
-                    shape.incarnation,
-                    tenant,
-                    seq,
-                    shape.incarnation,
-                ),
-            )
-            return n if cur.rowcount == 1 else None
+    async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
+        # One write transaction for the whole group: one commit, one fsync.
+        def op(conn: sqlite3.Connection) -> list[int | None]:
+            return [_increment(conn, item) for item in items]
 
         return await self._writer.run(lambda c: _write(c, op))
 

@@ -14,7 +14,7 @@ from core.clock import FrozenClock
 from sequences.errors import SequenceExhausted, SequenceNotFound
 from sequences.schemas import SequenceCreate
 from sequences.service import SequenceService
-from storage import Counter, Store
+from storage import Counter, Increment, Store
 from tests.contract.test_store import make_record
 
 
@@ -86,6 +86,13 @@ class DeleteBeforeFirstAllocate:
         if name and self.after:
             assert await self.inner.delete_sequence(tenant, name)
         return result
+
+    async def allocate_many(self, items: list[Increment]) -> list[int | None]:
+        # A group applies its items in order, as these one-at-a-time calls do.
+        return [
+            await self.allocate(i.tenant, i.key, i.seq, i.shape, i.n, create=i.create)
+            for i in items
+        ]
 
 
 @pytest.mark.parametrize("delete_lands", ["before", "after"])

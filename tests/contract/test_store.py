@@ -12,6 +12,7 @@ from storage import (
     AlreadyExists,
     AuditEntry,
     Counter,
+    Increment,
     InvalidCursor,
     SequenceRecord,
     Store,
@@ -169,6 +170,30 @@ async def test_allocate_past_cap_is_refused_whole(store: Store) -> None:
     assert await store.allocate("acme", "k", "k", shape, 2) == 10
     assert await store.allocate("acme", "k", "k", shape, 1) is None
     assert await store.read_counter("acme", "k") == Counter(1, 1, 10, 10)
+
+
+async def test_allocate_many_gives_each_item_what_allocate_would_in_order(store: Store) -> None:
+    await define(store, "acme", "a", "b", "full", "stale")
+    await define(store, "globex", "a")
+    shape = Counter(base=1, step=1, cap=10)
+    await store.allocate("acme", "full", "full", shape, 9)
+    results = await store.allocate_many(
+        [
+            Increment("acme", "a", "a", shape, 3),
+            Increment("globex", "a", "a", shape, 2),  # same key, another tenant
+            Increment("acme", "a", "a", shape, 4),  # the same counter again: after the first
+            Increment("acme", "full", "full", shape, 2),  # no room: fails alone
+            Increment("acme", "stale", "stale", Counter(1, 2, 10), 1, create=False),
+            Increment("acme", "b", "b", Counter(10, 5, 100), 1),
+        ]
+    )
+    assert results == [3, 2, 7, None, None, 1]
+    assert await store.read_counter("acme", "a") == Counter(1, 1, 10, 7)
+    assert await store.read_counter("globex", "a") == Counter(1, 1, 10, 2)
+    assert await store.read_counter("acme", "full") == Counter(1, 1, 10, 9)
+    assert await store.read_counter("acme", "stale") is None
+    assert await store.read_counter("acme", "b") == Counter(10, 5, 100, 1)
+    assert await store.allocate_many([]) == []
 
 
 async def test_allocation_near_int64_max_stays_exact(store: Store) -> None:

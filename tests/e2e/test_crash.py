@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 
 import httpx
@@ -75,3 +76,58 @@ async def test_sigkill_under_load_never_repeats_a_number(e2e_env: dict[str, str]
     assert strict["value"] > max(received["orders"]), "a durable strict number was lost"
     cached = range(after["tickets"]["value"], after["tickets"]["last"] + 1)
     assert not set(cached) & set(received["tickets"]), "a cached number repeated after the crash"
+
+
+async def test_sigkill_under_spread_load_repeats_nothing_and_strict_continues_above(
+    e2e_env: dict[str, str],
+) -> None:
+    # Many tenants' counters at once: group commit puts them in shared transactions.
+    tenants = ["acme", "globex", "initech", "umbrella"]
+    names = [f"s{i}" for i in range(10)]
+    tokens = {t: cli(e2e_env, "token", "--tenant", t).stdout.strip() for t in tenants}
+    received: dict[tuple[str, str], list[int]] = {(t, n): [] for t in tenants for n in names}
+    rng = random.Random(5)
+
+    async def spread(client: httpx.AsyncClient) -> None:
+        while True:
+            tenant, name = rng.choice(tenants), rng.choice(names)
+            headers = {"Authorization": f"Bearer {tokens[tenant]}"}
+            try:
+                r = await client.post(
+                    f"/v1/sequences/{name}/next", json={"count": 2}, headers=headers
+                )
+            except httpx.TransportError:
+                return  # the server is gone
+            assert r.status_code == 200, r.text
+            body = r.json()
+            received[(tenant, name)].extend(range(body["value"], body["last"] + 1))
+
+    with running_server(e2e_env) as url:
+        for tenant, name in received:
+            h = {"Authorization": f"Bearer {tokens[tenant]}"}
+            r = httpx.post(f"{url}/v1/sequences", json={"name": name}, headers=h)
+            assert r.status_code == 201, r.text
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            workers = [asyncio.create_task(spread(client)) for _ in range(32)]
+            deadline = asyncio.get_running_loop().time() + 60
+            while sum(len(v) for v in received.values()) < 3000:  # well under way
+                broken = [t for t in workers if t.done()]
+                if broken:
+                    broken[0].result()
+                assert asyncio.get_running_loop().time() < deadline, "load never got going"
+                await asyncio.sleep(0.05)
+            SERVERS[url].send_signal(signal.SIGKILL)
+            done, pending = await asyncio.wait(workers, timeout=30)
+            assert not pending, "clients did not notice the crash"
+            for task in done:
+                with contextlib.suppress(httpx.TransportError):
+                    task.result()
+    for numbers in received.values():
+        assert len(numbers) == len(set(numbers)), "a number was issued twice before the crash"
+
+    with running_server(e2e_env) as url:
+        for (tenant, name), numbers in received.items():
+            h = {"Authorization": f"Bearer {tokens[tenant]}"}
+            r = httpx.post(f"{url}/v1/sequences/{name}/next", headers=h)
+            assert r.status_code == 200, r.text
+            assert r.json()["value"] > max(numbers, default=0), (tenant, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,20 @@ from sequences.errors import SequenceExhausted
 from sequences.models import Allocation
 from sequences.schemas import SequenceCreate
 from sequences.service import SequenceService
-from storage import Counter, Store, StoreUnavailable
+from storage import Counter, Increment, Store, StoreUnavailable
 from storage.sqlite import SQLiteStore
 from tests.conftest import app_token, bearer
 
 
 class CountingStore:
-    """Wraps a real store: counts ``allocate`` calls and can fail the next ones."""
+    """Wraps a real store: counts increments (``allocate`` calls and the items of
+    ``allocate_many`` groups) and groups, and can fail the next calls."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.allocate_calls = 0
+        self.group_calls = 0
+        self.largest_group = 0
         self.fail_next = 0
         self.error: BaseException = StoreUnavailable("injected store failure")
 
@@ -46,6 +50,16 @@ class CountingStore:
             await asyncio.sleep(0.001)  # the others queue up meanwhile
             raise self.error
         return await self.inner.allocate(tenant, key, seq, shape, n, create=create)
+
+    async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
+        self.group_calls += 1
+        self.allocate_calls += len(items)
+        self.largest_group = max(self.largest_group, len(items))
+        if self.fail_next:
+            self.fail_next -= 1
+            await asyncio.sleep(0.001)  # the others queue up meanwhile
+            raise self.error
+        return await self.inner.allocate_many(items)
 
 
 async def service_on(store: Store, **kwargs: Any) -> tuple[SequenceService, CountingStore]:
@@ -292,7 +306,14 @@ def test_requests_racing_a_finished_block_fetch_do_not_hang_the_event_loop(
         try:
             spawner = SpawnOnIncrement(store)
             policy = BlockPolicy(min_block=10, max_block=10)
-            service = SequenceService(spawner, clock=FrozenClock(), block_policy=policy)  # type: ignore[arg-type]
+            # Without group commit the increment's reply reaches the fetch in the very
+            # turn the requests are spawned in, which is the race this test replays.
+            service = SequenceService(
+                spawner,  # type: ignore[arg-type]
+                clock=FrozenClock(),
+                block_policy=policy,
+                group_commit=False,
+            )
             await service.create("acme", SequenceCreate(name="orders", mode="cached"))
             await service.next("acme", "orders", 10)  # the first block, used up whole
             spawner.make = lambda: service.next("acme", "orders", 10)
@@ -322,6 +343,10 @@ class StalledStore(CountingStore):
     ) -> int | None:
         await self.release.wait()
         return await super().allocate(tenant, key, seq, shape, n, create=create)
+
+    async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
+        await self.release.wait()
+        return await super().allocate_many(items)
 
 
 @pytest.mark.parametrize("drain_started", [False, True])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from core.clock import FrozenClock
 from sequences.schemas import SequenceCreate, SequencePatch
 from sequences.service import SequenceService
-from storage import Store
+from storage import Increment, Store
 
 
 def two_processes(store: Store) -> tuple[SequenceService, SequenceService]:
@@ -103,6 +103,12 @@ class _RacedStore:
             self.raced = True
             await self.inner.allocate(tenant, key, seq, shape, 1, create=True)  # type: ignore[arg-type]
         return result
+
+    async def allocate_many(self, items: list[Increment]) -> list[int | None]:
+        return [
+            await self.allocate(i.tenant, i.key, i.seq, i.shape, i.n, create=i.create)
+            for i in items
+        ]
 
 
 async def test_a_counter_created_by_a_racing_process_is_used_not_called_exhausted(
