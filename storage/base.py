@@ -25,7 +25,8 @@ write and undone if the definition is gone. Leftovers are removed by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -72,6 +73,41 @@ class Increment:
     shape: Counter
     n: int
     create: bool = True
+
+
+# Counters of one group commit in flight at once on a store without multi-document
+# transactions: enough to fill a server's journal group commit, few enough not to
+# queue hundreds of operations on the connection pool.
+GROUP_CONCURRENCY = 32
+
+AllocateOne = Callable[[Increment], Awaitable[int | None]]
+
+
+async def allocate_concurrently(
+    allocate: AllocateOne, items: Sequence[Increment], *, limit: int
+) -> list[int | None]:
+    """``allocate_many`` for a store without multi-document transactions.
+
+    Each counter's increments run in flight with the others' (at most ``limit`` at
+    once), a counter's own one after another in order. If any raised, this raises
+    (the first error) once all have finished, so the caller hands out none of them.
+    """
+    results: list[int | None] = [None] * len(items)
+    lanes: dict[tuple[str, str], list[int]] = {}
+    for i, item in enumerate(items):
+        lanes.setdefault((item.tenant, item.key), []).append(i)
+    gate = asyncio.Semaphore(limit)
+
+    async def lane(indexes: list[int]) -> None:
+        async with gate:
+            for i in indexes:
+                results[i] = await allocate(items[i])
+
+    outcomes = await asyncio.gather(*(lane(ix) for ix in lanes.values()), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return results
 
 
 @dataclass(frozen=True, slots=True)

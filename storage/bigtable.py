@@ -59,13 +59,16 @@ from google.cloud.bigtable.data import (
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
 from storage.base import (
+    GROUP_CONCURRENCY,
     AuditEntry,
     ClientRecord,
     Counter,
     IdempotencyRecord,
+    Increment,
     SequenceRecord,
     TenantRecord,
     UsageRow,
+    allocate_concurrently,
 )
 from storage.bigtable_counters import Counters, counter_of
 from storage.bigtable_idempotency import IdempotencyRows
@@ -335,6 +338,13 @@ class BigtableStore:
             if counter is not None:
                 out[row.row_key[len(base) :].decode()] = counter
         return out
+
+    async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
+        # No multi-row transaction: the counters' increments in flight at once.
+        return await allocate_concurrently(self._allocate_item, items, limit=GROUP_CONCURRENCY)
+
+    async def _allocate_item(self, it: Increment) -> int | None:
+        return await self.allocate(it.tenant, it.key, it.seq, it.shape, it.n, create=it.create)
 
     async def allocate(
         self, tenant: str, key_: str, seq: str, shape: Counter, n: int, *, create: bool = True

@@ -14,7 +14,6 @@ passes ``AsyncMongoClient``'s; the client itself is owned by ``open_store``'s ca
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +31,7 @@ from pymongo.errors import (
 )
 
 from storage.base import (
+    GROUP_CONCURRENCY,
     AuditEntry,
     ClientRecord,
     Counter,
@@ -40,12 +40,9 @@ from storage.base import (
     SequenceRecord,
     TenantRecord,
     UsageRow,
+    allocate_concurrently,
 )
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
-
-# Counters of one group commit in flight at once: enough to fill the server's journal
-# group commit, few enough not to queue hundreds of operations on the connection pool.
-GROUP_CONCURRENCY = 32
 
 _UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
 
@@ -295,29 +292,12 @@ class MongoStore:
         return ticks
 
     async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
-        # No multi-document transaction: each counter's increments in flight at once
-        # (the server group-commits its journal), a counter's own in order, bounded.
-        results: list[int | None] = [None] * len(items)
-        lanes: dict[tuple[str, str], list[int]] = {}
-        for i, item in enumerate(items):
-            lanes.setdefault((item.tenant, item.key), []).append(i)
-        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+        # No multi-document transaction: the counters' increments in flight at once
+        # (the server group-commits its journal).
+        return await allocate_concurrently(self._allocate_item, items, limit=GROUP_CONCURRENCY)
 
-        async def lane(indexes: list[int]) -> None:
-            async with limit:
-                for i in indexes:
-                    it = items[i]
-                    results[i] = await self.allocate(
-                        it.tenant, it.key, it.seq, it.shape, it.n, create=it.create
-                    )
-
-        outcomes = await asyncio.gather(
-            *(lane(ix) for ix in lanes.values()), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome  # the whole group fails: the caller hands out none of it
-        return results
+    async def _allocate_item(self, it: Increment) -> int | None:
+        return await self.allocate(it.tenant, it.key, it.seq, it.shape, it.n, create=it.create)
 
     async def replace_counter(
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
