@@ -40,7 +40,7 @@ from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
 from tenants.router import router as admin_router
 from tenants.service import TenantService
-from usage.overview import OverviewService
+from usage.overview import HeadroomWatch, OverviewService
 from usage.recorder import UsageRecorder
 from usage.router import admin_router as usage_admin_router
 from usage.router import overview_router
@@ -173,16 +173,25 @@ def create_app(
             the_store, clock=clock, ttl_seconds=settings.idempotency_ttl_seconds
         )
         exporter = None
+        app.state.headroom = None
+        if metrics is not None:
+            app.state.headroom = HeadroomWatch(
+                app.state.overview, interval=settings.headroom_scan_seconds
+            )
         if metrics is not None and settings.metrics_port is not None:
             exporter = serve_metrics(app, metrics, settings.metrics_port, settings.metrics_host)
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
         gc.freeze()
         recorder.start()
+        if app.state.headroom is not None:
+            app.state.headroom.start()
         try:
             yield
         finally:
             gc.unfreeze()
+            if app.state.headroom is not None:
+                await app.state.headroom.close()
             if exporter is not None:
                 await asyncio.to_thread(exporter.shutdown)  # waits up to its 0.5 s poll
                 exporter.server_close()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +45,9 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], Any] = {}
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: the dashboard's
+        # CPU and memory panels, read from /proc at scrape time only.
+        ProcessCollector(registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -104,9 +107,12 @@ class _DomainCollector(Collector):
             "Calls that issued numbers (next and /getCounter).",
             value=recorder.requests_total,
         )
-        yield CounterMetricFamily(
-            "tally_numbers_issued", "Numbers issued.", value=recorder.numbers_total
+        issued = CounterMetricFamily(
+            "tally_numbers_issued", "Numbers issued, by sequence mode.", labels=["mode"]
         )
+        for mode in ("strict", "cached"):  # both always present: rate() needs a series
+            issued.add_metric([mode], recorder.numbers_by_mode.get(mode, 0))
+        yield issued
         yield CounterMetricFamily(
             "tally_usage_flush_failures",
             "Usage rows a flush could not write (kept for the next flush).",
@@ -145,3 +151,17 @@ class _DomainCollector(Collector):
         tokens.add_metric(["verified"], verifier.verified)
         tokens.add_metric(["rejected"], verifier.rejected)
         yield tokens
+        headroom = self.state.headroom
+        if headroom is not None and headroom.scans:
+            yield GaugeMetricFamily(
+                "tally_sequences_near_exhaustion",
+                "Sequences with a max (not cycling) with at most 10 % of their current"
+                " period left, all tenants (see GET /admin/v1/overview for which).",
+                value=headroom.near,
+            )
+            if headroom.lowest_percent is not None:
+                yield GaugeMetricFamily(
+                    "tally_sequence_headroom_min_percent",
+                    "The least headroom of any sequence within 10 % of its max, percent.",
+                    value=headroom.lowest_percent,
+                )

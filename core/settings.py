@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = Field(default=True, description="One access line per request (api.access).")
+    headroom_scan_seconds: float = Field(
+        default=300.0,
+        ge=5,
+        le=86_400,
+        description="With metrics on: how often the sequences near exhaustion are counted.",
+    )
     usage_flush_seconds: float = Field(
         default=10.0,
         ge=0.1,

@@ -230,7 +230,7 @@ class SequenceService:
         period = period_of(seq.reset, local)
         first, last = await self.allocate(tenant, seq, counter_key(name, period), count)
         if self.usage is not None:
-            self.usage.record(tenant, name, count, at)
+            self.usage.record(tenant, name, count, at, seq.mode)
         return Allocation(first=first, last=last, count=count, period=period, at=local)
 
     async def next_default(self, tenant: str) -> Allocation:

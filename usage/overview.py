@@ -9,6 +9,8 @@ sequences with their current counters. Days are UTC days, as in the usage API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -27,6 +29,7 @@ from usage.schemas import (
 )
 from usage.service import UsageService
 
+log = logging.getLogger("tally.overview")
 T = TypeVar("T")
 R = TypeVar("R")
 NEAR = 0.10  # "within 10 % of max"
@@ -66,16 +69,27 @@ class OverviewService:
 
         return await _bounded(item, tenants)
 
+    async def registered(self) -> list[TenantOut]:
+        """Every registered tenant, by slug."""
+        out: list[TenantOut] = []
+        while True:
+            page = await self.tenants.list_tenants(after=out[-1].slug if out else None, limit=_PAGE)
+            out += page
+            if len(page) < _PAGE:
+                return out
+
+    async def near_exhaustion(self) -> list[NearExhaustion]:
+        """Every tenant's sequences with a ``max`` and at most 10 % of their period left."""
+
+        async def scan(tenant: TenantOut) -> list[NearExhaustion]:
+            _, near = await self.sequences.inventory(tenant.slug, within=NEAR)
+            return [NearExhaustion(tenant=tenant.slug, **h.model_dump()) for h in near]
+
+        return [n for ns in await _bounded(scan, await self.registered()) for n in ns]
+
     async def overview(self, *, top: int = 10) -> OverviewOut:
         """Tenants by status, numbers issued, the top tenants and sequences near their max."""
-        registered: list[TenantOut] = []
-        while True:
-            page = await self.tenants.list_tenants(
-                after=registered[-1].slug if registered else None, limit=_PAGE
-            )
-            registered += page
-            if len(page) < _PAGE:
-                break
+        registered = await self.registered()
 
         async def scan(tenant: TenantOut) -> tuple[TenantVolume, list[NearExhaustion]]:
             (today, month), (_, near) = await asyncio.gather(
@@ -118,3 +132,44 @@ async def _bounded(work: Callable[[T], Awaitable[R]], items: Iterable[T]) -> lis
             return await work(item)
 
     return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+class HeadroomWatch:
+    """For the metrics: re-counts the sequences about to run out every ``interval`` s.
+
+    Only sequences that would answer 409 at their end count (not the cycling ones).
+    A failed scan (store down) keeps the last figures; the store alerts say why.
+    """
+
+    def __init__(self, overview: OverviewService, *, interval: float) -> None:
+        self.overview = overview
+        self.interval = interval
+        self.near = 0
+        self.lowest_percent: float | None = None  # least headroom seen, any sequence with a max
+        self.scans = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def scan(self) -> None:
+        near = await self.overview.near_exhaustion()
+        self.near = sum(1 for n in near if not n.cycle)
+        self.lowest_percent = min((n.headroom_percent for n in near), default=None)
+        self.scans += 1
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.scan()
+            except Exception as exc:  # the loop must outlive a store outage
+                log.warning("headroom scan failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)

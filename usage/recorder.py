@@ -33,13 +33,18 @@ class UsageRecorder:
         # Lifetime totals of this process, for the metrics endpoint.
         self.requests_total = 0
         self.numbers_total = 0
+        self.numbers_by_mode: dict[str, int] = {}
         self.flush_failures = 0
         self._lock = asyncio.Lock()
 
-    def record(self, tenant: str, sequence: str, numbers: int, at: datetime) -> None:
+    def record(
+        self, tenant: str, sequence: str, numbers: int, at: datetime, mode: str = "strict"
+    ) -> None:
         """One ``next`` call that issued ``numbers`` at ``at`` (on the hot path: no I/O)."""
         self.requests_total += 1
         self.numbers_total += numbers
+        by_mode = self.numbers_by_mode
+        by_mode[mode] = by_mode.get(mode, 0) + numbers
         key = (tenant, sequence, int(at.timestamp()) // HOUR)
         totals = self._pending.get(key)
         if totals is None:

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.metrics import MetricsMiddleware
 from core.clock import FrozenClock
 from core.settings import Settings
+from tenants.schemas import TenantCreate
 from tests.conftest import app_token, bearer
 from tests.e2e.conftest import free_port
 
@@ -80,7 +81,8 @@ async def test_requests_and_numbers_are_counted_by_route_template_and_status(
     assert http_count(samples, method="GET", route="unmatched", status="404") == 1
     assert http_count(samples, method="other", route="/v1/sequences", status="405") == 1
     assert samples[("tally_next_requests_total", frozenset())] == 3
-    assert samples[("tally_numbers_issued_total", frozenset())] == 5
+    assert samples[("tally_numbers_issued_total", frozenset({("mode", "strict")}))] == 5
+    assert samples[("tally_numbers_issued_total", frozenset({("mode", "cached")}))] == 0
     assert samples[("tally_token_verifications_total", frozenset({("result", "verified")}))] == 1
     assert samples[("tally_token_verifications_total", frozenset({("result", "cache_hit")}))] == 5
     assert samples[("tally_token_verifications_total", frozenset({("result", "rejected")}))] == 1
@@ -114,3 +116,31 @@ async def test_a_taken_metrics_port_is_a_warning_not_an_outage(
 def test_metrics_port_is_validated() -> None:
     with pytest.raises(ValueError, match="metrics_port"):
         Settings(metrics_port=70000, _env_file=None)  # type: ignore[call-arg]
+
+
+async def test_numbers_by_mode_and_sequences_near_exhaustion_are_exported(
+    served: tuple[FastAPI, httpx.AsyncClient, str],
+) -> None:
+    app, client, url = served
+    h = bearer(app_token(app))
+    for body in (
+        {"name": "low", "max": 100},
+        {"name": "wraps", "max": 10, "cycle": True},
+        {"name": "fast", "mode": "cached"},
+    ):
+        assert (await client.post("/v1/sequences", json=body, headers=h)).status_code == 201
+    for name, count in (("low", 96), ("wraps", 10), ("fast", 4)):
+        r = await client.post(f"/v1/sequences/{name}/next", json={"count": count}, headers=h)
+        assert r.status_code == 200, r.text
+    _, before = await scrape(url)
+    # Until acme is registered the scans (one ran at start-up) see no tenant at all.
+    assert before.get(("tally_sequences_near_exhaustion", frozenset()), 0) == 0
+    await app.state.tenants.create(TenantCreate(slug="acme", name="Acme"))
+    await app.state.headroom.scan()
+    _, samples = await scrape(url)
+    assert samples[("tally_numbers_issued_total", frozenset({("mode", "strict")}))] == 106
+    assert samples[("tally_numbers_issued_total", frozenset({("mode", "cached")}))] == 4
+    # "wraps" has no headroom left either, but it cycles: it never answers 409.
+    assert samples[("tally_sequences_near_exhaustion", frozenset())] == 1
+    assert samples[("tally_sequence_headroom_min_percent", frozenset())] == 0.0
+    assert ("process_cpu_seconds_total", frozenset()) in samples

@@ -152,5 +152,5 @@ def test_metrics_are_served_on_their_own_port_not_the_api_port(e2e_env: dict[str
     text = scraped.text
     assert 'route="/v1/sequences/{name}/next",status="404"' in text
     assert 'route="/getCounter",status="200"' in text
-    assert "tally_numbers_issued_total 1.0" in text
+    assert 'tally_numbers_issued_total{mode="strict"} 1.0' in text
     assert token not in text
