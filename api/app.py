@@ -32,6 +32,9 @@ from console.headers import SecurityHeaders
 from core.clock import Clock, SystemClock
 from core.settings import Settings, get_settings
 from idempotency.service import IdempotencyService
+from ledger.router import admin_router as ledger_admin_router
+from ledger.router import router as ledger_router
+from ledger.service import LedgerService
 from sequences.allocator import BlockPolicy
 from sequences.router import admin_router as sequences_admin_router
 from sequences.router import next_numbers, seed_router
@@ -169,6 +172,9 @@ def create_app(
         app.state.overview = OverviewService(
             tenants, app.state.usage, app.state.sequences, clock=clock
         )
+        app.state.ledger = LedgerService(
+            the_store, app.state.sequences, audit=app.state.audit, clock=clock
+        )
         app.state.idempotency = IdempotencyService(
             the_store, clock=clock, ttl_seconds=settings.idempotency_ttl_seconds
         )
@@ -220,6 +226,7 @@ def create_app(
     problems.install(app)
     # Routes match in order and matching is per-request work: the hot API goes first.
     app.include_router(sequences_router)
+    app.include_router(ledger_router)
     app.include_router(landing.router)
     app.include_router(health.router)
     app.include_router(seed_router)
@@ -228,6 +235,7 @@ def create_app(
     app.include_router(oauth.router)
     app.include_router(admin_router)
     app.include_router(sequences_admin_router)
+    app.include_router(ledger_admin_router)
     app.include_router(usage_router)
     app.include_router(usage_admin_router)
     app.include_router(overview_router)

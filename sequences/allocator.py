@@ -41,6 +41,7 @@ from core.errors import TallyError, Unavailable
 from sequences.errors import SequenceExhausted
 from sequences.models import Sequence
 from sequences.schemas import Mode
+from storage import Rider
 
 log = logging.getLogger("tally.allocator")
 
@@ -52,9 +53,20 @@ class Incrementer(Protocol):
     """What the engine needs from the service: the store-level conditional increment."""
 
     async def increment(
-        self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
+        self,
+        tenant: str,
+        seq: Sequence,
+        key: str,
+        n: int,
+        *,
+        wrap: bool = True,
+        riders: list[Rider] | None = None,
     ) -> tuple[int, int]:
-        """Durably take ``n`` contiguous numbers; ``wrap=False`` never cycles (409 instead)."""
+        """Durably take ``n`` contiguous numbers; ``wrap=False`` never cycles (409 instead).
+
+        ``riders`` (ledger entries, idempotency notes) are written in the same store
+        operation as the increment.
+        """
         ...
 
     async def remaining(self, tenant: str, seq: Sequence, key: str) -> int:
@@ -83,6 +95,14 @@ class _Waiter:
     n: int
     seq: Sequence
     future: asyncio.Future[tuple[int, int]]
+    rider: Rider | None = None
+
+
+def _riders(batch: list[_Waiter]) -> list[Rider] | None:
+    """One rider per waiter, in arrival order, if any of them carries something."""
+    if all(w.rider is None for w in batch):
+        return None
+    return [w.rider or Rider(w.n) for w in batch]
 
 
 @dataclass(slots=True)
@@ -146,22 +166,29 @@ class Allocator:
         self.increments = 0
         self.increment_seconds = 0.0
 
-    async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
-        """``n`` contiguous numbers as ``(first, last)``."""
+    async def allocate(
+        self, tenant: str, seq: Sequence, key: str, n: int, *, rider: Rider | None = None
+    ) -> tuple[int, int]:
+        """``n`` contiguous numbers as ``(first, last)``.
+
+        A ``rider`` (strict mode only) is written in the increment's own store operation,
+        also when the increment is coalesced with others.
+        """
         if self._closed:
             raise Unavailable("The server is shutting down; try again.")
         if seq.mode is Mode.cached:
             return await self._from_lease(tenant, seq, key, n)
         if not self.coalesce:
-            return await self._increment(tenant, seq, key, n)
+            riders = None if rider is None else [rider]
+            return await self._increment(tenant, seq, key, n, riders=riders)
         lane = self._lanes.get((tenant, key))
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         if lane is None:
             lane = self._lanes[(tenant, key)] = _Lane()
-            lane.queue.append(_Waiter(n, seq, future))
+            lane.queue.append(_Waiter(n, seq, future, rider))
             self._spawn(self._drain(tenant, key, lane))
         else:
-            lane.queue.append(_Waiter(n, seq, future))
+            lane.queue.append(_Waiter(n, seq, future, rider))
         return await future
 
     def forget(self, tenant: str, name: str) -> None:
@@ -205,12 +232,21 @@ class Allocator:
         return task
 
     async def _increment(
-        self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
+        self,
+        tenant: str,
+        seq: Sequence,
+        key: str,
+        n: int,
+        *,
+        wrap: bool = True,
+        riders: list[Rider] | None = None,
     ) -> tuple[int, int]:
         self.increments += 1
         started = time.perf_counter()
         try:
-            return await self.backend.increment(tenant, seq, key, n, wrap=wrap)
+            if riders is None:  # the hot path (and test doubles without riders)
+                return await self.backend.increment(tenant, seq, key, n, wrap=wrap)
+            return await self.backend.increment(tenant, seq, key, n, wrap=wrap, riders=riders)
         finally:
             self.increment_seconds += time.perf_counter() - started
 
@@ -237,7 +273,9 @@ class Allocator:
             return
         total = sum(w.n for w in batch)
         try:
-            first, last = await self._increment(tenant, seq, key, total, wrap=False)
+            first, last = await self._increment(
+                tenant, seq, key, total, wrap=False, riders=_riders(batch)
+            )
         except SequenceExhausted:
             # The total does not fit (or would wrap): serve each as if it came alone.
             for waiter in batch:
@@ -258,7 +296,9 @@ class Allocator:
 
     async def _alone(self, tenant: str, key: str, waiter: _Waiter) -> None:
         try:
-            result = await self._increment(tenant, waiter.seq, key, waiter.n)
+            result = await self._increment(
+                tenant, waiter.seq, key, waiter.n, riders=_riders([waiter])
+            )
         except BaseException as exc:
             _fail(waiter, exc)
             if not isinstance(exc, Exception):

@@ -56,6 +56,9 @@ class NextCall:
     name: str
     count: int
     body: bytes  # as received (an Idempotency-Key fingerprints it)
+    subject: str  # the caller, for ledger entries
+    client_id: str
+    reference: str | None = None
 
 
 async def next_call(request: Request) -> NextCall:
@@ -81,16 +84,26 @@ async def next_call(request: Request) -> NextCall:
             ]
         )
     raw = await _body(request)
-    count = 1
+    count, reference = 1, None
     if raw.strip() not in (b"", b"null"):
         try:
-            count = NextRequest.model_validate_json(raw).count
+            parsed = NextRequest.model_validate_json(raw)
+            count, reference = parsed.count, parsed.reference
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_context=False)
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in errors]
             ) from None
-    return NextCall(principal.tenant, request.app.state.sequences, name, count, raw)
+    return NextCall(
+        principal.tenant,
+        request.app.state.sequences,
+        name,
+        count,
+        raw,
+        principal.subject,
+        principal.client_id,
+        reference,
+    )
 
 
 NamePath = Annotated[

@@ -6,7 +6,10 @@ TallyError
 ├── Conflict (409)
 │   ├── SequenceExists           create with a taken name
 │   ├── SequenceExhausted        the next number(s) would pass ``max``
-│   └── CounterMoved             advance/PATCH would move the counter backwards
+│   ├── CounterMoved             advance/PATCH would move the counter backwards (or
+│   │                            skip numbers of a ledger sequence)
+│   ├── NotALedger               reservations/ledger/reference on a sequence without one
+│   └── LedgerKept               deleting a ledger sequence (its numbers stay on record)
 └── Unprocessable (422)
     └── InvalidSequence          settings that do not hold together
 """
@@ -45,3 +48,25 @@ class CounterMoved(Conflict):
 class InvalidSequence(Unprocessable):
     type = "validation-error"
     title = "Invalid sequence settings"
+
+
+class NotALedger(Conflict):
+    type = "not-a-ledger"
+    title = "Not a ledger sequence"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Sequence '{name}' keeps no ledger (create it with \"ledger\": true for"
+            " reservations, references and the gap report)."
+        )
+
+
+class LedgerKept(Conflict):
+    type = "ledger-kept"
+    title = "Ledger sequences are kept"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Sequence '{name}' keeps a ledger: its numbers are legal records, so it cannot"
+            " be deleted (void unused reservations instead)."
+        )

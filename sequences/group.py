@@ -40,6 +40,16 @@ class GroupCommit:
         if not self.enabled:
             self.groups += 1
             self.items += 1
+            if item.riders:
+                return await self.store.allocate(
+                    item.tenant,
+                    item.key,
+                    item.seq,
+                    item.shape,
+                    item.n,
+                    create=item.create,
+                    riders=item.riders,
+                )
             return await self.store.allocate(
                 item.tenant, item.key, item.seq, item.shape, item.n, create=item.create
             )

@@ -28,6 +28,7 @@ class Sequence:
     format: str | None
     reset: Reset
     mode: Mode
+    ledger: bool
     created_at: datetime
     updated_at: datetime
     revision: int
@@ -49,6 +50,7 @@ class Sequence:
             format=fmt,
             reset=Reset(c.get("reset", "never")),
             mode=Mode(c.get("mode", "strict")),
+            ledger=bool(c.get("ledger", False)),
             created_at=record.created_at,
             updated_at=record.updated_at,
             revision=record.revision,

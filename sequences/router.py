@@ -24,7 +24,7 @@ from sequences.schemas import (
     SequencePage,
     SequencePatch,
 )
-from sequences.service import SequenceService, next_out
+from sequences.service import SequenceService, next_out, recorded_allocation
 from tenants.dependencies import SlugPath, Tenants
 
 IDEMPOTENCY_PARAMETER = {
@@ -88,7 +88,18 @@ async def _next(request: Request, call: NextCall, claim: Claim | None) -> Respon
         if count > limit:
             raise Unprocessable(f"count must be at most {limit}.")
     seq = await service.get(tenant, name)
-    alloc = await service.next(tenant, name, count)
+    if claim is not None and claim.allocation is not None:
+        # An earlier attempt with this key took its numbers, then its process stopped.
+        alloc = recorded_allocation(claim.allocation)
+    else:
+        alloc = await service.next(
+            tenant,
+            name,
+            count,
+            actor=Actor(call.subject, call.client_id),
+            reference=call.reference,
+            idempotency_key=claim.key if claim else None,
+        )
     note_numbers(alloc.count)
     # The hot path: serialise once, skipping FastAPI's re-validation of the response
     # model and jsonable_encoder (response_model above still documents the shape).

@@ -24,6 +24,11 @@ INT64_MIN = -(2**63) + 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 HARD_MAX_BATCH = 10_000_000
 FORMATTED_RANGE_LIMIT = 1000
+# A ledger sequence writes one entry per number in the increment's transaction.
+LEDGER_MAX_BATCH = 1000
+REFERENCE_MAX = 200
+
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_MAX)]
 
 SequenceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
@@ -62,6 +67,18 @@ class SequenceCreate(SequenceSettings):
     start: Int64 = 1
     reset: Reset = Reset.never
     mode: Mode = Mode.strict
+    ledger: StrictBool = Field(
+        default=False,
+        description="Keep one ledger entry per number (strict mode only; never cycles).",
+    )
+
+    @model_validator(mode="after")
+    def _check_ledger(self) -> SequenceCreate:
+        if self.ledger and self.mode is not Mode.strict:
+            raise ValueError("a ledger sequence must be strict (cached blocks leave gaps)")
+        if self.ledger and self.cycle:
+            raise ValueError("a ledger sequence cannot cycle (a number is never issued twice)")
+        return self
 
     @model_validator(mode="after")
     def _check_bounds(self) -> SequenceCreate:
@@ -119,6 +136,7 @@ class SequenceOut(BaseModel):
     format: str | None
     reset: Reset
     mode: Mode
+    ledger: bool = False
     period: str | None = Field(description="The current reset period ('YYYY', 'YYYY-MM', ...).")
     last: int | None = Field(description="The last number issued in this period, if any.")
     next: int | None = Field(description="What the next call would return (null if exhausted).")
@@ -136,6 +154,9 @@ class NextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     count: Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_BATCH)] = 1
+    reference: Reference | None = Field(
+        default=None, description="Ledger sequences: recorded with the numbers (an invoice id)."
+    )
 
 
 class NextOut(BaseModel):

@@ -13,6 +13,7 @@ import dataclasses
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,11 +22,13 @@ from pydantic import ValidationError
 
 from audit.service import SYSTEM, Actor, AuditLog
 from core.clock import Clock, SystemClock
-from core.errors import Unavailable
+from core.errors import Unavailable, Unprocessable
 from sequences.allocator import Allocator, BlockPolicy
 from sequences.errors import (
     CounterMoved,
     InvalidSequence,
+    LedgerKept,
+    NotALedger,
     SequenceExhausted,
     SequenceExists,
     SequenceNotFound,
@@ -35,13 +38,25 @@ from sequences.models import Allocation, Sequence, capacity
 from sequences.periods import counter_key, local_time, period_of
 from sequences.schemas import (
     FORMATTED_RANGE_LIMIT,
+    LEDGER_MAX_BATCH,
+    Mode,
     NextOut,
     SequenceCreate,
     SequenceHeadroom,
     SequenceOut,
     SequencePatch,
 )
-from storage import AlreadyExists, Counter, Increment, SequenceRecord, Store
+from storage import (
+    COMMITTED,
+    RESERVED,
+    AlreadyExists,
+    Counter,
+    Increment,
+    LedgerDraft,
+    Rider,
+    SequenceRecord,
+    Store,
+)
 from usage.recorder import UsageRecorder
 
 DEFAULT_SEQUENCE = "default"
@@ -73,6 +88,18 @@ async def _utc(_tenant: str) -> ZoneInfo:
     return UTC_ZONE
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation to take: its (unguessable) id and when it lapses."""
+
+    id: str
+    expires_at: datetime
+
+
+def _unformatted(_value: int) -> str | None:
+    return None
+
+
 def _version(seq: Sequence) -> tuple[int, datetime, str]:
     return (seq.revision, seq.created_at, seq.incarnation)
 
@@ -100,11 +127,17 @@ class SequenceService:
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
         self._shapes: dict[tuple[str, str], Counter] = {}
         self.group = GroupCommit(store, enabled=group_commit)
+        self.atomic_riders: bool = getattr(store, "atomic_riders", False)
         self.allocator = Allocator(self, coalesce=coalesce, policy=block_policy, clock=self.clock)
 
     # -- definitions -----------------------------------------------------------------
     async def create(self, tenant: str, spec: SequenceCreate, *, actor: Actor = SYSTEM) -> Sequence:
-        """Create a sequence; 409 if the name is taken."""
+        """Create a sequence; 409 if the name is taken, 422 for a ledger the store cannot keep."""
+        if spec.ledger and not self.atomic_riders:
+            raise InvalidSequence(
+                f"ledger: the {self.store.kind} store cannot write ledger entries atomically"
+                " with the increment, so it keeps no ledger sequences."
+            )
         now = self.clock.now()
         config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})
         record = SequenceRecord(
@@ -143,8 +176,10 @@ class SequenceService:
         return [Sequence.from_record(r) for r in records]
 
     async def delete(self, tenant: str, name: str, *, actor: Actor = SYSTEM) -> None:
-        """Delete a sequence and its counters; 404 if unknown."""
+        """Delete a sequence and its counters; 404 if unknown, 409 if it keeps a ledger."""
         record = await self.store.get_sequence(tenant, name)
+        if record is not None and record.config.get("ledger"):
+            raise LedgerKept(name)
         if record is None or not await self.store.delete_sequence(tenant, name):
             self._forget(tenant, name)
             raise SequenceNotFound(name)
@@ -222,13 +257,57 @@ class SequenceService:
             after = seqs[-1].name
 
     # -- allocating --------------------------------------------------------------------
-    async def next(self, tenant: str, name: str, count: int = 1) -> Allocation:
-        """Allocate ``count`` contiguous numbers, persisted before this returns."""
+    async def next(
+        self,
+        tenant: str,
+        name: str,
+        count: int = 1,
+        *,
+        actor: Actor = SYSTEM,
+        reference: str | None = None,
+        hold: Hold | None = None,
+        idempotency_key: str | None = None,
+    ) -> Allocation:
+        """Allocate ``count`` contiguous numbers, persisted before this returns.
+
+        On a ledger sequence each number gets its entry in the same store write:
+        committed (with ``reference``), or reserved until ``hold.expires_at``. An
+        ``idempotency_key`` (already claimed) records the numbers in that write too.
+        """
         seq = await self.get(tenant, name)
         at = self.clock.now()
         local = local_time(at, await self.timezone_of(tenant))
         period = period_of(seq.reset, local)
-        first, last = await self.allocate(tenant, seq, counter_key(name, period), count)
+        rider: Rider | None = None
+        if seq.ledger:
+            if count > LEDGER_MAX_BATCH:
+                raise Unprocessable(
+                    f"count must be at most {LEDGER_MAX_BATCH} on a ledger sequence."
+                )
+            template = seq.template
+            draft = LedgerDraft(
+                sequence=name,
+                period=period,
+                state=RESERVED if hold else COMMITTED,
+                actor=actor.subject,
+                issued_at=at,
+                render=(lambda v: template.render(v, local)) if template else _unformatted,
+                reference=reference,
+                expires_at=hold.expires_at if hold else None,
+                reservation=hold.id if hold else None,
+            )
+            rider = Rider(count, draft)
+        elif reference is not None or hold is not None:
+            raise NotALedger(name)
+        if idempotency_key is not None and seq.mode is Mode.strict and self.atomic_riders:
+            note = {"period": period, "at": local.isoformat(), "count": count}
+            if hold is not None:
+                note["reservation"] = hold.id
+            draft_of = rider.ledger if rider else None
+            rider = Rider(count, draft_of, idempotency_key, note)
+        first, last = await self.allocate(
+            tenant, seq, counter_key(name, period), count, rider=rider
+        )
         if self.usage is not None:
             self.usage.record(tenant, name, count, at, seq.mode)
         return Allocation(first=first, last=last, count=count, period=period, at=local)
@@ -243,9 +322,11 @@ class SequenceService:
                 await self.create(tenant, SequenceCreate(name=DEFAULT_SEQUENCE))
             return await self.next(tenant, DEFAULT_SEQUENCE)
 
-    async def allocate(self, tenant: str, seq: Sequence, key: str, n: int) -> tuple[int, int]:
+    async def allocate(
+        self, tenant: str, seq: Sequence, key: str, n: int, *, rider: Rider | None = None
+    ) -> tuple[int, int]:
         """``n`` contiguous numbers: coalesced (strict) or from a leased block (cached)."""
-        return await self.allocator.allocate(tenant, seq, key, n)
+        return await self.allocator.allocate(tenant, seq, key, n, rider=rider)
 
     async def remaining(self, tenant: str, seq: Sequence, key: str) -> int:
         """How many numbers the counter has left before ``max`` (without cycling)."""
@@ -253,7 +334,14 @@ class SequenceService:
         return seq.fresh_counter().cap if current is None else current.remaining
 
     async def increment(
-        self, tenant: str, seq: Sequence, key: str, n: int, *, wrap: bool = True
+        self,
+        tenant: str,
+        seq: Sequence,
+        key: str,
+        n: int,
+        *,
+        wrap: bool = True,
+        riders: builtins.list[Rider] | None = None,
     ) -> tuple[int, int]:
         """One conditional increment of the counter by ``n``; re-read and retry on a miss.
 
@@ -269,7 +357,9 @@ class SequenceService:
         for attempt in range(_MAX_ATTEMPTS):
             if attempt > 4:
                 await asyncio.sleep(0.001 * attempt)  # heavy contention: back off a little
-            item = Increment(tenant, key, seq.name, shape, n, create=verified)
+            item = Increment(
+                tenant, key, seq.name, shape, n, create=verified, riders=tuple(riders or ())
+            )
             ticks = await self.group.allocate(item)
             if ticks is not None:
                 self._shapes[(tenant, key)] = shape
@@ -348,6 +438,8 @@ class SequenceService:
             if config == record.config:
                 return await self.describe(tenant, name)
             old = Sequence.from_record(record)
+            if old.ledger:
+                _refuse_renumbering(old, config)
             updated = dataclasses.replace(
                 record, config=config, updated_at=self.clock.now(), revision=record.revision + 1
             )
@@ -410,6 +502,11 @@ class SequenceService:
         ``min``..``max`` a 422.
         """
         seq = await self.get(tenant, name, fresh=True)
+        if seq.ledger:
+            raise CounterMoved(
+                f"Sequence '{name}' keeps a ledger: its numbers are continuous, so it cannot"
+                " skip ahead."
+            )
         if to > seq.upper or (seq.min is not None and to < seq.min):
             low = seq.min if seq.min is not None else "-"
             raise InvalidSequence(f"to must be within min..max ({low}..{seq.upper}).")
@@ -464,6 +561,11 @@ class SequenceService:
             if await self.store.update_sequence(tenant, bumped, expected_revision=record.revision):
                 return
 
+    async def current_period(self, tenant: str, seq: Sequence) -> str:
+        """The reset period a number taken now would belong to ("" for never)."""
+        period, _key = await self._current_key(tenant, seq)
+        return period
+
     async def _current_key(self, tenant: str, seq: Sequence) -> tuple[str, str]:
         local = local_time(self.clock.now(), await self.timezone_of(tenant))
         period = period_of(seq.reset, local)
@@ -478,6 +580,19 @@ def next_value(seq: Sequence, counter: Counter | None) -> int | None:
     if counter.ticks < counter.cap:
         return counter.value_at(counter.ticks)
     return seq.start if seq.cycle else None
+
+
+def _refuse_renumbering(old: Sequence, config: dict[str, Any]) -> None:
+    """A ledger sequence's numbering is fixed: its gap report counts on an unbroken
+    counter (a new step or bound rebases it). Its format may change."""
+    numbering = ("step", "min", "max")
+    current = {"step": old.step, "min": old.min, "max": old.max}
+    changed = [k for k in numbering if config.get(k) != current[k]]
+    if changed:
+        raise InvalidSequence(
+            f"{', '.join(changed)}: a ledger sequence's numbering cannot change (only its"
+            " format can)."
+        )
 
 
 def _target(name: str) -> str:
@@ -506,6 +621,7 @@ def to_out(
         format=seq.format,
         reset=seq.reset,
         mode=seq.mode,
+        ledger=seq.ledger,
         period=period or None,
         last=last,
         next=nxt,
@@ -525,6 +641,17 @@ def headroom_of(seq: Sequence, period: str, counter: Counter) -> SequenceHeadroo
         capacity=counter.cap,
         remaining=remaining,
         headroom_percent=round(100 * remaining / counter.cap, 2) if counter.cap else 0.0,
+    )
+
+
+def recorded_allocation(note: dict[str, Any]) -> Allocation:
+    """The allocation an idempotency key's record holds (see ``next``'s note)."""
+    return Allocation(
+        first=int(note["first"]),
+        last=int(note["last"]),
+        count=int(note["count"]),
+        period=str(note["period"]),
+        at=datetime.fromisoformat(note["at"]),
     )
 
 

@@ -5,12 +5,21 @@ scoping does not type-check. ``open_store`` picks the backend from ``TALLY_STORE
 """
 
 from storage.base import (
+    COMMITTED,
+    EXPIRED,
     PLATFORM,
+    RESERVED,
+    STATES,
+    VOIDED,
     AuditEntry,
     ClientRecord,
     Counter,
     IdempotencyRecord,
     Increment,
+    LedgerCounts,
+    LedgerDraft,
+    LedgerEntry,
+    Rider,
     SequenceRecord,
     Store,
     TenantRecord,
@@ -20,7 +29,12 @@ from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 from storage.factory import open_store
 
 __all__ = [
+    "COMMITTED",
+    "EXPIRED",
     "PLATFORM",
+    "RESERVED",
+    "STATES",
+    "VOIDED",
     "AlreadyExists",
     "AuditEntry",
     "ClientRecord",
@@ -28,6 +42,10 @@ __all__ = [
     "IdempotencyRecord",
     "Increment",
     "InvalidCursor",
+    "LedgerCounts",
+    "LedgerDraft",
+    "LedgerEntry",
+    "Rider",
     "SequenceRecord",
     "Store",
     "StoreUnavailable",

@@ -26,8 +26,8 @@ write and undone if the definition is gone. Leftovers are removed by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -73,6 +73,8 @@ class Increment:
     shape: Counter
     n: int
     create: bool = True
+    # Written in the increment's own transaction, only if it applied (see ``Rider``).
+    riders: tuple[Rider, ...] = ()
 
 
 # Counters of one group commit in flight at once on a store without multi-document
@@ -201,11 +203,115 @@ class IdempotencyRecord:
         return self.status is not None
 
 
+# -- the number ledger (ledger/) --------------------------------------------------
+RESERVED, COMMITTED, VOIDED, EXPIRED = "reserved", "committed", "voided", "expired"
+STATES = (RESERVED, COMMITTED, VOIDED, EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """The one record of one number issued by a ledger sequence.
+
+    A reservation past ``expires_at`` is stored as ``reserved`` until something closes
+    it; every read shows it as ``expired`` from that instant (``as_of``), so no reader
+    depends on a sweep having run.
+    """
+
+    sequence: str
+    period: str  # "" for a sequence that never resets
+    value: int
+    formatted: str | None
+    state: str
+    actor: str
+    issued_at: datetime
+    reference: str | None = None
+    expires_at: datetime | None = None
+    reservation: str | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    reason: str | None = None
+
+    def as_of(self, now: datetime) -> LedgerEntry:
+        if self.state == RESERVED and self.expires_at is not None and self.expires_at <= now:
+            return replace(self, state=EXPIRED, closed_at=self.expires_at, reason=EXPIRED)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerDraft:
+    """The entry each number of one request gets; the store fills in value and formatted.
+
+    ``render`` is pure (the sequence's template at the request's local time), so the
+    store may call it inside its transaction.
+    """
+
+    sequence: str
+    period: str
+    state: str  # RESERVED or COMMITTED
+    actor: str
+    issued_at: datetime
+    render: Callable[[int], str | None]
+    reference: str | None = None
+    expires_at: datetime | None = None
+    reservation: str | None = None  # only for a request of one number
+
+    def entry(self, value: int) -> LedgerEntry:
+        return LedgerEntry(
+            sequence=self.sequence,
+            period=self.period,
+            value=value,
+            formatted=self.render(value),
+            state=self.state,
+            actor=self.actor,
+            issued_at=self.issued_at,
+            reference=self.reference,
+            expires_at=self.expires_at,
+            reservation=self.reservation,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rider:
+    """What one request of an allocation writes besides the increment, atomically with it.
+
+    An allocation of ``n`` may carry one rider per request it serves (a coalesced
+    flight carries many), in arrival order, their ``n`` adding up to the allocation's:
+    rider ``i`` gets the numbers after those of riders ``0..i-1``. ``ledger`` makes one
+    entry per number; ``idempotency_key`` records ``{**note, "first", "last"}`` as the
+    ``allocation`` of that key's (already claimed) record.
+    """
+
+    n: int
+    ledger: LedgerDraft | None = None
+    idempotency_key: str | None = None
+    note: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> bool:
+        return self.ledger is not None or self.idempotency_key is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCounts:
+    """A ledger period at a glance: lowest and highest number, entries per state."""
+
+    first: int | None
+    last: int | None
+    states: dict[str, int]
+
+
 PLATFORM = ""  # the tenant key of platform-admin clients: never a valid slug
 
 
 class Store(Protocol):
-    """What the services need from a database; nothing more."""
+    """What the services need from a database; nothing more.
+
+    A backend that writes ``allocate``'s riders atomically with the increment sets the
+    class attribute ``atomic_riders = True`` (SQLite, MongoDB). Without it (read with
+    ``getattr(store, "atomic_riders", False)``) the service refuses ledger sequences at
+    creation (422) and sends no riders, so an idempotency key then protects a retry
+    only once its response is stored.
+    """
 
     kind: str
 
@@ -255,7 +361,15 @@ class Store(Protocol):
         ...
 
     async def allocate(
-        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+        self,
+        tenant: str,
+        key: str,
+        seq: str,
+        shape: Counter,
+        n: int,
+        *,
+        create: bool = True,
+        riders: Sequence[Rider] = (),
     ) -> int | None:
         """Add ``n`` to ticks iff the counter has ``shape`` and room; return the new ticks.
 
@@ -266,6 +380,11 @@ class Store(Protocol):
         found a counter. ``None`` means nothing changed: no such counter (and no
         ``create``, or no such definition), another shape or incarnation, or too few
         ticks left.
+
+        ``riders`` (see ``Rider``) are written atomically with the increment: after a
+        crash at any point, either the increment and all its riders' ledger entries and
+        idempotency notes are there, or none of them. A backend that cannot keep that
+        refuses ledger sequences at creation instead.
         """
         ...
 
@@ -313,6 +432,55 @@ class Store(Protocol):
 
         Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made.
         """
+        ...
+
+    # -- the number ledger (ledger/) ---------------------------------------------
+    # Entries are written by ``allocate``'s riders only; these read and close them.
+    # Reads take ``now`` so a reservation past its expiry reads as expired (as_of).
+    async def get_reservation(
+        self, tenant: str, seq: str, reservation: str, *, now: datetime
+    ) -> LedgerEntry | None:
+        """The entry of a reservation id of this tenant's sequence ``seq``."""
+        ...
+
+    async def close_reservation(
+        self,
+        tenant: str,
+        seq: str,
+        reservation: str,
+        *,
+        state: str,
+        at: datetime,
+        actor: str,
+        reference: str | None,
+        reason: str | None,
+    ) -> LedgerEntry | None:
+        """Move a reservation that is ``reserved`` and not expired at ``at`` to ``state``
+        (``COMMITTED`` or ``VOIDED``), in one conditional write; ``reference`` replaces the
+        stored one unless ``None``. ``None`` if it did not apply (unknown id, or closed)."""
+        ...
+
+    async def list_ledger(
+        self,
+        tenant: str,
+        seq: str,
+        *,
+        period: str,
+        now: datetime,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[LedgerEntry]:
+        """Entries of one period in number order, strictly after the value ``after``,
+        issued in ``[since, until)``, in the given states (as of ``now``)."""
+        ...
+
+    async def count_ledger(
+        self, tenant: str, seq: str, *, period: str, now: datetime
+    ) -> LedgerCounts:
+        """Lowest and highest value of a period and its entries per state (as of ``now``)."""
         ...
 
     # -- idempotency keys (idempotency/) -------------------------------------------

@@ -14,13 +14,16 @@ passes ``AsyncMongoClient``'s; the client itself is owned by ``open_store``'s ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import random
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
@@ -31,12 +34,17 @@ from pymongo.errors import (
 )
 
 from storage.base import (
+    EXPIRED,
     GROUP_CONCURRENCY,
+    RESERVED,
     AuditEntry,
     ClientRecord,
     Counter,
     IdempotencyRecord,
     Increment,
+    LedgerCounts,
+    LedgerEntry,
+    Rider,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -89,12 +97,14 @@ def _counter(doc: dict[str, Any]) -> Counter:
 
 class MongoStore:
     kind = "mongodb"
+    atomic_riders = True  # journaled in the counter document (see _allocate_riding)
 
     def __init__(self, database: Any, *, on_close: Callable[[], Any] | None = None) -> None:
         self._db = database
         self.sequences = database["sequences"]
         self.counters = database["counters"]
         self.audit = database["audit"]
+        self.ledger = database["ledger"]
         self._on_close = on_close
 
     async def _call(self, awaitable: Any) -> Any:
@@ -110,6 +120,13 @@ class MongoStore:
         usage_index = [("tenant", ASCENDING), ("hour", ASCENDING), ("seq", ASCENDING)]
         await self._call(self.usage.create_index(usage_index))
         await self._start_tenants()
+        ledger_order = [("tenant", ASCENDING), ("seq", ASCENDING), ("period", ASCENDING)]
+        await self._call(self.ledger.create_index([*ledger_order, ("value", ASCENDING)]))
+        await self._call(
+            self.ledger.create_index(
+                [("tenant", ASCENDING), ("seq", ASCENDING), ("reservation", ASCENDING)]
+            )
+        )
         # MongoDB deletes expired keys itself (its TTL monitor runs about once a minute;
         # until then claim_idempotency treats them as absent).
         await self._call(self.idempotency.create_index("expires_at", expireAfterSeconds=0))
@@ -254,10 +271,22 @@ class MongoStore:
         return {ids[doc["_id"]]: _counter(doc) for doc in docs}
 
     async def allocate(
-        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+        self,
+        tenant: str,
+        key: str,
+        seq: str,
+        shape: Counter,
+        n: int,
+        *,
+        create: bool = True,
+        riders: Sequence[Rider] = (),
     ) -> int | None:
         if n < 1 or n > shape.cap:
             return None
+        if any(r.writes for r in riders):
+            if sum(r.n for r in riders) != n:
+                raise ValueError("the riders of an allocation must add up to its n")
+            return await self._allocate_riding(tenant, key, seq, shape, n, create, riders)
         on_insert: dict[str, Any] = {"seq": seq}
         if not shape.incarnation:  # matched with $in, which an upsert does not copy
             on_insert["incarnation"] = ""
@@ -297,7 +326,217 @@ class MongoStore:
         return await allocate_concurrently(self._allocate_item, items, limit=GROUP_CONCURRENCY)
 
     async def _allocate_item(self, it: Increment) -> int | None:
-        return await self.allocate(it.tenant, it.key, it.seq, it.shape, it.n, create=it.create)
+        return await self.allocate(
+            it.tenant, it.key, it.seq, it.shape, it.n, create=it.create, riders=it.riders
+        )
+
+    # -- riders: the ledger and idempotency notes of an allocation ----------------------
+    # Without relying on multi-document transactions (mongomock has none, and a sharded
+    # cluster pays for them), the counter document itself is the journal: the increment
+    # is a compare-and-set on ``ticks`` that also pushes the riders' fully formed
+    # entries into its ``pending`` array, one atomic single-document write. The entries
+    # are then copied into ``ledger`` (deterministic ``_id``s, so copying twice is a
+    # no-op) and pulled from ``pending``. A crash between any two of these writes
+    # leaves them in ``pending``; every ledger read first settles what is pending for
+    # its sequence. So an entry exists (in ``ledger`` or ``pending``) for every tick.
+    async def _allocate_riding(
+        self,
+        tenant: str,
+        key: str,
+        seq: str,
+        shape: Counter,
+        n: int,
+        create: bool,
+        riders: Sequence[Rider],
+    ) -> int | None:
+        doc_id = _doc_id(tenant, key)
+        for attempt in range(64):
+            if attempt > 2:  # another process won the compare-and-set: let it pass
+                await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))  # noqa: S311
+            doc = await self._call(self.counters.find_one(_key(tenant, key)))
+            if doc is None:
+                if not create:
+                    return None
+                journal = _journal(tenant, shape, 0, riders)
+                new = {
+                    **_key(tenant, key),
+                    "seq": seq,
+                    "base": shape.base,
+                    "step": shape.step,
+                    "cap": shape.cap,
+                    "ticks": n,
+                    "incarnation": shape.incarnation,
+                    "pending": journal,
+                }
+                try:
+                    await self._call(self.counters.insert_one(new))
+                except DuplicateKeyError:
+                    continue
+                # As in allocate: kept only while its definition lives (else it is
+                # deleted, journal and all, before any entry reached the ledger).
+                if not await self._founded(tenant, key, seq, shape.incarnation):
+                    return None
+                ticks = n
+            else:
+                current = _counter(doc)
+                if (
+                    current.shape != shape.shape
+                    or current.incarnation != shape.incarnation
+                    or current.ticks > shape.cap - n
+                ):
+                    return None
+                journal = _journal(tenant, shape, current.ticks, riders)
+                result = await self._call(
+                    self.counters.update_one(
+                        {
+                            **_key(tenant, key),
+                            "base": shape.base,
+                            "step": shape.step,
+                            "cap": shape.cap,
+                            "incarnation": _inc(shape.incarnation),
+                            "ticks": current.ticks,
+                        },
+                        {
+                            "$set": {"ticks": current.ticks + n},
+                            "$push": {"pending": {"$each": journal}},
+                        },
+                    )
+                )
+                if result.modified_count != 1:
+                    continue
+                ticks = current.ticks + n
+            await self._settle_journal(tenant, doc_id, journal)
+            return ticks
+        raise StoreUnavailable("The counter is under heavy contention; try again.")
+
+    async def _settle_journal(
+        self, tenant: str, doc_id: str, journal: list[dict[str, Any]]
+    ) -> None:
+        entries = [e for item in journal for e in item["entries"]]
+        if entries:
+            try:
+                await self._call(self.ledger.insert_many(entries, ordered=False))
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise StoreUnavailable("MongoDB refused ledger entries") from exc
+        for item in journal:
+            if item["key"] is not None:
+                await self._call(
+                    self.idempotency.update_one(
+                        {"_id": _doc_id(tenant, item["key"])},
+                        {"$set": {"allocation": item["note"]}},
+                    )
+                )
+        ticks = [item["t"] for item in journal]
+        await self._call(
+            self.counters.update_one(
+                {"_id": doc_id, "tenant": tenant}, {"$pull": {"pending": {"t": {"$in": ticks}}}}
+            )
+        )
+
+    async def _settle(self, tenant: str, seq: str) -> None:
+        """Finish what crashed allocations of ``seq`` left in their counters' journals."""
+        cursor = self.counters.find({"tenant": tenant, "seq": seq, "pending.0": {"$exists": True}})
+        for doc in await self._call(cursor.to_list(length=None)):
+            await self._settle_journal(tenant, doc["_id"], list(doc["pending"]))
+
+    # -- the number ledger -------------------------------------------------------------
+    async def get_reservation(
+        self, tenant: str, seq: str, reservation: str, *, now: datetime
+    ) -> LedgerEntry | None:
+        query = {"tenant": tenant, "seq": seq, "reservation": reservation}
+        doc = await self._call(self.ledger.find_one(query))
+        if doc is None:
+            await self._settle(tenant, seq)
+            doc = await self._call(self.ledger.find_one(query))
+        return _entry(doc).as_of(now) if doc else None
+
+    async def close_reservation(
+        self,
+        tenant: str,
+        seq: str,
+        reservation: str,
+        *,
+        state: str,
+        at: datetime,
+        actor: str,
+        reference: str | None,
+        reason: str | None,
+    ) -> LedgerEntry | None:
+        changes: dict[str, Any] = {
+            "state": state,
+            "closed_at": at,
+            "closed_by": actor,
+            "reason": reason,
+        }
+        if reference is not None:
+            changes["reference"] = reference
+        query = {
+            "tenant": tenant,
+            "seq": seq,
+            "reservation": reservation,
+            "state": RESERVED,
+            "expires_at": {"$gt": at},
+        }
+        for _ in range(2):
+            doc = await self._call(
+                self.ledger.find_one_and_update(
+                    query, {"$set": changes}, return_document=ReturnDocument.AFTER
+                )
+            )
+            if doc is not None:
+                return _entry(doc)
+            await self._settle(tenant, seq)  # maybe still pending after a crash
+        return None
+
+    async def list_ledger(
+        self,
+        tenant: str,
+        seq: str,
+        *,
+        period: str,
+        now: datetime,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[LedgerEntry]:
+        await self._settle(tenant, seq)
+        query: dict[str, Any] = {"tenant": tenant, "seq": seq, "period": period}
+        if after is not None:
+            query["value"] = {"$gt": after}
+        issued: dict[str, Any] = {}
+        if since is not None:
+            issued["$gte"] = since
+        if until is not None:
+            issued["$lt"] = until
+        if issued:
+            query["issued_at"] = issued
+        if states is not None:
+            query["$or"] = _state_query(states, now)
+        cursor = self.ledger.find(query).sort("value", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [_entry(d).as_of(now) for d in docs]
+
+    async def count_ledger(
+        self, tenant: str, seq: str, *, period: str, now: datetime
+    ) -> LedgerCounts:
+        await self._settle(tenant, seq)
+        base = {"tenant": tenant, "seq": seq, "period": period}
+        states: dict[str, int] = {}
+        for state in ("reserved", "committed", "voided", "expired"):
+            query = {**base, "$or": _state_query([state], now)}
+            count = int(await self._call(self.ledger.count_documents(query)))
+            if count:
+                states[state] = count
+        ends: list[int | None] = []
+        for direction in (ASCENDING, -1):
+            cursor = self.ledger.find(base).sort("value", direction).limit(1)
+            docs = await self._call(cursor.to_list(length=1))
+            ends.append(int(docs[0]["value"]) if docs else None)
+        return LedgerCounts(first=ends[0], last=ends[1], states=states)
 
     async def replace_counter(
         self, tenant: str, key: str, seq: str, expected: Counter | None, new: Counter
@@ -556,6 +795,7 @@ class MongoStore:
             await self._call(self.idempotency.delete_many({"tenant": tenant}))
             await self._call(self.sequences.delete_many({"tenant": tenant}))
             await self._purge(tenant)
+            await self._call(self.ledger.delete_many({"tenant": tenant}))
         return bool(result.deleted_count == 1)
 
     # -- API clients ------------------------------------------------------------------
@@ -613,6 +853,74 @@ class MongoStore:
 
 def _maybe_aware(value: datetime | None) -> datetime | None:
     return _aware(value) if value is not None else None
+
+
+def _journal(
+    tenant: str, shape: Counter, tick: int, riders: Sequence[Rider]
+) -> list[dict[str, Any]]:
+    """The riders of an increment whose first new tick is ``tick``, as journal items."""
+    journal: list[dict[str, Any]] = []
+    for rider in riders:
+        first, last = shape.value_at(tick), shape.value_at(tick + rider.n - 1)
+        entries: list[dict[str, Any]] = []
+        if rider.ledger is not None:
+            for i in range(rider.n):
+                e = rider.ledger.entry(shape.value_at(tick + i))
+                entries.append(
+                    {
+                        "_id": f"{tenant}/{e.sequence}/{e.period}/{e.value}",
+                        "tenant": tenant,
+                        "seq": e.sequence,
+                        "period": e.period,
+                        "value": e.value,
+                        "formatted": e.formatted,
+                        "state": e.state,
+                        "actor": e.actor,
+                        "issued_at": e.issued_at,
+                        "reference": e.reference,
+                        "expires_at": e.expires_at,
+                        "reservation": e.reservation,
+                        "closed_at": None,
+                        "closed_by": None,
+                        "reason": None,
+                    }
+                )
+        note = {**rider.note, "first": first, "last": last} if rider.idempotency_key else None
+        journal.append({"t": tick, "entries": entries, "key": rider.idempotency_key, "note": note})
+        tick += rider.n
+    return journal
+
+
+def _state_query(states: Collection[str], now: datetime) -> list[dict[str, Any]]:
+    """``$or`` clauses for entries in ``states`` as of ``now`` (see LedgerEntry.as_of)."""
+    clauses: list[dict[str, Any]] = []
+    for state in states:
+        if state == RESERVED:
+            clauses.append({"state": RESERVED, "expires_at": {"$gt": now}})
+        elif state == EXPIRED:
+            clauses.append({"state": EXPIRED})
+            clauses.append({"state": RESERVED, "expires_at": {"$lte": now}})
+        else:
+            clauses.append({"state": state})
+    return clauses or [{"_id": {"$exists": False}}]
+
+
+def _entry(doc: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        sequence=doc["seq"],
+        period=doc["period"],
+        value=int(doc["value"]),
+        formatted=doc.get("formatted"),
+        state=doc["state"],
+        actor=doc["actor"],
+        issued_at=_aware(doc["issued_at"]),
+        reference=doc.get("reference"),
+        expires_at=_maybe_aware(doc.get("expires_at")),
+        reservation=doc.get("reservation"),
+        closed_at=_maybe_aware(doc.get("closed_at")),
+        closed_by=doc.get("closed_by"),
+        reason=doc.get("reason"),
+    )
 
 
 def _idempotency(doc: dict[str, Any]) -> IdempotencyRecord:

@@ -16,18 +16,22 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.base import (
+    RESERVED,
     AuditEntry,
     ClientRecord,
     Counter,
     IdempotencyRecord,
     Increment,
+    LedgerCounts,
+    LedgerEntry,
+    Rider,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -80,6 +84,37 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (tenant, hour, seq)
 ) WITHOUT ROWID;
 """
+
+# The number ledger (ledger/): one row per number a ledger sequence issued, written in the
+# increment's transaction. Rows are never deleted with their sequence (a ledger sequence
+# cannot be deleted), only with their tenant.
+_LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    tenant      TEXT    NOT NULL,
+    seq         TEXT    NOT NULL,
+    period      TEXT    NOT NULL,
+    value       INTEGER NOT NULL,
+    formatted   TEXT,
+    state       TEXT    NOT NULL,
+    reference   TEXT,
+    actor       TEXT    NOT NULL,
+    issued_at   TEXT    NOT NULL,
+    expires_at  TEXT,
+    reservation TEXT,
+    closed_at   TEXT,
+    closed_by   TEXT,
+    reason      TEXT,
+    PRIMARY KEY (tenant, seq, period, value)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_by_reservation ON ledger (tenant, seq, reservation)
+    WHERE reservation IS NOT NULL;
+"""
+_LEDGER_COLUMNS = (
+    "seq, period, value, formatted, state, actor, issued_at, reference, expires_at,"
+    " reservation, closed_at, closed_by, reason"
+)
+# A reservation past its expiry reads as expired, whatever is stored.
+_EFFECTIVE = "CASE WHEN state = 'reserved' AND expires_at <= :now THEN 'expired' ELSE state END"
 
 # Idempotency keys (idempotency/); times are fixed-width UTC text (_ts), so they compare.
 _IDEMPOTENCY_SCHEMA = """
@@ -195,8 +230,25 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
     return result
 
 
+def _riding(riders: Sequence[Rider], n: int) -> tuple[Rider, ...]:
+    """The riders worth writing (none on the hot path), checked to add up to ``n``."""
+    if not any(r.writes for r in riders):
+        return ()
+    if sum(r.n for r in riders) != n:
+        raise ValueError("the riders of an allocation must add up to its n")
+    return tuple(riders)
+
+
 def _increment(conn: sqlite3.Connection, item: Increment) -> int | None:
-    """``Store.allocate`` of one item, inside the caller's write transaction."""
+    """``Store.allocate`` of one item and its riders, inside the caller's transaction."""
+    ticks = _count(conn, item)
+    if ticks is not None and item.riders:
+        _ride(conn, item.tenant, item.shape, ticks - item.n, item.riders)
+    return ticks
+
+
+def _count(conn: sqlite3.Connection, item: Increment) -> int | None:
+    """The conditional increment of one item (see ``Store.allocate``)."""
     tenant, key, seq, shape, n, create = (
         item.tenant,
         item.key,
@@ -282,6 +334,7 @@ def _add_columns(conn: sqlite3.Connection) -> None:
 
 class SQLiteStore:
     kind = "sqlite"
+    atomic_riders = True  # entries and notes share the increment's transaction
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
@@ -295,7 +348,11 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
             statements = [
-                s for s in (_SCHEMA + _IDEMPOTENCY_SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()
+                s
+                for s in (_SCHEMA + _LEDGER_SCHEMA + _IDEMPOTENCY_SCHEMA + _TENANT_SCHEMA).split(
+                    ";"
+                )
+                if s.strip()
             ]
 
             def create(c: sqlite3.Connection) -> None:
@@ -446,13 +503,22 @@ class SQLiteStore:
         ]
 
     async def allocate(
-        self, tenant: str, key: str, seq: str, shape: Counter, n: int, *, create: bool = True
+        self,
+        tenant: str,
+        key: str,
+        seq: str,
+        shape: Counter,
+        n: int,
+        *,
+        create: bool = True,
+        riders: Sequence[Rider] = (),
     ) -> int | None:
-        item = Increment(tenant, key, seq, shape, n, create)
+        item = Increment(tenant, key, seq, shape, n, create, _riding(riders, n))
         return await self._writer.run(lambda c: _write(c, lambda c: _increment(c, item)))
 
     async def allocate_many(self, items: Sequence[Increment]) -> list[int | None]:
-        # One write transaction for the whole group: one commit, one fsync.
+        # One write transaction for the whole group: one commit, one fsync; each item's
+        # riders are written right after its increment, only if it applied.
         def op(conn: sqlite3.Connection) -> list[int | None]:
             return [_increment(conn, item) for item in items]
 
@@ -550,6 +616,106 @@ class SQLiteStore:
             )
             for row in rows
         ]
+
+    # -- the number ledger -----------------------------------------------------------
+    async def get_reservation(
+        self, tenant: str, seq: str, reservation: str, *, now: datetime
+    ) -> LedgerEntry | None:
+        row = await self._reader.run(
+            lambda c: c.execute(
+                f"SELECT {_LEDGER_COLUMNS} FROM ledger"  # noqa: S608
+                " WHERE tenant = ? AND seq = ? AND reservation = ?",
+                (tenant, seq, reservation),
+            ).fetchone()
+        )
+        return _entry(row).as_of(now) if row else None
+
+    async def close_reservation(
+        self,
+        tenant: str,
+        seq: str,
+        reservation: str,
+        *,
+        state: str,
+        at: datetime,
+        actor: str,
+        reference: str | None,
+        reason: str | None,
+    ) -> LedgerEntry | None:
+        def op(conn: sqlite3.Connection) -> LedgerEntry | None:
+            row = conn.execute(
+                "UPDATE ledger SET state = ?, closed_at = ?, closed_by = ?, reason = ?,"  # noqa: S608
+                " reference = COALESCE(?, reference)"
+                " WHERE tenant = ? AND seq = ? AND reservation = ? AND state = ?"
+                f" AND expires_at > ? RETURNING {_LEDGER_COLUMNS}",
+                (
+                    state,
+                    _ts(at),
+                    actor,
+                    reason,
+                    reference,
+                    tenant,
+                    seq,
+                    reservation,
+                    RESERVED,
+                    _ts(at),
+                ),
+            ).fetchone()
+            return _entry(row) if row else None
+
+        return await self._writer.run(lambda c: _write(c, op))
+
+    async def list_ledger(
+        self,
+        tenant: str,
+        seq: str,
+        *,
+        period: str,
+        now: datetime,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[LedgerEntry]:
+        args: dict[str, Any] = {"tenant": tenant, "seq": seq, "period": period, "now": _ts(now)}
+        where = "tenant = :tenant AND seq = :seq AND period = :period"
+        if after is not None:
+            where += " AND value > :after"
+            args["after"] = after
+        if since is not None:
+            where += " AND issued_at >= :since"
+            args["since"] = _ts(since)
+        if until is not None:
+            where += " AND issued_at < :until"
+            args["until"] = _ts(until)
+        sql = f"SELECT {_LEDGER_COLUMNS}, {_EFFECTIVE} AS eff FROM ledger WHERE {where}"  # noqa: S608
+        if states is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE eff IN (SELECT value FROM json_each(:states))"  # noqa: S608
+            args["states"] = json.dumps(sorted(states))
+        args["limit"] = limit
+        rows = await self._reader.run(
+            lambda c: c.execute(sql + " ORDER BY value LIMIT :limit", args).fetchall()
+        )
+        return [_entry(row[:-1]).as_of(now) for row in rows]
+
+    async def count_ledger(
+        self, tenant: str, seq: str, *, period: str, now: datetime
+    ) -> LedgerCounts:
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                f"SELECT eff, count(*), min(value), max(value) FROM (SELECT value,"  # noqa: S608
+                f" {_EFFECTIVE} AS eff FROM ledger WHERE tenant = :tenant AND seq = :seq"
+                " AND period = :period) GROUP BY eff",
+                {"tenant": tenant, "seq": seq, "period": period, "now": _ts(now)},
+            ).fetchall()
+        )
+        states = {eff: count for eff, count, _, _ in rows}
+        lows = [low for _, _, low, _ in rows]
+        highs = [high for _, _, _, high in rows]
+        return LedgerCounts(
+            first=min(lows) if lows else None, last=max(highs) if highs else None, states=states
+        )
 
     # -- idempotency keys ------------------------------------------------------------
     async def claim_idempotency(
@@ -679,7 +845,8 @@ class SQLiteStore:
         return await self._writer.run(lambda c: _write(c, op))
 
     async def delete_tenant(self, tenant: str, *, with_data: bool = True) -> bool:
-        tables = ("clients", "sequences", "counters", "idempotency") if with_data else ("clients",)
+        owned = ("clients", "sequences", "counters", "idempotency", "ledger")
+        tables = owned if with_data else ("clients",)
 
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM tenants WHERE tenant = ?", (tenant,))
@@ -759,6 +926,65 @@ class SQLiteStore:
             )
 
         await self._writer.run(lambda c: _write(c, op))
+
+
+def _ride(
+    conn: sqlite3.Connection, tenant: str, shape: Counter, tick: int, riders: Sequence[Rider]
+) -> None:
+    """Write the riders of an increment whose first new tick is ``tick`` (same transaction)."""
+    entries: list[tuple[Any, ...]] = []
+    notes: list[tuple[Any, ...]] = []
+    for rider in riders:
+        first, last = shape.value_at(tick), shape.value_at(tick + rider.n - 1)
+        if rider.ledger is not None:
+            draft = rider.ledger
+            for i in range(rider.n):
+                e = draft.entry(shape.value_at(tick + i))
+                entries.append(
+                    (
+                        *(tenant, e.sequence, e.period, e.value, e.formatted, e.state),
+                        *(e.reference, e.actor, _ts(e.issued_at), _iso_ts(e.expires_at)),
+                        *(e.reservation, None, None, None),
+                    )
+                )
+        if rider.idempotency_key is not None:
+            note = json.dumps({**rider.note, "first": first, "last": last})
+            notes.append((note, tenant, rider.idempotency_key))
+        tick += rider.n
+    if entries:
+        conn.executemany(
+            "INSERT INTO ledger (tenant, seq, period, value, formatted, state, reference, actor,"
+            " issued_at, expires_at, reservation, closed_at, closed_by, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            entries,
+        )
+    if notes:
+        conn.executemany(
+            "UPDATE idempotency SET allocation = ? WHERE tenant = ? AND key = ?", notes
+        )
+
+
+def _iso_ts(value: datetime | None) -> str | None:
+    return _ts(value) if value is not None else None
+
+
+def _entry(row: Sequence[Any]) -> LedgerEntry:
+    seq, period, value, formatted, state, actor, issued, ref, expires, rsv, closed, by, why = row
+    return LedgerEntry(
+        sequence=seq,
+        period=period,
+        value=value,
+        formatted=formatted,
+        state=state,
+        actor=actor,
+        issued_at=datetime.fromisoformat(issued),
+        reference=ref,
+        expires_at=_from_iso(expires),
+        reservation=rsv,
+        closed_at=_from_iso(closed),
+        closed_by=by,
+        reason=why,
+    )
 
 
 _IDEM_COLUMNS = (

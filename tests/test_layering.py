@@ -14,6 +14,7 @@ PACKAGES = (
     "console",
     "core",
     "idempotency",
+    "ledger",
     "ops",
     "sequences",
     "storage",

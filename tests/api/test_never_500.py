@@ -94,8 +94,14 @@ async def test_no_operation_answers_500_to_hostile_input(
     admin = bearer(await token_for(client, await app.state.tenants.create_admin_client("ops")))
     acme = await make_tenant(app.state.tenants, "acme")
     tenant = bearer(await token_for(client, acme))
-    await client.post("/v1/sequences", json={"name": "s"}, headers=tenant)
-    valid_path = {"name": "s", "slug": "acme", "client_id": acme.client_id}
+    # A ledger sequence, so the reservation, ledger and gap routes are swept for real.
+    await client.post("/v1/sequences", json={"name": "s", "ledger": True}, headers=tenant)
+    valid_path = {
+        "name": "s",
+        "slug": "acme",
+        "client_id": acme.client_id,
+        "reservation": "rsv_" + "A" * 22,
+    }
     spec = app.openapi()
     seen: list[tuple[str, str, int]] = []
 
