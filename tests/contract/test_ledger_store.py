@@ -18,11 +18,19 @@ from storage import (
     Rider,
     Store,
 )
+from tests.contract.test_store import define
 
 # The real present (millisecond precision, as BSON keeps it): idempotency keys expire
 # by the wall clock on MongoDB.
 NOW = datetime.now(UTC).replace(microsecond=0)
 SHAPE = Counter(base=100, step=10, cap=1000)
+
+
+@pytest.fixture(autouse=True)
+async def sequences(store: Store) -> None:
+    """Counters are founded only while their definition exists."""
+    for tenant in ("acme", "globex"):
+        await define(store, tenant, "inv", "plain")
 
 
 def draft(state: str = COMMITTED, **fields: object) -> LedgerDraft:
@@ -226,3 +234,12 @@ async def test_deleting_a_tenant_with_data_drops_its_ledger(store: Store) -> Non
     assert await store.delete_tenant("acme")
     assert await store.list_ledger("acme", "inv", period="", now=NOW, limit=9) == []
     assert len(await store.list_ledger("globex", "inv", period="", now=NOW, limit=9)) == 1
+
+
+async def test_no_entry_without_a_live_definition(store: Store) -> None:
+    ghost = await store.allocate(
+        "acme", "ghost", "ghost", SHAPE, 1, riders=[Rider(1, draft(sequence="ghost"))]
+    )
+    assert ghost is None
+    assert await store.read_counter("acme", "ghost") is None
+    assert await store.list_ledger("acme", "ghost", period="", now=NOW, limit=9) == []

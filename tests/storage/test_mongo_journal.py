@@ -13,6 +13,7 @@ from pymongo.errors import AutoReconnect
 
 from storage import COMMITTED, Counter, LedgerDraft, Rider, StoreUnavailable
 from storage.mongo import MongoStore
+from tests.contract.test_store import define
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SHAPE = Counter(base=1, step=1, cap=1000)
@@ -55,6 +56,7 @@ class Dies:
 async def store() -> AsyncIterator[MongoStore]:
     s = MongoStore(AsyncMongoMockClient()["tally"])
     await s.start()
+    await define(s, "acme", "inv")
     yield s
     await s.close()
 
