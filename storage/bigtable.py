@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,9 @@ from storage.base import (
     Counter,
     IdempotencyRecord,
     Increment,
+    LedgerCounts,
+    LedgerEntry,
+    Rider,
     SequenceRecord,
     TenantRecord,
     UsageRow,
@@ -347,8 +350,21 @@ class BigtableStore:
         return await self.allocate(it.tenant, it.key, it.seq, it.shape, it.n, create=it.create)
 
     async def allocate(
-        self, tenant: str, key_: str, seq: str, shape: Counter, n: int, *, create: bool = True
+        self,
+        tenant: str,
+        key_: str,
+        seq: str,
+        shape: Counter,
+        n: int,
+        *,
+        create: bool = True,
+        riders: Sequence[Rider] = (),
     ) -> int | None:
+        if any(r.writes for r in riders):
+            # ReadModifyWriteRow changes one row: entries in other rows could not commit
+            # with it. No atomic_riders, so the service never sends any (see Store).
+            raise ValueError("Bigtable cannot write riders atomically with an increment")
+
         def live(incarnation: str) -> Awaitable[bool]:
             return self._live(tenant, seq, incarnation)
 
@@ -442,6 +458,48 @@ class BigtableStore:
                 )
             )
         return entries
+
+    # -- the number ledger: refused ----------------------------------------------------
+    # Without atomic_riders the service refuses ledger sequences at creation (422), so
+    # there is never a ledger to read here.
+    async def get_reservation(
+        self, tenant: str, seq: str, reservation: str, *, now: datetime
+    ) -> LedgerEntry | None:
+        return None
+
+    async def close_reservation(
+        self,
+        tenant: str,
+        seq: str,
+        reservation: str,
+        *,
+        state: str,
+        at: datetime,
+        actor: str,
+        reference: str | None,
+        reason: str | None,
+    ) -> LedgerEntry | None:
+        return None
+
+    async def list_ledger(
+        self,
+        tenant: str,
+        seq: str,
+        *,
+        period: str,
+        now: datetime,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[LedgerEntry]:
+        return []
+
+    async def count_ledger(
+        self, tenant: str, seq: str, *, period: str, now: datetime
+    ) -> LedgerCounts:
+        return LedgerCounts(first=None, last=None, states={})
 
     # -- idempotency keys (storage.bigtable_idempotency) ---------------------------------
     async def claim_idempotency(

@@ -27,6 +27,8 @@ def now_clock() -> FrozenClock:
 
 @pytest.fixture
 async def api(settings: Settings, now_clock: FrozenClock, store: Store) -> AsyncIterator[Api]:
+    if not getattr(store, "atomic_riders", False):
+        pytest.skip(f"{store.kind} keeps no ledger (see test_a_store_without_atomic_riders...)")
     async with running_api(settings, now_clock, store=store) as running:
         r = await running.create(name="inv", ledger=True, format="INV-{n:04}")
         assert r.status_code == 201, r.text
@@ -343,3 +345,21 @@ async def test_reading_needs_read_and_reserving_needs_next(api: Api) -> None:
     take = api.headers(scopes="sequences:next")
     assert (await api.client.get(f"{SEQ}/gaps", headers=take)).status_code == 403
     assert (await api.client.post(f"{SEQ}/reservations", json={}, headers=take)).status_code == 201
+
+
+async def test_a_store_without_atomic_riders_refuses_ledger_sequences(
+    settings: Settings, now_clock: FrozenClock, store: Store
+) -> None:
+    """Bigtable (one-row atomicity) refuses a ledger at creation, never weakens it; here
+    every other backend is made to look like it, and Bigtable is itself."""
+    if getattr(store, "atomic_riders", False):
+        store.atomic_riders = False  # type: ignore[misc]
+    async with running_api(settings, now_clock, store=store) as api:
+        r = await api.create(name="inv", ledger=True)
+        assert r.status_code == 422 and "atomically" in r.json()["detail"]
+        # Idempotency keys still work: a stored response is replayed.
+        assert (await api.create(name="plain")).status_code == 201
+        key = {"Idempotency-Key": "k"}
+        first = await call(api, "POST", "/v1/sequences/plain/next", **key)
+        again = await call(api, "POST", "/v1/sequences/plain/next", **key)
+        assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
