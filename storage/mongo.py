@@ -326,9 +326,11 @@ class MongoStore:
         return await allocate_concurrently(self._allocate_item, items, limit=GROUP_CONCURRENCY)
 
     async def _allocate_item(self, it: Increment) -> int | None:
-        return await self.allocate(
-            it.tenant, it.key, it.seq, it.shape, it.n, create=it.create, riders=it.riders
-        )
+        if it.riders:
+            return await self.allocate(
+                it.tenant, it.key, it.seq, it.shape, it.n, create=it.create, riders=it.riders
+            )
+        return await self.allocate(it.tenant, it.key, it.seq, it.shape, it.n, create=it.create)
 
     # -- riders: the ledger and idempotency notes of an allocation ----------------------
     # Without relying on multi-document transactions (mongomock has none, and a sharded
