@@ -25,6 +25,11 @@ from tenants.errors import ProvisionError
 from tenants.schemas import TenantOut
 
 TENANT_FILE_DIR = Path("terraform/live/tenants")
+# Used when `terraform output` does not name them (platform outputs override).
+DEFAULT_INGRESS_CLASS = "nginx"
+DEFAULT_CLUSTER_ISSUER = "letsencrypt"
+# The file name terraform/live's store URL names in tlsCAFile (var.store_ca_file).
+STORE_CA_FILE = "global-bundle.pem"
 VALUES_DIR = Path("deploy/tenants")
 _PLAIN = re.compile(r"^[A-Za-z0-9_./-]+$")
 
@@ -104,8 +109,29 @@ def helm_values(
             "tls": {"enabled": True, "secretName": f"tally-{tenant.slug}-tls"},
         },
     }
+    values["ingress"]["className"] = platform.get("ingress_class_name") or DEFAULT_INGRESS_CLASS
+    # TLS for every host, custom domain included: cert-manager issues the Secret the
+    # Ingress names (HTTP-01 through that Ingress, so the client publishes one CNAME).
+    values["certificate"] = {
+        "enabled": True,
+        "issuerName": platform.get("cluster_issuer") or DEFAULT_CLUSTER_ISSUER,
+    }
     if mine.get("role_arn"):
         values["serviceAccount"] = {"roleArn": mine["role_arn"]}
+    region = platform.get("region")
+    if region and mine.get("secret_name"):
+        # The instance secret and signing keys, synced with the tenant's own IAM role.
+        values["externalSecrets"] = {
+            "enabled": True,
+            "region": region,
+            "instanceSecret": mine["secret_name"],
+            "signingKeysSecret": mine.get("signing_keys_secret_name")
+            or f"tally/{tenant.slug}/signing-keys",
+        }
+        if platform.get("store_ca_secret_name"):
+            # DocumentDB's TLS: the URL's tlsCAFile is <storeCA.mountPath>/<secretKey>.
+            values["externalSecrets"]["storeCASecret"] = platform["store_ca_secret_name"]
+            values["storeCA"] = {"secretKey": STORE_CA_FILE}
     image: dict[str, Any] = {}
     if platform.get("ecr_repository_url"):
         image["repository"] = platform["ecr_repository_url"]

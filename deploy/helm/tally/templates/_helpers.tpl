@@ -92,3 +92,54 @@ Name of the TLS secret of the ingress
 {{- define "tally.tlsSecretName" -}}
 {{- default (printf "%s-tls" (include "tally.fullname" .)) .Values.ingress.tls.secretName }}
 {{- end }}
+
+{{/*
+TALLY_STORE_URL from the instance Secret (Deployment and migrate Job alike)
+*/}}
+{{- define "tally.storeEnv" -}}
+- name: TALLY_STORE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.existingSecret | quote }}
+      key: {{ .Values.existingSecretKeys.storeUrl | quote }}
+{{- end }}
+
+{{/*
+The store's CA bundle (the store URL's tlsCAFile points into it): a ConfigMap, or a
+key of existingSecret (where the ExternalSecret syncs it)
+*/}}
+{{- define "tally.storeCAMount" -}}
+{{- if or .Values.storeCA.existingConfigMap .Values.storeCA.secretKey }}
+- name: store-ca
+  mountPath: {{ .Values.storeCA.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "tally.storeCAVolume" -}}
+{{- if .Values.storeCA.secretKey }}
+- name: store-ca
+  secret:
+    secretName: {{ .Values.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.storeCA.secretKey | quote }}
+        path: {{ .Values.storeCA.secretKey | quote }}
+{{- else if .Values.storeCA.existingConfigMap }}
+- name: store-ca
+  configMap:
+    name: {{ .Values.storeCA.existingConfigMap }}
+{{- end }}
+{{- end }}
+
+{{/*
+Hook annotations of what the migrate Job needs before the release's own objects exist
+(service account, secret store, external secrets); $weight orders them
+*/}}
+{{- define "tally.preInstallHook" -}}
+{{- if .root.Values.migrations.enabled }}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation
+{{- end }}
+{{- end }}
