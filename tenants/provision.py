@@ -119,12 +119,12 @@ def helm_values(
     if mine.get("role_arn"):
         values["serviceAccount"] = {"roleArn": mine["role_arn"]}
     region = platform.get("region")
-    if region and mine.get("secret_name"):
-        # The instance secret and signing keys, synced with the tenant's own IAM role.
+    if region and mine.get("role_arn"):
+        # Its own database user and signing keys, synced with the tenant's own IAM role.
         values["externalSecrets"] = {
             "enabled": True,
             "region": region,
-            "instanceSecret": mine["secret_name"],
+            "storeSecret": mine.get("store_secret_name") or f"tally/{tenant.slug}/store",
             "signingKeysSecret": mine.get("signing_keys_secret_name")
             or f"tally/{tenant.slug}/signing-keys",
         }

@@ -6,18 +6,6 @@ locals {
     for file in fileset(local.tenants_dir, "*.json") :
     trimsuffix(file, ".json") => jsondecode(file("${local.tenants_dir}/${file}"))
   }
-
-  store_secret = data.aws_secretsmanager_secret_version.store.secret_string
-
-  # DocumentDB's managed secret is JSON credentials; an external secret is the URI itself.
-  store_url = var.store == "documentdb" ? format(
-    "mongodb://%s:%s@%s:%d/?tls=true&tlsCAFile=%s&replicaSet=rs0&readPreference=secondaryPreferred&retryWrites=false",
-    urlencode(jsondecode(local.store_secret).username),
-    urlencode(jsondecode(local.store_secret).password),
-    module.platform.store_endpoint,
-    module.platform.store_port,
-    var.store_ca_file,
-  ) : local.store_secret
 }
 
 check "tenant_files_named_by_slug" {
@@ -39,11 +27,10 @@ module "platform" {
   vpc_id                          = var.vpc_id
   subnet_ids                      = var.subnet_ids
   store_client_security_group_ids = var.store_client_security_group_ids
+  external_store_host             = var.external_store_host
+  store_ca_file                   = var.store_ca_file
+  store_ca_bundle                 = var.store_ca_bundle
   tags                            = var.tags
-}
-
-data "aws_secretsmanager_secret_version" "store" {
-  secret_id = module.platform.store_secret_arn
 }
 
 module "tenant" {
@@ -61,12 +48,12 @@ module "tenant" {
   timezone      = try(each.value.timezone, null)
 
   # Platform-supplied inputs.
-  platform_domain   = module.platform.domain_name
-  zone_id           = module.platform.zone_id
-  ingress_hostname  = var.ingress_hostname
-  oidc_provider_arn = module.platform.oidc_provider_arn
-  oidc_issuer       = module.platform.oidc_issuer
-  kms_key_arn       = module.platform.kms_key_arn
-  store_url         = local.store_url
-  tags              = var.tags
+  platform_domain     = module.platform.domain_name
+  zone_id             = module.platform.zone_id
+  ingress_hostname    = var.ingress_hostname
+  oidc_provider_arn   = module.platform.oidc_provider_arn
+  oidc_issuer         = module.platform.oidc_issuer
+  kms_key_arn         = module.platform.kms_key_arn
+  store_ca_secret_arn = module.platform.store_ca_secret_arn
+  tags                = var.tags
 }

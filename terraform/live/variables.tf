@@ -60,10 +60,34 @@ variable "store_client_security_group_ids" {
   default     = []
 }
 
+variable "external_store_host" {
+  type        = string
+  description = "Host of the external store when store = \"external\" (each instance's URL names its own user on it)."
+  default     = null
+}
+
 variable "store_ca_file" {
   type        = string
-  description = "Path, inside the pod, of the Amazon RDS CA bundle DocumentDB's TLS needs (Helm value storeCA)."
+  description = "Path, inside the pod, of the Amazon RDS CA bundle DocumentDB's TLS needs (chart storeCA.mountPath/secretKey)."
   default     = "/var/run/tally/store-ca/global-bundle.pem"
+}
+
+variable "store_ca_bundle" {
+  type        = string
+  description = "PEM of the Amazon RDS CA bundle (public); null leaves the platform's store-ca secret for the operator to fill."
+  default     = null
+}
+
+variable "ingress_class_name" {
+  type        = string
+  description = "IngressClass of the cluster's ingress controller (chart ingress.className; ingress-nginx by default)."
+  default     = "nginx"
+}
+
+variable "cluster_issuer" {
+  type        = string
+  description = "cert-manager ClusterIssuer that issues every instance's TLS certificate (ACME HTTP-01 through ingress_class_name)."
+  default     = "letsencrypt"
 }
 
 variable "tenants_dir" {

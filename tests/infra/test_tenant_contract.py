@@ -30,7 +30,7 @@ PLATFORM_SUPPLIED = {
     "oidc_provider_arn",
     "oidc_issuer",
     "kms_key_arn",
-    "store_url",
+    "store_ca_secret_arn",
     "service_account_name",
     "name_prefix",
     "tags",

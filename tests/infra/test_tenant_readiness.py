@@ -93,7 +93,7 @@ def test_every_secret_a_pod_needs_is_synced_through_the_tenants_role(
         assert store["auth"]["jwt"]["serviceAccountRef"]["name"] == account["metadata"]["name"]
     # Exactly the secrets Terraform made for this tenant (and the platform's CA bundle).
     assert remote_keys == {
-        acme["secret_name"],
+        acme["store_secret_name"],
         acme["signing_keys_secret_name"],
         platform["store_ca_secret_name"],
     }

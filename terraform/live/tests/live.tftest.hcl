@@ -13,12 +13,6 @@ mock_provider "aws" {
     }
   }
 
-  mock_data "aws_secretsmanager_secret_version" {
-    defaults = {
-      secret_string = "{\"username\":\"tally\",\"password\":\"p@ss/word\"}"
-    }
-  }
-
   mock_resource "aws_kms_key" {
     defaults = {
       arn = "arn:aws:kms:eu-west-1:111122223333:key/platform"
@@ -95,11 +89,31 @@ run "one_tenant_instance_per_tenant_file" {
   }
 }
 
+run "store_urls_carry_no_admin_credentials" {
+  command = apply
+
+  assert {
+    condition     = output.platform.store_url_options == "tls=true&tlsCAFile=/var/run/tally/store-ca/global-bundle.pem&replicaSet=rs0&readPreference=primary&retryWrites=false&w=majority" && output.platform.documentdb_engine_version == "5.0.0"
+    error_message = "Every instance's URL options come from the platform module, for its DocumentDB version."
+  }
+
+  assert {
+    condition     = output.tenants["acme"].store_username == "tally-acme" && output.tenants["acme"].store_secret_name == "tally/acme/store" && output.platform.pooled.store_username == "tally_pooled"
+    error_message = "Each instance, the pooled one too, has its own database user."
+  }
+
+  assert {
+    condition     = alltrue([for slug, tenant in module.tenant : !strcontains(tenant.secret_arn, "rds!")])
+    error_message = "No tenant secret is the admin secret."
+  }
+}
+
+# Fixture directories only: the committed tenants/ directory may hold real tenants.
 run "no_tenant_files_no_tenants" {
   command = plan
 
   variables {
-    tenants_dir = "tenants"
+    tenants_dir = "tests/fixtures/empty"
   }
 
   assert {

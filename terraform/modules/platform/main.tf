@@ -7,6 +7,21 @@ locals {
 
   documentdb = var.store == "documentdb" ? 1 : 0
 
+  # DocumentDB 5.0: the newest engine with a docdb parameter-group family the provider
+  # floor knows, and MongoDB 5.0 API compatibility (what PyMongo 4 needs). No DocumentDB
+  # version supports retryable writes, so the URL says retryWrites=false; every write
+  # is acknowledged by a majority (w=majority), and reads go to the primary so a client
+  # always reads what it just wrote (a new sequence's definition, a PATCH).
+  documentdb_engine_version = "5.0.0"
+  documentdb_family         = "docdb${join(".", slice(split(".", local.documentdb_engine_version), 0, 2))}"
+
+  store_scheme      = var.store == "documentdb" ? "mongodb" : var.external_store_scheme
+  store_host        = var.store == "documentdb" ? "${aws_docdb_cluster.this[0].endpoint}:${aws_docdb_cluster.this[0].port}" : var.external_store_host
+  store_url_options = var.store == "documentdb" ? "tls=true&tlsCAFile=${var.store_ca_file}&replicaSet=rs0&readPreference=primary&retryWrites=false&w=majority" : var.external_store_url_options
+
+  pooled_service_account = "system:serviceaccount:${var.pooled_namespace}:tally"
+  pooled_secrets         = compact([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, local.documentdb == 1 ? aws_secretsmanager_secret.store_ca[0].arn : ""])
+
   zone_id = var.create_dns_zone ? aws_route53_zone.this[0].zone_id : data.aws_route53_zone.this[0].zone_id
 
   oidc_issuer       = trimprefix(var.cluster_oidc_issuer_url, "https://")
@@ -164,7 +179,7 @@ resource "aws_docdb_cluster_parameter_group" "this" {
   count = local.documentdb
 
   name        = "${var.name}-documentdb"
-  family      = "docdb5.0"
+  family      = local.documentdb_family
   description = "TLS required, audit logging on"
   tags        = local.tags
 
@@ -184,7 +199,7 @@ resource "aws_docdb_cluster" "this" {
 
   cluster_identifier              = var.name
   engine                          = "docdb"
-  engine_version                  = "5.0.0"
+  engine_version                  = local.documentdb_engine_version
   port                            = 27017
   master_username                 = "tally"
   manage_master_user_password     = true
@@ -210,4 +225,100 @@ resource "aws_docdb_cluster_instance" "this" {
   instance_class             = var.documentdb_instance_class
   auto_minor_version_upgrade = true
   tags                       = local.tags
+}
+
+# The CA bundle DocumentDB's TLS needs (Amazon RDS global-bundle.pem, public), synced
+# into every instance's namespace; the store URL's tlsCAFile points at its mount.
+resource "aws_secretsmanager_secret" "store_ca" {
+  #checkov:skip=CKV2_AWS_57:A public CA bundle, replaced when AWS publishes a new one; nothing to rotate.
+  count = local.documentdb
+
+  name                    = "${var.name}/platform/store-ca"
+  description             = "CA bundle of the ${var.name} DocumentDB TLS (PEM)"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "store_ca" {
+  count = local.documentdb == 1 && var.store_ca_bundle != null ? 1 : 0
+
+  secret_id     = aws_secretsmanager_secret.store_ca[0].id
+  secret_string = var.store_ca_bundle
+}
+
+################################################################################
+# The pooled instance: its own database user and signing keys, like a tenant's
+################################################################################
+
+# Database user tally_pooled (readWrite on the pooled database only), filled and
+# rotated by the CD pipeline with `tally migrate --pooled`, never by Terraform.
+resource "aws_secretsmanager_secret" "pooled_store" {
+  #checkov:skip=CKV2_AWS_57:Rotated by the CD pipeline (new password, `tally migrate --pooled` updates the user), not a rotation Lambda.
+  name                    = "${var.name}/pooled/store"
+  description             = "Database user of the pooled ${var.name} instance (readWrite on ${var.pooled_database} only)"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+resource "aws_secretsmanager_secret" "pooled_signing_keys" {
+  #checkov:skip=CKV2_AWS_57:Signing keys rotate through `tally keys rotate` (the JWKS publishes the next key first), not a rotation Lambda.
+  name                    = "${var.name}/pooled/signing-keys"
+  description             = "JWT signing keys of the pooled ${var.name} instance (JSON: file name to content)"
+  kms_key_id              = aws_kms_key.this.arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+resource "aws_iam_role" "pooled" {
+  name                 = "${var.name}-pooled"
+  description          = "Pooled Tally instance (${local.pooled_service_account})"
+  max_session_duration = 3600
+  tags                 = local.tags
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect    = "Allow"
+        Principal = { Federated = local.oidc_provider_arn }
+        Action    = "sts:AssumeRoleWithWebIdentity"
+        Condition = {
+          StringEquals = {
+            "${local.oidc_issuer}:sub" = local.pooled_service_account
+            "${local.oidc_issuer}:aud" = "sts.amazonaws.com"
+          }
+        }
+      },
+    ]
+  })
+}
+
+resource "aws_iam_role_policy" "pooled" {
+  name = "read-instance-secrets"
+  role = aws_iam_role.pooled.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadInstanceSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+        Resource = local.pooled_secrets
+      },
+      {
+        Sid      = "DecryptInstanceSecrets"
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = aws_kms_key.this.arn
+        Condition = {
+          StringEquals = {
+            "kms:EncryptionContext:SecretARN" = local.pooled_secrets
+          }
+        }
+      },
+    ]
+  })
 }

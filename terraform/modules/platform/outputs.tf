@@ -39,7 +39,7 @@ output "store" {
 }
 
 output "store_secret_arn" {
-  description = "Secret holding the store credentials: DocumentDB's managed master-user secret (JSON username/password) or the external URI secret."
+  description = "Secret holding the store's admin credentials, for the platform's `tally migrate --tenant` only: DocumentDB's managed master-user secret (JSON username/password) or the external URI secret. No instance can read it."
   value       = var.store == "documentdb" ? aws_docdb_cluster.this[0].master_user_secret[0].secret_arn : var.external_store_uri_secret_arn
 }
 
@@ -56,4 +56,46 @@ output "store_port" {
 output "store_security_group_id" {
   description = "Security group of the DocumentDB cluster, or null for an external store."
   value       = var.store == "documentdb" ? aws_security_group.this[0].id : null
+}
+
+output "documentdb_engine_version" {
+  description = "DocumentDB engine version, or null for an external store; its URL options (store_url_options) are chosen for it."
+  value       = var.store == "documentdb" ? local.documentdb_engine_version : null
+}
+
+output "store_scheme" {
+  description = "URI scheme of every instance's store URL."
+  value       = local.store_scheme
+}
+
+output "store_host" {
+  description = "Host and port of the store in every instance's URL."
+  value       = local.store_host
+}
+
+output "store_url_options" {
+  description = "Query options of every instance's store URL (for DocumentDB: TLS with tlsCAFile, retryWrites=false, w=majority, primary reads)."
+  value       = local.store_url_options
+}
+
+output "store_ca_secret_arn" {
+  description = "ARN of the store CA bundle secret (DocumentDB), or null."
+  value       = local.documentdb == 1 ? aws_secretsmanager_secret.store_ca[0].arn : null
+}
+
+output "store_ca_secret_name" {
+  description = "Name of the store CA bundle secret (DocumentDB), or null."
+  value       = local.documentdb == 1 ? aws_secretsmanager_secret.store_ca[0].name : null
+}
+
+output "pooled" {
+  description = "The pooled instance: its IAM role (serviceAccount.roleArn), database user secret and signing-keys secret."
+  value = {
+    namespace                = var.pooled_namespace
+    database                 = var.pooled_database
+    store_username           = "tally_pooled"
+    role_arn                 = aws_iam_role.pooled.arn
+    store_secret_name        = aws_secretsmanager_secret.pooled_store.name
+    signing_keys_secret_name = aws_secretsmanager_secret.pooled_signing_keys.name
+  }
 }

@@ -119,6 +119,58 @@ variable "documentdb_backup_retention_days" {
   }
 }
 
+variable "external_store_host" {
+  type        = string
+  description = "Host of the external store (e.g. cluster0.abcde.mongodb.net); each instance's URL names its own user on it. Required when store = \"external\"."
+  default     = null
+
+  validation {
+    condition     = var.store != "external" || var.external_store_host != null
+    error_message = "external_store_host is required when store = \"external\"."
+  }
+}
+
+variable "external_store_scheme" {
+  type        = string
+  description = "URI scheme of the external store: mongodb+srv (Atlas) or mongodb."
+  default     = "mongodb+srv"
+
+  validation {
+    condition     = contains(["mongodb", "mongodb+srv"], var.external_store_scheme)
+    error_message = "external_store_scheme must be mongodb or mongodb+srv."
+  }
+}
+
+variable "external_store_url_options" {
+  type        = string
+  description = "Query options of the external store's URL (a MongoDB replica set supports retryable writes)."
+  default     = "retryWrites=true&w=majority"
+}
+
+variable "store_ca_file" {
+  type        = string
+  description = "Path, inside the pod, of the CA bundle DocumentDB's TLS needs (chart storeCA.mountPath/secretKey); written into the URL as tlsCAFile."
+  default     = "/var/run/tally/store-ca/global-bundle.pem"
+}
+
+variable "store_ca_bundle" {
+  type        = string
+  description = "PEM of the Amazon RDS CA bundle (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem, public); null leaves the secret for the operator to fill."
+  default     = null
+}
+
+variable "pooled_namespace" {
+  type        = string
+  description = "Kubernetes namespace of the pooled instance (its service account tally may assume the pooled role)."
+  default     = "tally"
+}
+
+variable "pooled_database" {
+  type        = string
+  description = "Database of the pooled instance (chart tally.mongoDatabase)."
+  default     = "tally"
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."

@@ -7,6 +7,20 @@ locals {
 
   service_account = "system:serviceaccount:${var.namespace}:${var.service_account_name}"
 
+  # Never tally_pooled (the pooled instance's) nor the store's admin user: slugs have no "_".
+  store_username = "tally-${var.slug}"
+
+  # What the instance may read: its own secrets and the platform's store CA bundle.
+  readable_secrets = compact([aws_secretsmanager_secret.this.arn, aws_secretsmanager_secret.store.arn, aws_secretsmanager_secret.signing_keys.arn, var.store_ca_secret_arn])
+
+  # The non-secret keys of the instance secret.
+  instance_config = {
+    "mongo-database" = local.database
+    "tenant"         = var.slug
+    "public-url"     = "https://${coalesce(var.domain, local.fqdn)}"
+    "timezone"       = var.timezone
+  }
+
   tags = merge(var.tags, {
     "tally:tenant" = var.slug
     "tally:plan"   = var.plan
@@ -25,19 +39,10 @@ resource "aws_route53_record" "this" {
   records = [var.ingress_hostname]
 }
 
-# The client owns the custom domain's zone: the validation records and the CNAME
-# are outputs for the client to publish, so nothing here waits for validation.
-resource "aws_acm_certificate" "custom" {
-  count = var.domain == null ? 0 : 1
-
-  domain_name       = var.domain
-  validation_method = "DNS"
-  tags              = local.tags
-
-  lifecycle {
-    create_before_destroy = true
-  }
-}
+# TLS for every host, the custom domain included, is issued in the cluster by
+# cert-manager (ACME HTTP-01 through the instance's Ingress; chart value certificate):
+# the client publishes one CNAME (output custom_domain_dns_records) and nothing waits
+# on a validation record in a zone this account does not own.
 
 ################################################################################
 # Instance configuration secret
@@ -54,15 +59,33 @@ resource "aws_secretsmanager_secret" "this" {
 
 resource "aws_secretsmanager_secret_version" "this" {
   secret_id = aws_secretsmanager_secret.this.id
+  # Configuration only: no credential of any kind is ever in this module's state.
+  secret_string = jsonencode(local.instance_config)
+}
 
-  # Keys are the Kubernetes Secret keys the Helm chart reads (existingSecret).
-  secret_string = jsonencode({
-    "store-url"      = var.store_url
-    "mongo-database" = local.database
-    "tenant"         = var.slug
-    "public-url"     = "https://${coalesce(var.domain, local.fqdn)}"
-    "timezone"       = var.timezone
-  })
+# The instance's own database user, tally-<slug>, as JSON {"store-url", "username",
+# "password"}. The CD pipeline fills it (a generated password, then `tally migrate
+# --tenant <slug>` with the store's admin credentials, which gives the user readWrite on
+# its database alone) and rotates it the same way; Terraform never sees the password,
+# and no tenant ever holds the admin credentials.
+resource "aws_secretsmanager_secret" "store" {
+  #checkov:skip=CKV2_AWS_57:Rotated by the CD pipeline (new password, `tally migrate --tenant` updates the user), not a rotation Lambda.
+  name                    = "${var.name_prefix}/${var.slug}/store"
+  description             = "Database user of the ${var.display_name} Tally instance (readWrite on ${local.database} only)"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+# Filled once by the CD pipeline (`tally keys generate`, then put-secret-value) and
+# synced into the tenant's namespace; Terraform never sees a private key.
+resource "aws_secretsmanager_secret" "signing_keys" {
+  #checkov:skip=CKV2_AWS_57:Signing keys rotate through `tally keys rotate` (the JWKS publishes the next key first), not a rotation Lambda.
+  name                    = "${var.name_prefix}/${var.slug}/signing-keys"
+  description             = "JWT signing keys of the ${var.display_name} Tally instance (JSON: file name to content)"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
 }
 
 ################################################################################
@@ -94,26 +117,26 @@ resource "aws_iam_role" "this" {
 }
 
 resource "aws_iam_role_policy" "this" {
-  name = "read-instance-secret"
+  name = "read-instance-secrets"
   role = aws_iam_role.this.id
 
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "ReadInstanceSecret"
+        Sid      = "ReadInstanceSecrets"
         Effect   = "Allow"
         Action   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-        Resource = aws_secretsmanager_secret.this.arn
+        Resource = local.readable_secrets
       },
       {
-        Sid      = "DecryptInstanceSecret"
+        Sid      = "DecryptInstanceSecrets"
         Effect   = "Allow"
         Action   = "kms:Decrypt"
         Resource = var.kms_key_arn
         Condition = {
           StringEquals = {
-            "kms:EncryptionContext:SecretARN" = aws_secretsmanager_secret.this.arn
+            "kms:EncryptionContext:SecretARN" = local.readable_secrets
           }
         }
       },

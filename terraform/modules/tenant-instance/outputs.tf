@@ -48,21 +48,32 @@ output "database" {
   value       = local.database
 }
 
-output "custom_domain_certificate_arn" {
-  description = "ARN of the custom domain's certificate, or null without a custom domain."
-  value       = var.domain == null ? null : aws_acm_certificate.custom[0].arn
+output "store_secret_arn" {
+  description = "ARN of the secret of the instance's database user (store-url, username, password; filled by the CD pipeline)."
+  value       = aws_secretsmanager_secret.store.arn
+}
+
+output "store_secret_name" {
+  description = "Name of the secret of the instance's database user (for an ExternalSecret)."
+  value       = aws_secretsmanager_secret.store.name
+}
+
+output "signing_keys_secret_arn" {
+  description = "ARN of the instance's signing-keys secret (filled once by the CD pipeline)."
+  value       = aws_secretsmanager_secret.signing_keys.arn
+}
+
+output "signing_keys_secret_name" {
+  description = "Name of the instance's signing-keys secret (for an ExternalSecret)."
+  value       = aws_secretsmanager_secret.signing_keys.name
+}
+
+output "store_username" {
+  description = "The instance's own database user (readWrite on database only; `tally migrate --tenant` creates it)."
+  value       = local.store_username
 }
 
 output "custom_domain_dns_records" {
-  description = "Records the client must publish in its own DNS: the certificate validation CNAME(s) and the CNAME of the custom domain to the platform host."
-  value = var.domain == null ? [] : concat(
-    [
-      for option in aws_acm_certificate.custom[0].domain_validation_options : {
-        name  = option.resource_record_name
-        type  = option.resource_record_type
-        value = option.resource_record_value
-      }
-    ],
-    [{ name = var.domain, type = "CNAME", value = local.fqdn }],
-  )
+  description = "Records the client must publish in its own DNS: the CNAME of the custom domain to the platform host (cert-manager then validates it over HTTP)."
+  value       = var.domain == null ? [] : [{ name = var.domain, type = "CNAME", value = local.fqdn }]
 }

@@ -121,10 +121,10 @@ variable "kms_key_arn" {
   description = "KMS key that encrypts the instance secret."
 }
 
-variable "store_url" {
+variable "store_ca_secret_arn" {
   type        = string
-  description = "MongoDB URI of the shared store; written only into the instance secret."
-  sensitive   = true
+  description = "ARN of the platform's store CA bundle secret the instance may read (DocumentDB), or null."
+  default     = null
 }
 
 variable "service_account_name" {

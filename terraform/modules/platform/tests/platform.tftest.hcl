@@ -187,8 +187,19 @@ run "external_store_creates_no_documentdb" {
   variables {
     store                         = "external"
     external_store_uri_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:atlas-uri"
+    external_store_host           = "cluster0.abcde.mongodb.net"
     vpc_id                        = null
     subnet_ids                    = []
+  }
+
+  assert {
+    condition     = output.store_scheme == "mongodb+srv" && output.store_host == "cluster0.abcde.mongodb.net" && output.store_url_options == "retryWrites=true&w=majority"
+    error_message = "An external replica set gets its own host and retryable writes."
+  }
+
+  assert {
+    condition     = output.documentdb_engine_version == null && output.store_ca_secret_arn == null
+    error_message = "No DocumentDB engine and no CA bundle for an external store."
   }
 
   assert {
@@ -252,8 +263,72 @@ run "external_store_requires_secret_arn" {
   command = plan
 
   variables {
-    store = "external"
+    store               = "external"
+    external_store_host = "cluster0.abcde.mongodb.net"
   }
 
   expect_failures = [var.external_store_uri_secret_arn]
+}
+
+run "documentdb_engine_and_url_agree" {
+  command = apply
+
+  assert {
+    condition     = aws_docdb_cluster.this[0].engine_version == "5.0.0" && aws_docdb_cluster_parameter_group.this[0].family == "docdb5.0" && output.documentdb_engine_version == "5.0.0"
+    error_message = "DocumentDB 5.0 with its own parameter-group family."
+  }
+
+  assert {
+    condition = toset(split("&", output.store_url_options)) == toset([
+      "tls=true",
+      "tlsCAFile=/var/run/tally/store-ca/global-bundle.pem",
+      "replicaSet=rs0",
+      "readPreference=primary",
+      "retryWrites=false",
+      "w=majority",
+    ])
+    error_message = "DocumentDB has no retryable writes: the URL must say retryWrites=false, with majority writes, TLS and primary reads."
+  }
+
+  assert {
+    condition     = output.store_scheme == "mongodb" && output.store_host == "tally.cluster-abc.eu-west-1.docdb.amazonaws.com:27017"
+    error_message = "Instances reach the cluster endpoint."
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.store_ca[0].name == "tally/platform/store-ca" && length(aws_secretsmanager_secret_version.store_ca) == 0
+    error_message = "The CA bundle secret exists; without store_ca_bundle the operator fills it."
+  }
+}
+
+run "store_ca_bundle_is_written_when_given" {
+  command = plan
+
+  variables {
+    store_ca_bundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_version.store_ca[0].secret_string == var.store_ca_bundle
+    error_message = "The given CA bundle is stored."
+  }
+}
+
+run "pooled_instance_has_its_own_role_and_secrets" {
+  command = apply
+
+  assert {
+    condition     = aws_iam_role.pooled.name == "tally-pooled" && jsondecode(aws_iam_role.pooled.assume_role_policy).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:tally:tally"
+    error_message = "Only the pooled instance's service account may assume the pooled role."
+  }
+
+  assert {
+    condition     = toset(jsondecode(aws_iam_role_policy.pooled.policy).Statement[0].Resource) == toset([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, aws_secretsmanager_secret.store_ca[0].arn])
+    error_message = "The pooled role reads its own secrets and the CA bundle, never the admin secret."
+  }
+
+  assert {
+    condition     = output.pooled.store_secret_name == "tally/pooled/store" && output.pooled.store_username == "tally_pooled"
+    error_message = "The pooled instance has its own database user."
+  }
 }

@@ -11,35 +11,38 @@ mock_provider "aws" {
     }
   }
 
-  mock_resource "aws_acm_certificate" {
-    defaults = {
-      arn = "arn:aws:acm:eu-west-1:111122223333:certificate/custom"
-      domain_validation_options = [
-        {
-          domain_name           = "numbers.acme.com"
-          resource_record_name  = "_abc.numbers.acme.com."
-          resource_record_type  = "CNAME"
-          resource_record_value = "_xyz.acm-validations.aws."
-        },
-      ]
-    }
+}
+
+override_resource {
+  target = aws_secretsmanager_secret.store
+  values = {
+    arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/store-StUvWx"
+  }
+}
+
+override_resource {
+  target = aws_secretsmanager_secret.signing_keys
+  values = {
+    arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/signing-keys-GhIjKl"
   }
 }
 
 variables {
-  slug              = "acme"
-  display_name      = "Acme Corp"
-  plan              = "enterprise"
-  namespace         = "tally-acme"
-  primary_color     = "#FF6600"
-  platform_domain   = "tally.example.com"
-  zone_id           = "Z0123456789ABCDEFGHIJ"
-  ingress_hostname  = "k8s-ingress-1234.eu-west-1.elb.amazonaws.com"
-  oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
-  oidc_issuer       = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
-  kms_key_arn       = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-  store_url         = "mongodb://user:pass@docdb.example:27017/?tls=true"
-  tags              = { "environment" = "test" }
+  slug                = "acme"
+  display_name        = "Acme Corp"
+  plan                = "enterprise"
+  namespace           = "tally-acme"
+  primary_color       = "#FF6600"
+  platform_domain     = "tally.example.com"
+  zone_id             = "Z0123456789ABCDEFGHIJ"
+  ingress_hostname    = "k8s-ingress-1234.eu-west-1.elb.amazonaws.com"
+  oidc_provider_arn   = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  oidc_issuer         = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  kms_key_arn         = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+  store_host          = "docdb.example:27017"
+  store_url_options   = "tls=true&retryWrites=false&w=majority"
+  store_ca_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/platform/store-ca-MnOpQr"
+  tags                = { "environment" = "test" }
 }
 
 run "names_and_platform_dns_record" {
@@ -66,7 +69,7 @@ run "names_and_platform_dns_record" {
   }
 
   assert {
-    condition     = length(aws_acm_certificate.custom) == 0 && output.custom_domain_dns_records == []
+    condition     = length(output.custom_domain_dns_records) == 0
     error_message = "No custom certificate without a custom domain."
   }
 }
@@ -98,10 +101,15 @@ run "role_reads_only_its_own_secret" {
 
   assert {
     condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource] == [
-      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf",
+      [
+        "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/store-StUvWx",
+        "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/signing-keys-GhIjKl",
+        var.store_ca_secret_arn,
+      ],
       var.kms_key_arn,
     ]
-    error_message = "The role may touch only its secret and the key that encrypts it."
+    error_message = "The role may read only its own secrets, the store CA, and use the key that encrypts them."
   }
 
   assert {
@@ -110,18 +118,23 @@ run "role_reads_only_its_own_secret" {
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.this.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == aws_secretsmanager_secret.this.arn
-    error_message = "Decryption must be limited to this secret's encryption context."
+    condition     = jsondecode(aws_iam_role_policy.this.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == jsondecode(aws_iam_role_policy.this.policy).Statement[0].Resource
+    error_message = "Decryption must be limited to those secrets' encryption context."
   }
 
   assert {
-    condition     = aws_secretsmanager_secret.this.kms_key_id == var.kms_key_arn
-    error_message = "The secret must be encrypted with the platform key."
+    condition     = aws_secretsmanager_secret.this.kms_key_id == var.kms_key_arn && aws_secretsmanager_secret.signing_keys.kms_key_id == var.kms_key_arn
+    error_message = "The secrets must be encrypted with the platform key."
   }
 
   assert {
-    condition     = jsondecode(aws_secretsmanager_secret_version.this.secret_string).tenant == "acme" && jsondecode(aws_secretsmanager_secret_version.this.secret_string)["mongo-database"] == "tally_acme"
-    error_message = "The secret must hold the instance configuration."
+    condition     = jsondecode(aws_secretsmanager_secret_version.this.secret_string) == { "mongo-database" = "tally_acme", "tenant" = "acme", "public-url" = "https://acme.tally.example.com", "timezone" = "UTC" }
+    error_message = "The instance secret holds its configuration and no credential (no store URL, no password)."
+  }
+
+  assert {
+    condition     = output.store_username == "tally-acme" && output.store_secret_name == "tally/acme/store"
+    error_message = "The instance has its own database user, in a secret Terraform only creates."
   }
 }
 
@@ -139,16 +152,11 @@ run "tags_name_tenant_and_plan" {
   }
 }
 
-run "custom_domain_gets_certificate_and_client_records" {
+run "custom_domain_gets_the_clients_cname" {
   command = apply
 
   variables {
     domain = "numbers.acme.com"
-  }
-
-  assert {
-    condition     = aws_acm_certificate.custom[0].domain_name == "numbers.acme.com" && aws_acm_certificate.custom[0].validation_method == "DNS"
-    error_message = "A custom domain gets its own DNS-validated certificate."
   }
 
   assert {
@@ -158,10 +166,9 @@ run "custom_domain_gets_certificate_and_client_records" {
 
   assert {
     condition = jsonencode(output.custom_domain_dns_records) == jsonencode([
-      { name = "_abc.numbers.acme.com.", type = "CNAME", value = "_xyz.acm-validations.aws." },
       { name = "numbers.acme.com", type = "CNAME", value = "acme.tally.example.com" },
     ])
-    error_message = "The client gets the validation record and the CNAME to publish."
+    error_message = "The client publishes one CNAME; cert-manager validates the domain over HTTP through it."
   }
 }
 
