@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from api import health, landing, problems
 from api.access import AccessLog
-from api.fastpath import NextFastPath
+from api.fastpath import FastPath
 from api.logs import log_format
 from api.metrics import Metrics, MetricsMiddleware
 from audit.router import admin_router as audit_admin_router
@@ -37,7 +37,7 @@ from ledger.router import router as ledger_router
 from ledger.service import LedgerService
 from sequences.allocator import BlockPolicy
 from sequences.router import admin_router as sequences_admin_router
-from sequences.router import next_numbers, seed_router
+from sequences.router import next_numbers, seed_counter, seed_router
 from sequences.router import router as sequences_router
 from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
@@ -246,7 +246,12 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     if settings.fast_path:
         # Same endpoint, same exception handlers; only FastAPI's routing is skipped.
-        app.add_middleware(NextFastPath, endpoint=next_numbers, handlers=app.exception_handlers)
+        app.add_middleware(
+            FastPath,
+            next_endpoint=next_numbers,
+            seed_endpoint=seed_counter,
+            handlers=app.exception_handlers,
+        )
     metrics = Metrics() if settings.metrics_port else None
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees everything

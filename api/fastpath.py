@@ -1,12 +1,15 @@
-"""The hot route, dispatched before FastAPI's router: ``POST /v1/sequences/{name}/next``.
+"""The hot routes, dispatched before FastAPI's router: ``POST /v1/sequences/{name}/next``
+and the seed API's ``GET /getCounter``.
 
 Measured in-process on the benchmark machine, FastAPI spends more per request on
 routing, its per-route exit stacks and ``solve_dependencies`` than Tally spends
-allocating. This ASGI middleware recognises the one hot path by its shape and calls
-the very same endpoint function the registered route calls (``next_numbers``), with
-errors answered by the very same exception handlers (RFC 9457 problem+json). The
-registered route stays: it documents the operation in OpenAPI and serves it when the
-fast path is switched off (``TALLY_FAST_PATH=false``).
+allocating (a py-spy profile of ``/getCounter`` under load: 51 % of its samples inside
+the router, against 6 % for ``next`` on this path). This ASGI middleware recognises the
+hot routes by their shape and calls the very same endpoint functions the registered
+routes call (``next_numbers``, ``seed_counter``), with errors answered by the very same
+exception handlers (RFC 9457 problem+json). The registered routes stay: they document
+the operations in OpenAPI and serve them when the fast path is switched off
+(``TALLY_FAST_PATH=false``).
 """
 
 from __future__ import annotations
@@ -25,34 +28,48 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 # Any segment: the endpoint itself answers 422 problem+json for a name it refuses,
 # exactly as through the router.
 _NEXT = re.compile(r"/v1/sequences/([^/]+)/next")
-NEXT_ROUTE = "/v1/sequences/{name}/next"  # the template, as metrics label it
+NEXT_ROUTE = "/v1/sequences/{name}/next"  # the templates, as metrics and logs label them
+SEED_ROUTE = "/getCounter"
 
 
-class NextFastPath:
+class FastPath:
     def __init__(
-        self, app: ASGIApp, *, endpoint: Endpoint, handlers: dict[Any, HTTPExceptionHandler]
+        self,
+        app: ASGIApp,
+        *,
+        next_endpoint: Endpoint,
+        seed_endpoint: Endpoint,
+        handlers: dict[Any, HTTPExceptionHandler],
     ) -> None:
         self.app = app
-        self.endpoint = endpoint
+        self.next_endpoint = next_endpoint
+        self.seed_endpoint = seed_endpoint
         self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method: str = scope["method"]
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        match = _NEXT.fullmatch(path)
-        if match is None:
+        if method == "POST" and (match := _NEXT.fullmatch(path)) is not None:
+            scope["path_params"] = {"name": match[1]}
+            # For api.metrics and api.access: no router sets scope["route"].
+            scope["tally.route"] = NEXT_ROUTE
+            endpoint = self.next_endpoint
+        elif method == "GET" and path == SEED_ROUTE:
+            scope["path_params"] = {}
+            scope["tally.route"] = SEED_ROUTE
+            endpoint = self.seed_endpoint
+        else:
             await self.app(scope, receive, send)
             return
-        scope["path_params"] = {"name": match[1]}
-        scope["tally.route"] = NEXT_ROUTE  # for api.metrics: no router sets scope["route"]
         request = Request(scope, receive)
         try:
-            response = await self.endpoint(request)
+            response = await endpoint(request)
         except Exception as exc:
             handler = self._handler_for(exc)
             if handler is None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from audit.service import Actor
-from auth.dependencies import CanNext, CanRead, CanWrite, PlatformAdmin
+from auth.dependencies import CanRead, CanWrite, PlatformAdmin, can_next
 from core.errors import Unprocessable
 from core.limits import BodyLimitedRoute
 from core.pagination import AfterQuery, LimitQuery
@@ -181,8 +181,12 @@ async def advance_sequence(
 
 
 @seed_router.get("/getCounter", response_class=PlainTextResponse)
-async def get_counter(principal: CanNext, service: Sequences) -> PlainTextResponse:
+async def seed_counter(request: Request) -> Response:
     """The next number of the tenant's `default` sequence, as plain text (seed API)."""
+    # Like next_numbers, it reads the caller itself (no declared dependencies), so the
+    # fast path (api.fastpath) can call this very function.
+    principal = await can_next(request)
+    service: SequenceService = request.app.state.sequences
     alloc = await service.next_default(principal.tenant)
     note_numbers(alloc.count)
     return PlainTextResponse(str(alloc.first))

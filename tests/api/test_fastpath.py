@@ -1,4 +1,5 @@
-"""The fast path answers ``POST …/next`` exactly as FastAPI's router does.
+"""The fast path answers ``POST …/next`` and ``GET /getCounter`` exactly as FastAPI's
+router does.
 
 Every other test of ``next`` runs through the fast path (it is on by default); here the
 same requests go to an app with it and an app without it, and the answers must match
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.fastpath import NextFastPath
+from api.fastpath import FastPath
 from core.clock import FrozenClock
 from core.settings import Settings
 from tests.conftest import app_token
@@ -51,12 +52,23 @@ SCRIPT: list[Step] = [
     ("POST", "/v1/sequences/keyed/next", {"json": {"count": 3}, "idem": "n-1"}),  # 422
     ("POST", "/v1/sequences/keyed/next", {"idem": ""}),  # 400
     ("POST", "/v1/sequences/keyed/next", {"idem": "n-2"}),
+    # The seed API: made on first use, then counting; its errors.
+    ("GET", "/getCounter", {}),
+    ("GET", "/getCounter", {}),
+    ("GET", "/getCounter", {"auth": None}),  # 401
+    ("GET", "/getCounter", {"auth": "Bearer not-a-jwt"}),  # 401
+    ("GET", "/getCounter", {"auth": "{read}"}),  # 403
+    ("GET", "/getCounter", {"auth": ["{token}", "{token}"]}),  # 401
+    ("HEAD", "/getCounter", {}),
+    ("POST", "/getCounter", {}),  # 405
+    ("GET", "/getCounter/", {}),
+    ("GET", "/getCounter", {}),
 ]
 
 
 async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any, ...]]:
     app = create_app(settings, clock=FrozenClock())
-    fast = [m for m in app.user_middleware if m.cls is NextFastPath]
+    fast = [m for m in app.user_middleware if m.cls is FastPath]
     assert len(fast) == int(settings.fast_path)  # the comparison compares two paths
     async with app.router.lifespan_context(app):
         tokens = {
@@ -113,6 +125,9 @@ async def test_fast_path_answers_exactly_like_the_router(
     # The script covers success and every client error the route can give.
     assert set(statuses) >= {200, 201, 400, 401, 403, 404, 405, 409, 413, 422}, statuses
     assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 2
+    seeds = [a for a in got if a[:2] == ("GET", "/getCounter")]
+    assert [(a[2], a[4]) for a in seeds[:2]] == [(200, b"1"), (200, b"2")]
+    assert [a[2] for a in seeds[2:6]] == [401, 401, 403, 401]
     for answer, wanted in zip(got, expected, strict=True):
         assert answer == wanted
     assert all(("x-request-id", f"parity-{i}") in a[3] for i, a in enumerate(got))
