@@ -38,6 +38,25 @@ def one_request(method: str, token: str, body: str | None) -> str:
     return "\n".join(lines) + "\n" + _DONE
 
 
+def fresh_keys(token: str, body: str) -> str:
+    """Every request with its own ``Idempotency-Key`` (a client that could retry each)."""
+    return (
+        f"local auth = {_lua_string('Bearer ' + token)}\n"
+        f"local body = {_lua_string(body)}\n"
+        """
+local prefix, n = "", 0
+init = function(args)
+  prefix = string.format("%x-%x-", os.time(), tonumber(tostring({}):sub(8), 16))
+end
+request = function()
+  n = n + 1
+  return wrk.format("POST", nil, {["Authorization"] = auth,
+    ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. n}, body)
+end
+""" + _DONE
+    )
+
+
 def spread(tokens: list[str], sequences: list[str], body: str) -> str:
     """Each request a random tenant's random sequence, with that tenant's token.
 

@@ -66,6 +66,22 @@ class Config:
     workers: int = 1
     route: str = "next"  # next | getcounter | spread
     redis_keys: int | None = None
+    ledger: bool = False  # the hot sequence keeps a ledger (issue 10)
+    idempotent: bool = False  # every request carries a fresh Idempotency-Key (issue 10)
+
+
+def ledger_configurations() -> list[Config]:
+    """Issue 10's rows: next on a ledger sequence (an entry per number, written in the
+    increment's transaction) and next with an Idempotency-Key (a claim and a stored
+    response per request); both against ``strict``."""
+    return [
+        Config("strict-ledger", "Tally strict next on a ledger sequence", ledger=True),
+        Config(
+            "strict-idempotent",
+            "Tally strict next, a fresh Idempotency-Key on every request",
+            idempotent=True,
+        ),
+    ]
 
 
 def configurations(workers: int) -> list[Config]:
@@ -120,6 +136,7 @@ def configurations(workers: int) -> list[Config]:
             mode="cached",
         ),
     ]
+    configs += ledger_configurations()
     for base in ("asgi-limit", "strict", "cached", "spread"):
         c = next(c for c in configs if c.name == base)
         configs.append(
@@ -301,11 +318,14 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
                     r = httpx.post(
                         f"{url}/v1/sequences",
                         headers={"Authorization": f"Bearer {hot}"},
-                        json={"name": "orders", "mode": config.mode},
+                        json={"name": "orders", "mode": config.mode, "ledger": config.ledger},
                         timeout=30,
                     )
                     r.raise_for_status()
-                script.write_text(load.one_request("POST", hot, body))
+                if config.idempotent:
+                    script.write_text(load.fresh_keys(hot, body))
+                else:
+                    script.write_text(load.one_request("POST", hot, body))
             warm = load.wrk(target, script, args.warmup, args.connections, args.threads)
             load_before = os.getloadavg()[0]
             profiler = None
