@@ -60,7 +60,9 @@ class SecurityHeaders:
         extra = [
             (b"content-security-policy", policy.encode()),
             (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
+            # same-origin, not no-referrer: under no-referrer a form POST says `Origin: null`,
+            # and the console checks Origin on every form.
+            (b"referrer-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Route
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Response, Route
 
 
 @dataclass
@@ -21,12 +21,14 @@ class Guard:
     foreign: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     taken: list[Path] = field(default_factory=list)
+    failed_pages: set[str] = field(default_factory=set)
 
     def watch(self) -> None:
         self.context.route("**/*", self._route)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         self.page.on("request", lambda request: self.urls.append(request.url))
+        self.page.on("response", self._response)
 
     def _route(self, route: Route) -> None:
         url = route.request.url
@@ -36,10 +38,25 @@ class Guard:
             self.foreign.append(url)
             route.abort()
 
+    def _response(self, response: Response) -> None:
+        if response.status < 400:
+            return
+        if response.request.resource_type == "document":
+            # A page answered 4xx on purpose (a form with errors is a 422): chromium logs
+            # that as a console error, which is no JavaScript error.
+            self.failed_pages.add(response.url)
+        else:  # a missing script, stylesheet or image is a bug
+            self.errors.append(f"{response.status} for {response.url}")
+
     def _console(self, message: ConsoleMessage) -> None:
         # CSP violations and failed loads are reported as console errors too.
-        if message.type == "error":
-            self.errors.append(f"console: {message.text}")
+        if message.type != "error":
+            return
+        if message.text.startswith("Failed to load resource") and (
+            message.location.get("url") in self.failed_pages
+        ):
+            return
+        self.errors.append(f"console: {message.text}")
 
     def shot(self, name: str) -> Path:
         path = self.shots / f"{len(self.taken) + 1:02d}-{name}.png"

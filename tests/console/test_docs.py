@@ -50,7 +50,7 @@ async def test_swagger_bundle_comes_from_the_package_with_an_etag(
 
 @pytest.mark.parametrize(
     "path",
-    ["/docs/assets/index.html", "/docs/assets/..%2F__init__.py", "/console/static/nope.js"],
+    ["/docs/assets/index.html", "/docs/assets/..%2F__init__.py"],
 )
 async def test_only_listed_assets_are_served_and_errors_carry_the_csp(
     client: httpx.AsyncClient, path: str
@@ -70,3 +70,11 @@ def test_covered_paths_are_the_console_and_docs_only() -> None:
     assert covered("/docs") and covered("/docs/assets/x.js") and covered("/console")
     assert covered("/console/tenants/acme")
     assert not covered("/docsx") and not covered("/consoles") and not covered("/v1/sequences")
+
+
+async def test_an_unknown_console_asset_is_a_404_page_under_the_csp(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/console/static/nope.js")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
