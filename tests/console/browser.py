@@ -22,6 +22,7 @@ class Guard:
     urls: list[str] = field(default_factory=list)
     taken: list[Path] = field(default_factory=list)
     failed_pages: set[str] = field(default_factory=set)
+    without_csp: list[str] = field(default_factory=list)
 
     def watch(self) -> None:
         self.context.route("**/*", self._route)
@@ -39,6 +40,11 @@ class Guard:
             route.abort()
 
     def _response(self, response: Response) -> None:
+        path = response.url.removeprefix(self.origin)
+        if path.startswith(("/console", "/docs")) and (
+            "content-security-policy" not in response.headers
+        ):
+            self.without_csp.append(response.url)
         if response.status < 400:
             return
         if response.request.resource_type == "document":
@@ -68,6 +74,7 @@ class Guard:
         """No request left the origin, no JS error, no secret in any requested URL."""
         assert self.foreign == [], f"requests left {self.origin}: {self.foreign}"
         assert self.errors == [], self.errors
+        assert self.without_csp == [], f"console/docs responses without a CSP: {self.without_csp}"
         for secret in secrets:
             leaked = [u for u in self.urls if secret and secret in u]
             assert leaked == [], "a token appeared in a requested URL"

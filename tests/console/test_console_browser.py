@@ -1,0 +1,204 @@
+"""The console in a real browser (Playwright driving Debian's chromium) against a real
+``tally serve``: an operator and a tenant sign in, look around and sign out.
+
+The guard fails a test on any request that leaves the server's origin, any JavaScript
+error, any console or docs response without a CSP, or a token in any URL requested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.console.browser import Guard
+from tests.console.conftest import OpenPage
+from tests.e2e.conftest import cli, running_server, server_env
+
+pytestmark = pytest.mark.e2e
+
+
+def onboard(env: dict[str, str], slug: str) -> dict[str, Any]:
+    result = cli(env, "tenants", "create", slug, "--name", f"{slug.title()} Ltd", "--json")
+    assert result.returncode == 0, result.stderr
+    creds: dict[str, Any] = json.loads(result.stdout)
+    return creds
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A server with two tenants and a platform-admin client, made by the real CLI."""
+    env = server_env(Path(tmp_path_factory.mktemp("console-server")))
+    acme, globex = onboard(env, "acme"), onboard(env, "globex")
+    admin = json.loads(cli(env, "admin", "clients", "create", "--json").stdout)
+    with running_server(env) as url:
+        yield {"url": url, "acme": acme, "globex": globex, "admin": admin}
+
+
+def api_token(url: str, creds: dict[str, Any]) -> str:
+    r = httpx.post(
+        f"{url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds["client_id"], creds["client_secret"]),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
+def take(url: str, token: str, sequence: str, count: int) -> dict[str, Any]:
+    r = httpx.post(
+        f"{url}/v1/sequences/{sequence}/next",
+        json={"count": count},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def sign_in(guard: Guard, creds: dict[str, Any]) -> str:
+    """Sign in through the form; the session token, read from the browser's cookie jar."""
+    page = guard.page
+    page.goto("/console")
+    page.wait_for_url("**/console/sign-in")
+    page.get_by_label("Client ID").fill(creds["client_id"])
+    page.get_by_label("Client secret").fill(creds["client_secret"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    session = [c for c in guard.context.cookies() if c["name"] == "tally_console"]
+    assert len(session) == 1
+    cookie = session[0]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    # Script can read neither the token nor any copy of it.
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("window.localStorage.length + window.sessionStorage.length") == 0
+    return cookie["value"]
+
+
+def sign_out(guard: Guard) -> None:
+    guard.page.get_by_role("button", name="Sign out").click()
+    guard.page.wait_for_url("**/console/sign-in?signed_out=1")
+    assert guard.page.get_by_text("You are signed out.").is_visible()
+    assert not [c for c in guard.context.cookies() if c["name"] == "tally_console"]
+    guard.page.goto("/console/sequences")  # the session is gone, not just hidden
+    guard.page.wait_for_url("**/console/sign-in")
+
+
+def test_operator_signs_in_sees_tenants_and_a_tenants_usage_chart(
+    instance: dict[str, Any], guarded: OpenPage
+) -> None:
+    url = instance["url"]
+    token = api_token(url, instance["acme"])
+    take(url, token, "default", 40)
+    take(url, token, "default", 2)
+    guard = guarded(url)
+    page = guard.page
+    guard.shot("sign-in")
+    session = sign_in(guard, instance["admin"])
+    page.wait_for_url("**/console/tenants")
+    table = page.get_by_role("table")
+    assert table.get_by_role("link", name="acme").is_visible()
+    assert table.get_by_role("link", name="globex").is_visible()
+    acme_row = page.get_by_role("row").filter(has=page.get_by_role("link", name="acme"))
+    assert re.search(r"active\s+standard\s+42\s+42", acme_row.inner_text()), acme_row.inner_text()
+    guard.shot("operator-tenants")
+
+    page.get_by_role("link", name="acme").click()
+    page.wait_for_url("**/console/tenants/acme")
+    assert page.get_by_role("heading", name=re.compile("Acme Ltd")).is_visible()
+    chart = page.get_by_role("img", name="Numbers issued by acme per day")
+    assert chart.is_visible()
+    assert chart.get_attribute("data-bars") == "30"
+    heights = page.locator("#usage-chart rect.bar").evaluate_all(
+        "bars => bars.map(b => Number(b.getAttribute('height')))"
+    )
+    assert len(heights) == 30 and heights[-1] > 0 and sum(heights[:-1]) == 0
+    page.get_by_role("link", name="hour (last 24)").click()
+    page.wait_for_url("**/console/tenants/acme?granularity=hour")
+    assert page.locator("#usage-chart").get_attribute("data-bars") == "24"
+    assert page.get_by_role("cell", name="default").first.is_visible()
+    guard.shot("operator-tenant")
+
+    page.get_by_role("link", name="API docs").click()
+    page.locator(".opblock").first.wait_for(timeout=20_000)
+    page.go_back()
+    sign_out(guard)
+    guard.assert_clean(secrets=(session, token))
+
+
+def test_tenant_creates_a_sequence_takes_numbers_by_api_and_sees_them(
+    instance: dict[str, Any], guarded: OpenPage
+) -> None:
+    url = instance["url"]
+    guard = guarded(url)
+    page = guard.page
+    session = sign_in(guard, instance["globex"])
+    page.wait_for_url("**/console/sequences")
+    guard.shot("tenant-sequences-empty")
+
+    # A bad format first: the API's own message, next to its field.
+    page.get_by_label("Name", exact=True).fill("invoices")
+    page.get_by_label("Format").fill("INV-{yyyy}-{bogus}")
+    page.get_by_role("button", name="Create sequence").click()
+    page.wait_for_load_state()
+    error = page.locator("#format-error")
+    assert "unknown token {bogus}" in error.inner_text()
+    assert page.get_by_label("Format").get_attribute("aria-invalid") == "true"
+    guard.shot("tenant-form-error")
+
+    page.get_by_label("Format").fill("INV-{yyyy}-{n:05}")
+    page.get_by_label("Max", exact=True).fill("1000")
+    page.get_by_role("button", name="Create sequence").click()
+    page.wait_for_url("**/console/sequences/invoices?done=created")
+    assert page.get_by_text("Sequence created.").is_visible()
+
+    token = api_token(url, instance["globex"])
+    taken = [take(url, token, "invoices", n) for n in (5, 7)]
+    assert taken[-1]["last"] == 12
+
+    page.goto("/console/sequences")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="invoices"))
+    assert row.locator('[data-field="last"]').inner_text() == "12"
+    assert re.search(r"INV-\d{4}-00013", row.locator('[data-field="next"]').inner_text())
+    assert "988" in row.inner_text()  # headroom: 1000 - 13 + 1
+    guard.shot("tenant-sequences")
+
+    page.get_by_role("link", name="invoices").click()
+    page.wait_for_url("**/console/sequences/invoices")
+    page.get_by_label("Next number").fill("500")
+    page.get_by_role("button", name="Advance").click()
+    page.wait_for_url("**/console/sequences/invoices?done=advanced")
+    assert page.locator('dd[data-field="next"]').inner_text().startswith("500")
+    guard.shot("tenant-sequence")
+
+    page.get_by_role("link", name="Usage").click()
+    page.wait_for_url("**/console/usage")
+    assert page.get_by_role("img", name="Numbers issued per day").is_visible()
+    assert page.get_by_role("row", name=re.compile(r"invoices\s+12\s+2")).is_visible()
+    guard.shot("tenant-usage")
+
+    page.get_by_role("link", name="Audit trail").click()
+    invoices = page.get_by_role("row").filter(has_text="sequences/invoices")
+    assert invoices.filter(has_text="sequence.created").count() == 1
+    assert invoices.filter(has_text="sequence.advanced").count() == 1
+    guard.shot("tenant-audit")
+
+    # Keyboard only: the sign-out button is reachable and works with Enter.
+    page.get_by_role("link", name="Audit trail").focus()
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Sign out":
+            break
+    assert page.evaluate("document.activeElement.textContent") == "Sign out"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/sign-in?signed_out=1")
+    assert not [c for c in guard.context.cookies() if c["name"] == "tally_console"]
+    guard.assert_clean(secrets=(session, token))
