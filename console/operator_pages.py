@@ -18,11 +18,12 @@ from console.charts import bar_chart
 from console.dependencies import ConsoleRoute, CurrentSession, PostedForm
 from console.pages import render
 from console.schemas import Problems, from_error, validate
-from console.service import Session, granularity_of, sequence_rows, tenant_rows
+from console.service import Session, granularity_of, sequence_rows
 from core.errors import TallyError
 from sequences.dependencies import Sequences
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
 from tenants.schemas import ClientCreate
+from usage.dependencies import Overview
 from usage.router import Usage
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -36,21 +37,41 @@ NOTICES = {
 }
 
 
+@router.get("/overview")
+async def show_overview(request: Request, session: CurrentSession, overview: Overview) -> Response:
+    """The platform at a glance (``GET /admin/v1/overview``): volumes, top tenants and
+    sequences near their max."""
+    session.require_operator()
+    return render(
+        request,
+        "overview.html",
+        session=session,
+        active="overview",
+        page_title="Overview",
+        overview=await overview.overview(top=10),
+    )
+
+
 @router.get("/tenants")
 async def list_tenants(
-    request: Request, session: CurrentSession, tenants: Tenants, usage: Usage, after: Cursor = None
+    request: Request,
+    session: CurrentSession,
+    tenants: Tenants,
+    overview: Overview,
+    after: Cursor = None,
 ) -> Response:
-    """Tenants with status, plan and numbers issued today and over 30 days."""
+    """Tenants with status, plan and numbers issued today and over 30 days
+    (``GET /admin/v1/tenants``)."""
     session.require_operator()
-    rows, cursor = await tenant_rows(tenants, usage, after=after, limit=PAGE)
+    page = await tenants.list_tenants(after=after, limit=PAGE)
     return render(
         request,
         "tenants.html",
         session=session,
         active="tenants",
         page_title="Tenants",
-        rows=rows,
-        next_cursor=cursor,
+        items=await overview.list_items(page),
+        next_cursor=page[-1].slug if len(page) == PAGE else None,
     )
 
 

@@ -4,7 +4,6 @@ from the same service functions the API's handlers call (nothing here touches st
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -17,10 +16,8 @@ from auth.tokens import TokenVerifier
 from console.errors import SignInRequired, WrongConsole
 from sequences.schemas import SequenceOut
 from sequences.service import SequenceService
-from tenants.schemas import TenantOut
 from tenants.service import TenantService
 from usage.schemas import Granularity
-from usage.service import UsageService
 
 SESSION_COOKIE = "tally_console"
 SIGN_IN_COOKIE = "tally_console_signin"  # the sign-in form's CSRF secret (before a session)
@@ -141,28 +138,6 @@ async def sequence_rows(
     items = await sequences.describe_many(tenant, seqs)
     cursor = items[-1].name if len(items) == limit else None
     return [SequenceRow(s, headroom(s)) for s in items], cursor
-
-
-@dataclass(frozen=True, slots=True)
-class TenantRow:
-    tenant: TenantOut
-    today: int
-    last_30_days: int
-
-
-async def tenant_rows(
-    tenants: TenantService, usage: UsageService, *, after: str | None, limit: int
-) -> tuple[list[TenantRow], str | None]:
-    """A page of tenants with numbers issued today (UTC) and over the last 30 days."""
-    page = await tenants.list_tenants(after=after, limit=limit)
-
-    async def row(t: TenantOut) -> TenantRow:
-        series = await usage.series(t.slug, granularity=Granularity.day)
-        today = series.points[-1].numbers if series.points else 0
-        return TenantRow(t, today, series.numbers)
-
-    rows = list(await asyncio.gather(*(row(t) for t in page)))
-    return rows, (page[-1].slug if len(page) == limit else None)
 
 
 def granularity_of(value: str | None) -> Granularity:

@@ -392,3 +392,17 @@ async def test_the_console_wears_the_instances_brand(siloed: httpx.AsyncClient) 
     assert "<title>Sign in · Acme &lt;Invoicing&gt; console</title>" in r.text
     assert 'href="/console/brand.css"' in r.text and "<style" not in r.text
     assert "<script>" not in r.text and " style=" not in r.text
+
+
+async def test_operator_overview_shows_volumes_and_sequences_near_their_max(
+    app: FastAPI, operator_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="tight", max=20))
+    await app.state.sequences.next("acme", "tight", 19)
+    r = await operator_browser.get("/console/overview")
+    assert r.status_code == 200
+    assert_csp(r)
+    assert '<dd data-field="today">19</dd>' in r.text
+    near = r.text.split('id="near-heading"')[1]
+    assert '<a href="/console/tenants/acme">acme</a></th><td>tight</td>' in near
+    assert '<td class="num low">1</td><td class="num">20</td><td class="num">5.0</td>' in near

@@ -108,7 +108,10 @@ def test_operator_signs_in_sees_tenants_and_a_tenants_usage_chart(
     assert table.get_by_role("link", name="acme").is_visible()
     assert table.get_by_role("link", name="globex").is_visible()
     acme_row = page.get_by_role("row").filter(has=page.get_by_role("link", name="acme"))
-    assert re.search(r"active\s+standard\s+42\s+42", acme_row.inner_text()), acme_row.inner_text()
+    # status, plan, sequences, numbers today, numbers over 30 days
+    assert re.search(r"active\s+standard\s+1\s+42\s+42", acme_row.inner_text()), (
+        acme_row.inner_text()
+    )
     guard.shot("operator-tenants")
 
     page.get_by_role("link", name="acme").click()
@@ -126,6 +129,13 @@ def test_operator_signs_in_sees_tenants_and_a_tenants_usage_chart(
     assert page.locator("#usage-chart").get_attribute("data-bars") == "24"
     assert page.get_by_role("cell", name="default").first.is_visible()
     guard.shot("operator-tenant")
+
+    page.get_by_role("link", name="Overview").click()
+    page.wait_for_url("**/console/overview")
+    assert page.locator('dd[data-field="today"]').inner_text() == "42"
+    top = page.get_by_role("row").filter(has=page.get_by_role("link", name="acme"))
+    assert re.search(r"acme\s+Acme Ltd\s+42\s+42", top.inner_text())
+    guard.shot("operator-overview")
 
     page.get_by_role("link", name="API docs").click()
     page.locator(".opblock").first.wait_for(timeout=20_000)
