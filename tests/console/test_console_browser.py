@@ -130,6 +130,40 @@ def test_operator_signs_in_sees_tenants_and_a_tenants_usage_chart(
     assert page.get_by_role("cell", name="default").first.is_visible()
     guard.shot("operator-tenant")
 
+    # A new client: its secret shown once, working at the token endpoint; then revoked.
+    page.get_by_label("Client name").fill("billing")
+    page.get_by_label("sequences:write").uncheck()
+    page.get_by_role("button", name="Create client").click()
+    page.wait_for_url("**/console/tenants/acme/clients")
+    client_id = page.locator("#new-client-id").inner_text()
+    secret = page.get_by_label("Client secret").input_value()
+    guard.shot("operator-client-created")
+    granted = httpx.post(
+        f"{url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+        timeout=30,
+    )
+    assert granted.status_code == 200 and granted.json()["scope"] == "sequences:read sequences:next"
+    page.goto("/console/tenants/acme")
+    assert secret not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())  # "Revoke …?" (console.js)
+    page.get_by_role("button", name=f"Revoke {client_id}").click()
+    page.wait_for_url("**/console/tenants/acme?done=revoked")
+    revoked = page.get_by_role("row").filter(has_text=client_id)
+    assert "revoked" in revoked.inner_text()
+
+    # Suspend asks first (dismissed: nothing happens), then suspends; resume lifts it.
+    page.goto("/console/tenants/globex")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Suspend tenant").click()
+    assert page.get_by_role("button", name="Suspend tenant").is_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Suspend tenant").click()
+    page.wait_for_url("**/console/tenants/globex?done=suspended")
+    page.get_by_role("button", name="Resume tenant").click()
+    page.wait_for_url("**/console/tenants/globex?done=resumed")
+
     page.get_by_role("link", name="Overview").click()
     page.wait_for_url("**/console/overview")
     assert page.locator('dd[data-field="today"]').inner_text() == "42"
@@ -141,7 +175,7 @@ def test_operator_signs_in_sees_tenants_and_a_tenants_usage_chart(
     page.locator(".opblock").first.wait_for(timeout=20_000)
     page.go_back()
     sign_out(guard)
-    guard.assert_clean(secrets=(session, token))
+    guard.assert_clean(secrets=(session, token, secret))
 
 
 def test_tenant_creates_a_sequence_takes_numbers_by_api_and_sees_them(
