@@ -412,8 +412,13 @@ class Store(Protocol):
         ...
 
     # -- usage ------------------------------------------------------------------
-    async def add_usage(self, tenant: str, row: UsageRow) -> None:
-        """Add ``row``'s ``requests`` and ``numbers`` to its (sequence, hour) totals."""
+    async def add_usage(self, tenant: str, rows: Sequence[UsageRow]) -> None:
+        """Add each row's ``requests`` and ``numbers`` to its (sequence, hour) totals.
+
+        SQLite: one transaction (one fsync for a whole flush of the tenant). Stores
+        without multi-document transactions add the rows in order and, if one fails,
+        raise ``UsagePartlyWritten`` with how many were added before it.
+        """
         ...
 
     async def read_usage(

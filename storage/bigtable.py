@@ -98,7 +98,7 @@ from storage.bigtable_rows import (
     when,
 )
 from storage.bigtable_schema import ensure_table
-from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable, UsagePartlyWritten
 
 log = logging.getLogger("tally.storage.bigtable")
 
@@ -380,7 +380,14 @@ class BigtableStore:
         return await self.counters.replace(key(tenant, "ctr", key_), expected, new, live)
 
     # -- usage -------------------------------------------------------------------------
-    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+    async def add_usage(self, tenant: str, rows: Sequence[UsageRow]) -> None:
+        for done, row in enumerate(rows):
+            try:
+                await self._add_usage_row(tenant, row)
+            except Exception as exc:
+                raise UsagePartlyWritten(done, "Bigtable usage write failed") from exc
+
+    async def _add_usage_row(self, tenant: str, row: UsageRow) -> None:
         # ReadModifyWriteRow adds atomically, so concurrent flushes never lose counts. It
         # is not retried: a flush whose outcome is unknown is reported, not doubled.
         await self._call(

@@ -3,6 +3,7 @@
 TallyError
 └── Unavailable (503)
     └── StoreUnavailable      the database cannot be reached or timed out
+        └── UsagePartlyWritten    add_usage stopped after its first ``written`` rows
 AlreadyExists                 a record with that key exists (services map it to 409)
 InvalidCursor                 a paging cursor this backend never issued (services map it to 422)
 """
@@ -15,6 +16,14 @@ from core.errors import Unavailable
 class StoreUnavailable(Unavailable):
     type = "store-unavailable"
     title = "Store unavailable"
+
+
+class UsagePartlyWritten(StoreUnavailable):
+    """``add_usage`` on a store without multi-document transactions failed midway."""
+
+    def __init__(self, written: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.written = written
 
 
 class AlreadyExists(Exception):

@@ -50,7 +50,7 @@ from storage.base import (
     UsageRow,
     allocate_concurrently,
 )
-from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
+from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable, UsagePartlyWritten
 
 _UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
 
@@ -635,7 +635,14 @@ class MongoStore:
     def usage(self) -> Any:
         return self._db["usage"]
 
-    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+    async def add_usage(self, tenant: str, rows: Sequence[UsageRow]) -> None:
+        for done, row in enumerate(rows):
+            try:
+                await self._add_usage_row(tenant, row)
+            except Exception as exc:
+                raise UsagePartlyWritten(done, "MongoDB usage write failed") from exc
+
+    async def _add_usage_row(self, tenant: str, row: UsageRow) -> None:
         hour = row.hour.astimezone(UTC)
         doc_id = f"{tenant}/{row.sequence}/{hour:%Y-%m-%dT%H}"
         update = {

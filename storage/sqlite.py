@@ -541,18 +541,19 @@ class SQLiteStore:
         return {key: Counter(*rest) for key, *rest in rows}
 
     # -- usage -----------------------------------------------------------------
-    async def add_usage(self, tenant: str, row: UsageRow) -> None:
-        params = (tenant, _hour(row.hour), row.sequence, row.requests, row.numbers)
+    async def add_usage(self, tenant: str, rows: Sequence[UsageRow]) -> None:
+        params = [(tenant, _hour(r.hour), r.sequence, r.requests, r.numbers) for r in rows]
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, hour, seq)"
                 " DO UPDATE SET requests = requests + excluded.requests,"
                 " numbers = numbers + excluded.numbers",
                 params,
             )
 
-        await self._writer.run(lambda c: _write(c, op))
+        if params:
+            await self._writer.run(lambda c: _write(c, op))
 
     async def read_usage(
         self, tenant: str, *, sequence: str | None, since: datetime, until: datetime

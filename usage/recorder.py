@@ -2,10 +2,11 @@
 
 Each process adds up ``next`` calls and numbers per (tenant, sequence, UTC hour) in
 memory, and every ``interval`` seconds (and at shutdown) adds those totals to the
-store, one increment per (tenant, sequence, hour). Processes add, never overwrite, so
-any number of them can share a store. Usage is statistics, not the ledger (the
-counters are): a process killed without a shutdown loses at most its last interval,
-and a store error that strikes after a write applied can count that one row twice.
+store, one increment per (tenant, sequence, hour), all of a tenant's in one store
+call. Processes add, never overwrite, so any number of them can share a store. Usage
+is statistics, not the ledger (the counters are): a process killed without a shutdown
+loses at most its last interval, and a store error that strikes after a write applied
+can count that one row twice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from datetime import UTC, datetime
 
 from storage import Store, UsageRow
+from storage.errors import UsagePartlyWritten
 
 log = logging.getLogger("tally.usage")
 
@@ -68,18 +70,24 @@ class UsageRecorder:
 
     async def _flush(self) -> None:
         pending, self._pending = self._pending, {}
-        rows = list(pending.items())
-        for done, ((tenant, seq, h), (requests, numbers)) in enumerate(rows):
+        by_tenant: dict[str, list[tuple[tuple[str, str, int], list[int]]]] = {}
+        for key, totals in pending.items():
+            by_tenant.setdefault(key[0], []).append((key, totals))
+        tenants = list(by_tenant.items())
+        # One store call per tenant (one transaction on SQLite): a flush of a thousand
+        # counters was a thousand fsync'ed commits holding the writer from allocations.
+        for done, (tenant, items) in enumerate(tenants):
+            rows = [UsageRow(seq, _hour(h), r, n) for (_, seq, h), (r, n) in items]
             try:
-                await self.store.add_usage(tenant, UsageRow(seq, _hour(h), requests, numbers))
+                await self.store.add_usage(tenant, rows)
             except Exception as exc:
-                # The store is likely down: keep this row and the rest for the next
-                # flush rather than wait out a timeout per row (shutdown would hang).
-                log.warning(
-                    "usage flush failed, %d rows kept for the next one: %s", len(rows) - done, exc
-                )
+                # The store is likely down: keep what was not written for the next
+                # flush rather than wait out a timeout per tenant (shutdown would hang).
+                written = exc.written if isinstance(exc, UsagePartlyWritten) else 0
+                kept = items[written:] + [it for _, rest in tenants[done + 1 :] for it in rest]
+                log.warning("usage flush failed, %d rows kept for the next one: %s", len(kept), exc)
                 self.flush_failures += 1
-                for key, (r, n) in rows[done:]:
+                for key, (r, n) in kept:
                     totals = self._pending.setdefault(key, [0, 0])
                     totals[0] += r
                     totals[1] += n

@@ -136,7 +136,7 @@ async def test_usage_adds_up_per_sequence_and_hour_within_the_tenant(store: Stor
         ("acme", UsageRow("a", h11, 1, 5)),
         ("globex", UsageRow("a", h10, 7, 7)),
     ]:
-        await store.add_usage(tenant, row)
+        await store.add_usage(tenant, [row])
     got = await store.read_usage("acme", sequence=None, since=h10, until=h12)
     assert got == [UsageRow("a", h10, 5, 23), UsageRow("b", h10, 1, 1), UsageRow("a", h11, 1, 5)]
     assert all(r.hour.utcoffset() is not None for r in got)  # aware, so comparable
@@ -146,9 +146,18 @@ async def test_usage_adds_up_per_sequence_and_hour_within_the_tenant(store: Stor
     assert await store.read_usage("initech", sequence=None, since=h10, until=h12) == []
 
 
+async def test_usage_rows_of_one_call_all_add_up(store: Store) -> None:
+    h10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    rows = [UsageRow("a", h10, 1, 2), UsageRow("b", h10, 1, 1), UsageRow("a", h10, 2, 3)]
+    await store.add_usage("acme", rows)
+    await store.add_usage("acme", [])
+    got = await store.read_usage("acme", sequence=None, since=h10, until=NOW)
+    assert got == [UsageRow("a", h10, 3, 5), UsageRow("b", h10, 1, 1)]
+
+
 async def test_concurrent_usage_additions_are_never_lost(store: Store) -> None:
     hour = datetime(2026, 3, 1, 10, tzinfo=UTC)
-    await asyncio.gather(*(store.add_usage("acme", UsageRow("a", hour, 1, 2)) for _ in range(50)))
+    await asyncio.gather(*(store.add_usage("acme", [UsageRow("a", hour, 1, 2)]) for _ in range(50)))
     assert await store.read_usage("acme", sequence="a", since=hour, until=NOW) == [
         UsageRow("a", hour, 50, 100)
     ]

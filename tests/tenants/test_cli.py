@@ -193,7 +193,7 @@ def test_tenants_usage_shows_what_the_servers_flushed(tmp_path: Path) -> None:
         try:
             for hour, numbers in ((9, 5), (10, 7)):
                 row = UsageRow("default", datetime(2026, 3, 1, hour, tzinfo=UTC), 2, numbers)
-                await store.add_usage("acme", row)
+                await store.add_usage("acme", [row])
         finally:
             await store.close()
 

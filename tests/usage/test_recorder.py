@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage import Store, StoreUnavailable, UsageRow
+from storage.errors import UsagePartlyWritten
 from usage.recorder import UsageRecorder
 
 T0 = datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC)
@@ -48,11 +49,11 @@ class Flaky:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def add_usage(self, tenant: str, row: UsageRow) -> None:
+    async def add_usage(self, tenant: str, rows: list[UsageRow]) -> None:
         if self.fail:
             self.fail -= 1
             raise StoreUnavailable("injected")
-        await self.inner.add_usage(tenant, row)
+        await self.inner.add_usage(tenant, rows)
 
 
 async def test_what_a_failed_flush_could_not_write_is_kept_for_the_next(store: Store) -> None:
@@ -90,3 +91,53 @@ async def test_it_flushes_every_interval_and_once_more_on_close(store: Store) ->
     recorder.record("acme", "a", 2, T0)
     await recorder.close()  # stops the loop and writes what is left
     assert await stored(store) == [UsageRow("a", H10, 2, 3)]
+
+
+class PartlyWriting:
+    """Counts ``add_usage`` calls; the first call writes only its first row, then fails
+    (a store without multi-document transactions losing its connection midway)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.calls, self.broken = inner, 0, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def add_usage(self, tenant: str, rows: list[UsageRow]) -> None:
+        self.calls += 1
+        if self.broken:
+            self.broken = False
+            await self.inner.add_usage(tenant, rows[:1])
+            raise UsagePartlyWritten(1, "injected")
+        await self.inner.add_usage(tenant, rows)
+
+
+async def test_a_flush_is_one_store_call_per_tenant(store: Store) -> None:
+    counting = PartlyWriting(store)
+    counting.broken = False
+    recorder = UsageRecorder(counting)  # type: ignore[arg-type]
+    for tenant in ("acme", "globex", "initech"):
+        for seq in "abcde":
+            recorder.record(tenant, seq, 1, T0)
+    await recorder.flush()
+    assert counting.calls == 3
+    assert len(await stored(store, "globex")) == 5
+
+
+async def test_a_partly_written_flush_keeps_only_what_was_not_written(store: Store) -> None:
+    partly = PartlyWriting(store)
+    recorder = UsageRecorder(partly)  # type: ignore[arg-type]
+    for seq, n in (("a", 4), ("b", 1), ("c", 2)):
+        recorder.record("acme", seq, n, T0)
+    recorder.record("globex", "a", 7, T0)
+    await recorder.flush()  # acme's first row is written, then the store fails
+    assert await stored(store) == [UsageRow("a", H10, 1, 4)]
+    assert recorder.flush_failures == 1
+    await recorder.flush()
+    # Nothing counted twice, nothing lost.
+    assert await stored(store) == [
+        UsageRow("a", H10, 1, 4),
+        UsageRow("b", H10, 1, 1),
+        UsageRow("c", H10, 1, 2),
+    ]
+    assert await stored(store, "globex") == [UsageRow("a", H10, 1, 7)]
