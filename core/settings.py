@@ -10,6 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -19,6 +20,19 @@ DEV_ISSUER = "http://127.0.0.1:8080"
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _BIGTABLE = re.compile(r"^bigtable://[a-z][a-z0-9.:-]*[a-z0-9]/[a-z][a-z0-9_-]*[a-z0-9](\?[^#]*)?$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+_W0 = "w=0 is refused: an unacknowledged write could issue a number that was never stored"
+_W1 = (
+    "w=1 is refused in production: a failover can roll back an increment the primary"
+    " acknowledged and issue its numbers again; use w=majority"
+)
+
+
+def mongo_url_options(url: str) -> dict[str, str]:
+    """The options a ``mongodb://`` URL names, by lower-case name (no DNS lookup)."""
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        return {}
+    return {k.lower(): v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
 
 
 class Settings(BaseSettings):
@@ -37,7 +51,13 @@ class Settings(BaseSettings):
         default="majority", description="w= for every write: 'majority' or a number."
     )
     mongo_journal: bool = True
-    mongo_timeout_ms: int = Field(default=5000, ge=100, le=120_000)
+    mongo_timeout_ms: int = Field(
+        default=5000,
+        ge=100,
+        le=120_000,
+        description="Bound of every MongoDB call (the driver's timeoutMS; also server"
+        " selection and connect): past it the request gets 503. The URL's own wins.",
+    )
     bigtable_timeout_ms: int = Field(
         default=5000,
         ge=100,
@@ -146,6 +166,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...]"
             )
+        if mongo_url_options(url).get("w") == "0":
+            raise ValueError(_W0)  # names the option only: the URL may hold a password
         return v
 
     @field_validator("tenant")
@@ -174,6 +196,8 @@ class Settings(BaseSettings):
     def _write_concern(cls, v: str) -> str:
         if v != "majority" and not v.isdigit():
             raise ValueError("must be 'majority' or a number of nodes")
+        if v.isdigit() and int(v) == 0:
+            raise ValueError(_W0)
         return v
 
     @model_validator(mode="after")
@@ -185,6 +209,13 @@ class Settings(BaseSettings):
             raise ValueError("TALLY_JWT_ISSUER must be set to the public URL in production")
         if self.store_url.get_secret_value().startswith("sqlite:///./data"):
             raise ValueError("TALLY_STORE_URL must be set explicitly in production")
+        if self.store_kind == "mongodb":
+            in_url = mongo_url_options(self.store_url.get_secret_value()).get("w")
+            if in_url == "1":
+                raise ValueError(f"TALLY_STORE_URL: {_W1}")
+            setting = self.mongo_write_concern
+            if in_url is None and setting.isdigit() and int(setting) == 1:
+                raise ValueError(f"TALLY_MONGO_WRITE_CONCERN: {_W1}")
         return self
 
     @property
@@ -217,9 +248,9 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = "_".join(str(p) for p in first["loc"]).upper()
-        name = f"TALLY_{loc}" if loc else "settings"
+        name = f" TALLY_{loc}" if loc else ""  # a model-level message names its settings
         msg = str(first["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"invalid setting {name}: {msg}") from None
+        raise SettingsError(f"invalid setting{name}: {msg}") from None
 
 
 @lru_cache(maxsize=1)

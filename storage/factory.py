@@ -1,9 +1,20 @@
-"""Pick and build the backend named by ``TALLY_STORE_URL``."""
+"""Pick and build the backend named by ``TALLY_STORE_URL``.
+
+MongoDB: every driver option comes from the URL or from settings, and the URL wins.
+An option the URL names is passed through untouched; settings only fill in what it
+leaves out (``timeoutMS``, ``serverSelectionTimeoutMS`` and ``connectTimeoutMS`` from
+``TALLY_MONGO_TIMEOUT_MS``; the write concern from ``TALLY_MONGO_WRITE_CONCERN`` and
+``TALLY_MONGO_JOURNAL``, but only when the URL names none of ``w``, ``wTimeoutMS`` and
+``journal``, so a write concern written in the URL reaches the driver exactly as
+written). Nothing else is forced: ``retryWrites`` is the driver's default unless the
+URL says otherwise (DocumentDB needs ``retryWrites=false``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from core.settings import mongo_url_options
 from storage.base import Store
 from storage.errors import StoreUnavailable
 from storage.mongo import MongoStore
@@ -11,6 +22,26 @@ from storage.sqlite import SQLiteStore, path_from_url
 
 if TYPE_CHECKING:
     from core.settings import Settings
+
+_WRITE_CONCERN_OPTIONS = {"w", "wtimeoutms", "journal"}
+
+
+def mongo_client_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments ``AsyncMongoClient`` gets besides the URL itself."""
+    named = set(mongo_url_options(settings.store_url.get_secret_value()))
+    options: dict[str, Any] = {"tz_aware": True}  # the code compares aware datetimes
+    fill: dict[str, Any] = {
+        "appname": "tally",
+        "timeoutMS": settings.mongo_timeout_ms,
+        "serverSelectionTimeoutMS": settings.mongo_timeout_ms,
+        "connectTimeoutMS": settings.mongo_timeout_ms,
+    }
+    if not named & _WRITE_CONCERN_OPTIONS:
+        w = settings.mongo_write_concern
+        fill["w"] = int(w) if w.isdigit() else w
+        fill["journal"] = settings.mongo_journal
+    options.update({k: v for k, v in fill.items() if k.lower() not in named})
+    return options
 
 
 def open_store(settings: Settings) -> Store:
@@ -30,21 +61,14 @@ def open_store(settings: Settings) -> Store:
         return BigtableStore(parse_url(url), timeout=settings.bigtable_timeout_ms / 1000)
 
     from pymongo import AsyncMongoClient
-    from pymongo.write_concern import WriteConcern
 
-    w: int | str = (
-        int(settings.mongo_write_concern) if settings.mongo_write_concern.isdigit() else "majority"
+    options = mongo_client_options(settings)
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url, **options)
+    # The database (and so every collection) inherits the client's write concern.
+    database = client.get_database(settings.mongo_database)
+    timeout_ms = client.options.timeout
+    return MongoStore(
+        database,
+        on_close=client.close,
+        timeout_ms=None if timeout_ms is None else int(timeout_ms * 1000),
     )
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        url,
-        appname="tally",
-        tz_aware=True,
-        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
-        connectTimeoutMS=settings.mongo_timeout_ms,
-        retryWrites=True,
-    )
-    database = client.get_database(
-        settings.mongo_database,
-        write_concern=WriteConcern(w=w, j=settings.mongo_journal),
-    )
-    return MongoStore(database, on_close=client.close)

@@ -30,6 +30,7 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
+    WriteConcernError,
     WTimeoutError,
 )
 
@@ -52,7 +53,33 @@ from storage.base import (
 )
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable, UsagePartlyWritten
 
-_UNAVAILABLE = (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
+_UNAVAILABLE = (
+    ConnectionFailure,
+    ServerSelectionTimeoutError,
+    ExecutionTimeout,
+    WTimeoutError,
+    WriteConcernError,
+)
+# Server error codes that mean "not now, try later": not primary / node recovering,
+# interrupted or shutting down, time limits, network trouble between the nodes.
+_TRY_LATER_CODES = frozenset(
+    {6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11601, 11602, 13435, 13436, 64, 10058}
+)
+# The driver's timeoutMS ends every call; this guard (a little later, so the driver's
+# own, cleaner timeout normally fires first) bounds what it might not cover.
+_GUARD_SLACK = 0.25
+
+
+def _try_later(exc: PyMongoError) -> bool:
+    if isinstance(exc, _UNAVAILABLE) or exc.timeout:
+        return True
+    if isinstance(exc, OperationFailure):
+        if exc.code in _TRY_LATER_CODES:
+            return True
+        return exc.has_error_label("RetryableWriteError") or exc.has_error_label(
+            "TransientTransactionError"
+        )
+    return False
 
 
 def _doc_id(tenant: str, key: str) -> str:
@@ -99,8 +126,15 @@ class MongoStore:
     kind = "mongodb"
     atomic_riders = True  # journaled in the counter document (see _allocate_riding)
 
-    def __init__(self, database: Any, *, on_close: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        database: Any,
+        *,
+        on_close: Callable[[], Any] | None = None,
+        timeout_ms: int | None = None,
+    ) -> None:
         self._db = database
+        self._guard = None if timeout_ms is None else timeout_ms / 1000 + _GUARD_SLACK
         self.sequences = database["sequences"]
         self.counters = database["counters"]
         self.audit = database["audit"]
@@ -108,10 +142,16 @@ class MongoStore:
         self._on_close = on_close
 
     async def _call(self, awaitable: Any) -> Any:
+        """Await one driver call: bounded, and "try later" errors are ``StoreUnavailable``."""
         try:
-            return await awaitable
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable("MongoDB store unavailable") from exc
+            async with asyncio.timeout(self._guard):
+                return await awaitable
+        except TimeoutError as exc:
+            raise StoreUnavailable("MongoDB did not answer in time") from exc
+        except PyMongoError as exc:
+            if _try_later(exc):
+                raise StoreUnavailable("MongoDB store unavailable") from exc
+            raise
 
     async def start(self) -> None:
         await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))
@@ -139,7 +179,7 @@ class MongoStore:
 
     async def ping(self) -> None:
         try:
-            await self._db.command("ping")
+            await self._call(self._db.command("ping"))
         except PyMongoError as exc:
             raise StoreUnavailable("MongoDB store unavailable") from exc
 

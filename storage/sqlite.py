@@ -13,6 +13,7 @@ commit is being fsynced). The event loop never waits on a commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -220,13 +221,20 @@ class _Connection:
 
 
 def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    # IMMEDIATE takes the write lock up front (waiting up to busy_timeout): a deferred
+    # BEGIN would read first and then fail with SQLITE_BUSY, unretried, whenever another
+    # process committed in between.
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # Also when COMMIT itself failed (disk full, I/O error): SQLite then keeps the
+        # transaction open, and with it the write lock every other process waits for.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
