@@ -34,6 +34,10 @@ $(CHECKOV_VENV)/bin/checkov:
 run: $(VENV)/.stamp-run
 	$(BIN)/tally serve --host $(HOST) --port $(PORT)
 
+# The dev loop: the same server, restarted on every source change (SQLite under ./data).
+dev: $(VENV)/.stamp-run
+	$(BIN)/tally serve --host $(HOST) --port $(PORT) --reload
+
 fmt: $(VENV)/.stamp-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,8 +46,17 @@ def serve(
             help="Another ASGI app factory to serve the same way (make bench's yardsticks).",
         ),
     ] = "api.app:create_app",
+    reload: Annotated[
+        bool, typer.Option(help="Restart on source changes (development, `make dev`).")
+    ] = False,
+    reload_dir: Annotated[
+        list[Path] | None,
+        typer.Option(help="Directories --reload watches (default: the project's packages)."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn."""
+    if reload and workers != 1:
+        fail("--reload serves one process: drop --workers", 2)
     import logging.config
 
     import uvicorn
@@ -94,7 +104,15 @@ def serve(
         log_config=log_config,
         access_log=False,
         server_header=False,
+        reload=reload,
+        reload_dirs=[str(d) for d in reload_dir or _source_dirs()] if reload else None,
     )
+
+
+def _source_dirs() -> list[Path]:
+    """The directories of this project's packages (what a code change touches)."""
+    root = Path(__file__).resolve().parents[1]
+    return sorted(p.parent for p in root.glob("*/__init__.py") if p.parent.name != "tests")
 
 
 async def _check_store(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,30 @@ def test_cli_migrate_human_output_and_one_line_errors(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "cannot reach the store" in err, err
     assert err.strip().count("\n") == 0 and "s3cret-pw" not in err
+
+
+@pytest.mark.mongodb
+@pytest.mark.skipif(not os.environ.get("MONGODB_URI"), reason="MONGODB_URI is not set")
+async def test_real_mongodb_user_is_created_then_updated_with_readwrite_on_its_database() -> None:
+    """CI runs this on a MongoDB replica set: the real createUser/updateUser/usersInfo."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["MONGODB_URI"])
+    slug = f"ci{os.getpid()}"
+    database = tenant_database(slug)
+    admin = MongoAdmin(client[database], client["admin"])
+    try:
+        first = await ensure_user(admin, tenant_user(slug), "pw-one", database)
+        second = await ensure_user(admin, tenant_user(slug), "pw-two", database)
+        assert (first["outcome"], second["outcome"]) == ("created", "updated")
+        got = await admin.get_user(tenant_user(slug))
+        assert got is not None and got.roles == (("readWrite", database),)
+        store = MongoStore(client[database])
+        results = await asyncio.gather(
+            migrate(store, admin, database=database), migrate(store, admin, database=database)
+        )
+        assert results[0].indexes == results[1].indexes and "counters" in results[0].indexes
+    finally:
+        await client["admin"].command({"dropUser": tenant_user(slug)})
+        await client.drop_database(database)
+        await client.close()

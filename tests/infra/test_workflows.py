@@ -1,0 +1,256 @@
+"""CI and CD workflows: schema, zizmor, the shape the delivery needs, and CD's scripts run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tools import require_tool
+
+from ._support import REPO, missing, run
+
+pytestmark = pytest.mark.infra
+
+WORKFLOWS = REPO / ".github" / "workflows"
+CI, CD = WORKFLOWS / "ci.yml", WORKFLOWS / "cd.yml"
+INSTANCE_SH = REPO / "deploy" / "cd" / "instance.sh"
+BIN = Path(sys.executable).parent
+SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[Any, Any]:
+    try:
+        import yaml
+    except ImportError:
+        missing("PyYAML is not installed (it comes with the infra extra)")
+    data: dict[Any, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def tool(name: str) -> str:
+    local = BIN / name
+    return str(local) if local.exists() else require_tool(name, hint="the infra extra has it")
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = job["steps"]
+    return found
+
+
+@pytest.mark.parametrize("path", [CI, CD], ids=["ci", "cd"])
+def test_workflow_passes_the_github_workflow_schema(path: Path) -> None:
+    result = run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)], REPO
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing_of_medium_or_high_severity() -> None:
+    result = run(
+        [tool("zizmor"), "--offline", "--no-progress", "--format", "json", str(CI), str(CD)], REPO
+    )
+    assert result.returncode in (0, 11, 12, 13, 14), result.stderr  # 1x: findings exist
+    findings = json.loads(result.stdout or "[]")
+    serious = [
+        f"{f['ident']} ({f['determinations']['severity']}): {f['desc']}"
+        for f in findings
+        if f["determinations"]["severity"] in ("Medium", "High")
+    ]
+    assert serious == []
+
+
+@pytest.mark.parametrize("path", [CI, CD], ids=["ci", "cd"])
+def test_actions_are_sha_pinned_least_privilege_and_keep_no_credentials(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}, "no default permissions; each job asks for its own"
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"job {name} must declare its permissions"
+        assert job["permissions"].get("contents") == "read", name
+        assert set(job["permissions"]) <= {"contents", "id-token"}, name
+        for step in steps(job):
+            uses = step.get("uses")
+            if uses:
+                assert SHA_PINNED.match(uses), f"{name}: {uses} is not pinned by commit SHA"
+            if uses and uses.startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, name
+
+
+def test_ci_runs_the_suite_mongodb_audit_and_checkov_then_pushes_the_image_by_digest() -> None:
+    workflow = load(CI)
+    assert set(workflow["on"]) == {"pull_request", "push"}
+    jobs = workflow["jobs"]
+    assert any("bash .ci/run" in s.get("run", "") for s in steps(jobs["test"]))
+    mongo = jobs["mongodb"]
+    env = next(s["env"] for s in steps(mongo) if "MONGODB_URI" in s.get("env", {}))
+    assert "replicaSet=rs0" in env["MONGODB_URI"] and "w=majority" in env["MONGODB_URI"]
+    assert any("--replSet rs0" in s.get("run", "") for s in steps(mongo))
+    audit = " ".join(s.get("run", "") for s in steps(jobs["audit"]))
+    assert "pip-audit" in audit and "--require-hashes" in audit and "requirements.lock" in audit
+    assert "checkov" in audit
+    for name in ("test", "mongodb", "audit"):
+        python = next(s for s in steps(jobs[name]) if "setup-python" in s.get("uses", ""))
+        assert python["with"]["cache"] == "pip", f"{name} caches pip downloads"
+    image = jobs["image"]
+    assert set(image["needs"]) == {"test", "mongodb", "audit"}
+    assert "refs/heads/main" in image["if"] and "push" in image["if"]
+    assert image["permissions"] == {"contents": "read", "id-token": "write"}
+    build = next(s for s in steps(image) if "build-push-action" in s.get("uses", ""))["with"]
+    assert "push-by-digest=true" in build["outputs"] and "push=true" in build["outputs"]
+    assert build["sbom"] is True and build["provenance"] == "mode=max"
+    assert "cache-from" not in build, "a shipped image is never built from a shared cache"
+    assert build["file"] == "deploy/Dockerfile" and build["context"] == "."
+
+
+def test_cd_is_manual_canary_first_then_one_tenant_at_a_time_behind_reviewers() -> None:
+    workflow = load(CD)
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert {"digest", "tenants"} <= set(inputs) and inputs["digest"]["required"] is True
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    jobs = workflow["jobs"]
+    canary, tenants = jobs["canary"], jobs["tenants"]
+    assert canary["env"]["INSTANCE"] == "pooled"
+    assert set(tenants["needs"]) == {"select", "canary"}
+    assert canary["environment"] == tenants["environment"] == "production"
+    strategy = tenants["strategy"]
+    assert strategy["max-parallel"] == 1 and strategy["fail-fast"] is True
+    assert "needs.select.outputs.tenants" in strategy["matrix"]["tenant"]
+    for job in (canary, tenants):
+        commands = [s["run"] for s in steps(job) if "deploy/cd/instance.sh" in s.get("run", "")]
+        assert [c.split()[1] for c in commands] == ["terraform", "secrets", "release", "smoke"]
+        assert all("${{" not in c for c in commands), "inputs reach scripts through env only"
+    script = INSTANCE_SH.read_text()
+    assert "--atomic --wait" in script and "helm rollback tally" in script
+    assert '-target="$target"' in script and 'terraform -chdir="$live" plan' in script
+
+
+def select_step() -> str:
+    job = load(CD)["jobs"]["select"]
+    script: str = next(s for s in steps(job) if s.get("id") == "select")["run"]
+    return script
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("all", ["acme", "globex"]),
+        ("none", []),
+        ("globex", ["globex"]),
+        ("globex, acme", ["acme", "globex"]),
+    ],
+)
+def test_cd_selector_resolves_tenants_from_deploy_tenants(
+    selector: str, expected: list[str], tmp_path: Path
+) -> None:
+    for slug in ("acme", "globex"):
+        (tmp_path / "deploy" / "tenants" / slug).mkdir(parents=True)
+        (tmp_path / "deploy" / "tenants" / slug / "values.yaml").write_text("{}\n")
+    output = tmp_path / "output"
+    env = {**os.environ, "DIGEST": "sha256:" + "a" * 64, "SELECTOR": selector,
+           "GITHUB_OUTPUT": str(output)}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", select_step()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == f"tenants={json.dumps(expected)}\n"
+
+
+@pytest.mark.parametrize(
+    ("digest", "selector", "error"),
+    [
+        ("latest", "all", "digest must be sha256"),
+        ("sha256:" + "a" * 64, "acme initech", "initech"),
+        ("sha256:" + "a" * 64, "../etc", "../etc"),
+    ],
+)
+def test_cd_selector_refuses_a_bad_digest_or_unknown_tenant(
+    digest: str, selector: str, error: str, tmp_path: Path
+) -> None:
+    (tmp_path / "deploy" / "tenants" / "acme").mkdir(parents=True)
+    (tmp_path / "deploy" / "tenants" / "acme" / "values.yaml").write_text("{}\n")
+    env = {**os.environ, "DIGEST": digest, "SELECTOR": selector,
+           "GITHUB_OUTPUT": str(tmp_path / "out")}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", select_step()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and error in result.stderr
+
+
+def fake_tools(tmp_path: Path, *, smoke_ok: bool) -> tuple[dict[str, str], Path]:
+    """aws, helm, kubectl and tally stand-ins that log their arguments."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    scripts = {
+        "aws": 'echo "aws $*" >>"$LOG"; echo \'{"client_id": "c1", "client_secret": "s1"}\'',
+        "helm": 'echo "helm $*" >>"$LOG"',
+        "kubectl": 'echo "kubectl $*" >>"$LOG"',
+        "tally": 'echo "tally $* secret=$TALLY_SMOKE_CLIENT_SECRET" >>"$LOG"; '
+        f"exit {0 if smoke_ok else 1}",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "platform": {"value": {"domain_name": "tally.example.com",
+                               "ecr_repository_url": "1.dkr.ecr/tally"}},
+        "tenants": {"value": {"acme": {"public_url": "https://numbers.acme.com"}}},
+    }))  # fmt: skip
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log),
+           "TALLY_TF_OUTPUTS": str(outputs), "RUNNER_TEMP": str(tmp_path)}  # fmt: skip
+    return env, log
+
+
+@pytest.mark.parametrize("smoke_ok", [True, False], ids=["passes", "fails"])
+def test_cd_smoke_failure_rolls_the_release_back(smoke_ok: bool, tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=smoke_ok)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    calls = log.read_text().splitlines()
+    smoke = next(c for c in calls if c.startswith("tally smoke"))
+    assert "--url https://numbers.acme.com --client-id c1" in smoke
+    assert "secret=s1" in smoke and "s1" not in smoke.split("secret=")[0]  # env, not argv
+    rollback = [c for c in calls if c.startswith("helm rollback")]
+    if smoke_ok:
+        assert result.returncode == 0 and rollback == []
+    else:
+        assert result.returncode == 1
+        assert rollback == ["helm rollback tally --namespace tally-acme --wait --timeout 10m"]
+
+
+def test_cd_release_pins_the_digest_atomically(tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    digest = "sha256:" + "b" * 64
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "release", "acme", digest], env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (call,) = log.read_text().splitlines()
+    assert call.startswith("helm upgrade --install tally deploy/helm/tally --namespace tally-acme")
+    assert f"image.digest={digest}" in call and "--atomic --wait" in call
+    assert "-f deploy/tenants/acme/values.yaml" in call
+
+
+def test_cd_script_refuses_an_instance_that_is_no_slug(tmp_path: Path) -> None:
+    env, _ = fake_tools(tmp_path, smoke_ok=True)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "../x"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "not an instance name" in result.stderr
