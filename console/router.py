@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from auth.errors import OAuthError
-from console import assets, operator_pages, tenant_pages
+from console import assets, ledger_pages, operator_pages, tenant_pages
 from console.branding import brand_of
 from console.dependencies import (
     ConsoleRoute,
@@ -143,4 +143,5 @@ async def static(request: Request, name: str) -> Response:
 
 
 router.include_router(tenant_pages.router)
+router.include_router(ledger_pages.router)
 router.include_router(operator_pages.router)

@@ -27,7 +27,18 @@ from usage.router import Usage
 router = APIRouter(route_class=ConsoleRoute)
 PAGE = 100
 Granularity = Annotated[str | None, Query(max_length=8)]
-CREATE_FIELDS = ("name", "start", "step", "min", "max", "format", "reset", "mode", "cycle")
+CREATE_FIELDS = (
+    "name",
+    "start",
+    "step",
+    "min",
+    "max",
+    "format",
+    "reset",
+    "mode",
+    "cycle",
+    "ledger",
+)
 EDIT_FIELDS = ("step", "min", "max", "format", "cycle")
 NOTICES = {
     "created": "Sequence created.",
@@ -86,12 +97,12 @@ async def create_sequence(
     tenant = session.require_tenant("sequences:write")
     problems = Problems()
     raw: dict[str, Any] = {name: form.get(name) for name in CREATE_FIELDS}
-    raw["cycle"] = form.has("cycle")
+    raw["cycle"], raw["ledger"] = form.has("cycle"), form.has("ledger")
     values = read_values(
         form,
         integers=("start", "step", "min", "max"),
         texts=("name", "format", "reset", "mode"),
-        flags=("cycle",),
+        flags=("cycle", "ledger"),
         problems=problems,
     )
     spec = validate(SequenceCreate, without_none(values), problems, CREATE_FIELDS)

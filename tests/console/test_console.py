@@ -124,6 +124,9 @@ TENANT_FORMS = [
     ("/console/sequences/default/settings", {"step": "5"}),
     ("/console/sequences/default/advance", {"to": "100"}),
     ("/console/sign-out", {}),
+    ("/console/sequences/default/reservations", {}),
+    ("/console/sequences/default/reservations/rsv_AAAAAAAAAAAAAAAAAAAAAA/commit", {}),
+    ("/console/sequences/default/reservations/rsv_AAAAAAAAAAAAAAAAAAAAAA/void", {"reason": "x"}),
 ]
 
 

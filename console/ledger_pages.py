@@ -1,0 +1,306 @@
+"""A ledger sequence's pages: reservations (reserve, commit, void), the ledger and the
+gap report, each downloadable as CSV for auditors.
+
+The same ``LedgerService`` calls as ``/v1/sequences/{name}/reservations|ledger|gaps``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import BaseModel
+
+from audit.service import Actor
+from console.dependencies import ConsoleRoute, CurrentSession, PostedForm
+from console.pages import render
+from console.schemas import Problems, from_error, read_values, validate
+from console.service import Session
+from core.errors import TallyError
+from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, StateQuery, ValueCursor
+from ledger.schemas import (
+    DEFAULT_TTL_SECONDS,
+    CommitRequest,
+    EntryOut,
+    Gap,
+    ReserveRequest,
+    VoidRequest,
+)
+from ledger.service import LedgerService
+from sequences.dependencies import NamePath
+
+router = APIRouter(route_class=ConsoleRoute)
+PAGE = 100
+CSV_PAGE = 1000
+STATES = ("reserved", "committed", "voided", "expired")
+# The API's CSV columns (``Accept: text/csv`` on …/ledger and …/gaps).
+LEDGER_FIELDS = list(EntryOut.model_fields)
+GAP_FIELDS = list(Gap.model_fields)
+NOTICES = {
+    "reserved": "Number reserved.",
+    "committed": "Reservation committed.",
+    "voided": "Reservation voided: the number stays on record, never issued again.",
+}
+Period = Annotated[str | None, Query(max_length=16)]
+
+
+def _row(model: BaseModel, fields: list[str]) -> dict[str, Any]:
+    data = model.model_dump(mode="json")
+    return {k: "" if data[k] is None else data[k] for k in fields}
+
+
+def _csv_text(rows: list[dict[str, Any]], fields: list[str], *, header: bool) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _download(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+
+
+def _filename(sequence: str, what: str, period: str | None) -> str:
+    return f"{sequence}-{what}{'-' + period if period else ''}.csv"
+
+
+async def _ledger_page(
+    request: Request,
+    session: Session,
+    ledger: LedgerService,
+    name: str,
+    *,
+    period: str | None = None,
+    state: str | None = None,
+    after: int | None = None,
+    problems: Problems | None = None,
+    form_for: str = "",
+    status_code: int = 200,
+) -> Response:
+    tenant = session.require_tenant("sequences:read")
+    report = await ledger.gaps(tenant, name, period=period)
+    entries = await ledger.entries(
+        tenant,
+        name,
+        period=period,
+        states=[state] if state else None,
+        since=None,
+        until=None,
+        after=after,
+        limit=PAGE,
+    )
+    reserved = await ledger.entries(
+        tenant,
+        name,
+        period=period,
+        states=["reserved"],
+        since=None,
+        until=None,
+        after=None,
+        limit=PAGE,
+    )
+    problems = problems or Problems()
+    return render(
+        request,
+        "ledger.html",
+        status_code=status_code,
+        session=session,
+        active="sequences",
+        page_title=f"Ledger of {name}",
+        name=name,
+        report=report,
+        entries=[EntryOut.of(e) for e in entries],
+        reserved=[EntryOut.of(e) for e in reserved],
+        next_cursor=entries[-1].value if len(entries) == PAGE else None,
+        period=period or "",
+        state=state or "",
+        states=STATES,
+        can_take="sequences:next" in session.principal.scopes,
+        ttl_default=DEFAULT_TTL_SECONDS,
+        errors=problems.fields,
+        form_error=problems.form,
+        form_for=form_for,
+        notice=NOTICES.get(request.query_params.get("done", ""), ""),
+    )
+
+
+@router.get("/sequences/{name}/ledger")
+async def show_ledger(
+    request: Request,
+    name: NamePath,
+    session: CurrentSession,
+    ledger: Ledger,
+    period: PeriodQuery = None,
+    state: StateQuery = None,
+    after: ValueCursor = None,
+) -> Response:
+    """Reservations, the gap report and the ledger of a period (the current one by default)."""
+    return await _ledger_page(
+        request, session, ledger, name, period=period or None, state=state, after=after
+    )
+
+
+@router.get("/sequences/{name}/ledger.csv")
+async def ledger_csv(
+    name: NamePath,
+    session: CurrentSession,
+    ledger: Ledger,
+    period: PeriodQuery = None,
+    state: StateQuery = None,
+) -> Response:
+    """The whole ledger of a period as CSV (the API's columns), streamed page by page."""
+    tenant = session.require_tenant("sequences:read")
+    states: list[str] | None = [state] if state else None
+    # The first page is read before answering, so an unknown sequence is a 404 page.
+    first = await ledger.entries(
+        tenant, name, period=period, states=states, since=None, until=None, after=None,
+        limit=CSV_PAGE,
+    )  # fmt: skip
+
+    async def rows() -> AsyncIterator[str]:
+        page = first
+        yield _csv_text(
+            [_row(EntryOut.of(e), LEDGER_FIELDS) for e in page], LEDGER_FIELDS, header=True
+        )
+        while len(page) == CSV_PAGE:
+            page = await ledger.entries(
+                tenant, name, period=period, states=states, since=None, until=None,
+                after=page[-1].value, limit=CSV_PAGE,
+            )  # fmt: skip
+            yield _csv_text(
+                [_row(EntryOut.of(e), LEDGER_FIELDS) for e in page], LEDGER_FIELDS, header=False
+            )
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers=_download(_filename(name, "ledger", period)),
+    )
+
+
+@router.get("/sequences/{name}/gaps.csv")
+async def gaps_csv(
+    name: NamePath, session: CurrentSession, ledger: Ledger, period: PeriodQuery = None
+) -> Response:
+    """The gap report's numbers (every issued number not committed) as CSV."""
+    tenant = session.require_tenant("sequences:read")
+    report = await ledger.gaps(tenant, name, period=period)
+    body = _csv_text([_row(g, GAP_FIELDS) for g in report.gaps], GAP_FIELDS, header=True)
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers=_download(_filename(name, "gaps", report.period)),
+    )
+
+
+def _back(name: str, done: str) -> Response:
+    return RedirectResponse(f"/console/sequences/{name}/ledger?done={done}", status_code=303)
+
+
+@router.post("/sequences/{name}/reservations")
+async def reserve(
+    request: Request, name: NamePath, session: CurrentSession, form: PostedForm, ledger: Ledger
+) -> Response:
+    """Reserve the next number (``POST /v1/sequences/{name}/reservations``)."""
+    tenant = session.require_tenant("sequences:next")
+    problems = Problems()
+    values = read_values(form, integers=("ttl_seconds",), texts=("reference",), problems=problems)
+    spec = validate(
+        ReserveRequest,
+        {k: v for k, v in values.items() if v is not None},
+        problems,
+        ("ttl_seconds", "reference"),
+    )
+    if spec is not None:
+        try:
+            await ledger.reserve(
+                tenant,
+                name,
+                ttl_seconds=spec.ttl_seconds,
+                reference=spec.reference,
+                actor=Actor.of(session.principal),
+            )
+        except TallyError as exc:
+            if exc.status == 404:
+                raise
+            from_error(exc, problems, ("ttl_seconds", "reference"))
+        else:
+            return _back(name, "reserved")
+    return await _ledger_page(
+        request, session, ledger, name, problems=problems, form_for="reserve", status_code=422
+    )
+
+
+@router.post("/sequences/{name}/reservations/{reservation}/commit")
+async def commit(
+    request: Request,
+    name: NamePath,
+    reservation: ReservationPath,
+    session: CurrentSession,
+    form: PostedForm,
+    ledger: Ledger,
+) -> Response:
+    """Commit a reservation (``POST …/reservations/{id}/commit``)."""
+    tenant = session.require_tenant("sequences:next")
+    problems = Problems()
+    values = read_values(form, texts=("reference",), problems=problems)
+    body = validate(CommitRequest, values, problems, ("reference",))
+    if body is not None:
+        try:
+            await ledger.commit(
+                tenant,
+                name,
+                reservation,
+                reference=body.reference,
+                actor=Actor.of(session.principal),
+            )
+        except TallyError as exc:
+            if exc.status == 404:
+                raise
+            from_error(exc, problems, ())
+        else:
+            return _back(name, "committed")
+    return await _ledger_page(
+        request, session, ledger, name, problems=problems, form_for=reservation, status_code=409
+    )
+
+
+@router.post("/sequences/{name}/reservations/{reservation}/void")
+async def void(
+    request: Request,
+    name: NamePath,
+    reservation: ReservationPath,
+    session: CurrentSession,
+    form: PostedForm,
+    ledger: Ledger,
+) -> Response:
+    """Void a reservation with a reason (``POST …/reservations/{id}/void``)."""
+    tenant = session.require_tenant("sequences:next")
+    problems = Problems()
+    body = validate(VoidRequest, {"reason": form.get("reason").strip()}, problems, ("reason",))
+    if body is not None:
+        try:
+            await ledger.void(
+                tenant, name, reservation, reason=body.reason, actor=Actor.of(session.principal)
+            )
+        except TallyError as exc:
+            if exc.status == 404:
+                raise
+            from_error(exc, problems, ())
+        else:
+            return _back(name, "voided")
+    return await _ledger_page(
+        request,
+        session,
+        ledger,
+        name,
+        problems=problems,
+        form_for=reservation,
+        status_code=422 if problems.fields else 409,
+    )
