@@ -136,7 +136,8 @@ class SequenceService:
         if spec.ledger and not self.atomic_riders:
             raise InvalidSequence(
                 f"ledger: the {self.store.kind} store cannot write ledger entries atomically"
-                " with the increment, so it keeps no ledger sequences."
+                " with the increment, so it keeps no ledger sequences. Run Tally on SQLite"
+                " or MongoDB (TALLY_STORE_URL) for ledger sequences."
             )
         now = self.clock.now()
         config: dict[str, Any] = spec.model_dump(mode="json", exclude={"name"})

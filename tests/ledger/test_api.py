@@ -357,6 +357,8 @@ async def test_a_store_without_atomic_riders_refuses_ledger_sequences(
     async with running_api(settings, now_clock, store=store) as api:
         r = await api.create(name="inv", ledger=True)
         assert r.status_code == 422 and "atomically" in r.json()["detail"]
+        assert "SQLite or MongoDB" in r.json()["detail"]  # which backend keeps one
+        assert r.headers["content-type"] == "application/problem+json"
         # Idempotency keys still work: a stored response is replayed.
         assert (await api.create(name="plain")).status_code == 201
         key = {"Idempotency-Key": "k"}
