@@ -55,7 +55,7 @@ pytest: $(VENV)/.stamp-dev $(CHECKOV_VENV)/bin/checkov
 test: lint pytest
 
 $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet -e '.[bench,bigtable]'
 	touch $@
 
 # Not part of `make test`. Needs wrk and redis-server/redis-benchmark (bench.run says how

@@ -138,7 +138,8 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         "",
         f"Command: `{meta['command']}`. Tally as shipped: `tally serve` "
         "(TALLY_ENVIRONMENT=production, access log on, Prometheus metrics on as the chart "
-        "runs it), SQLite WAL synchronous=FULL; Redis with appendfsync always.",
+        f"runs it), store: {meta.get('store', 'sqlite (WAL, synchronous=FULL)')}; Redis with"
+        " appendfsync always.",
         "",
         "| row | server | req/s | numbers/s | p50 ms | p99 ms | x limit | errors | what |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",

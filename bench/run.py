@@ -21,12 +21,19 @@ wrk warms it up, then measures with 64 connections. Results: ``bench/results/<ou
 
     python -m bench.run [--duration 8] [--only strict,spread] [--skip granian]
                         [--workers 2] [--store mongodb://...] [--profile strict]
+
+``--store bigtable://PROJECT/INSTANCE`` runs Tally's rows on Bigtable, each row in a table
+of its own (``table_prefix``). Unless ``BIGTABLE_EMULATOR_HOST`` names a running emulator
+or ``--bigtable-real`` is given, the bench starts Google's emulator (``bench.emulator``),
+and the report labels the figures as emulator figures: the emulator is in memory and
+serialises read-modify-write, so they say nothing about production throughput.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -35,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +50,7 @@ from typing import Any
 
 import httpx
 
-from bench import load, report, servers
+from bench import emulator, load, report, servers
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -181,9 +189,52 @@ def base_env(workdir: Path, root: Path, store: str | None, name: str) -> dict[st
         TALLY_METRICS_PORT=str(servers.free_port()),
         PYTHONPATH=str(root),
     )
-    if store:
+    if store and store.startswith("bigtable://"):
+        joiner = "&" if "?" in store else "?"
+        env["TALLY_STORE_URL"] = f"{store}{joiner}table_prefix=bench_{name.replace('-', '_')}_"
+    elif store:
         env["TALLY_MONGO_DATABASE"] = f"tally_bench_{name.replace('-', '_')}"
     return env
+
+
+def store_label(store: str | None) -> str:
+    """What the report says the store was (emulator figures are labelled as such)."""
+    if not store:
+        return "sqlite (WAL, synchronous=FULL)"
+    if store.startswith("bigtable://"):
+        host = os.environ.get("BIGTABLE_EMULATOR_HOST")
+        if host:
+            return (
+                f"bigtable EMULATOR at {host}: emulator figures (in memory, read-modify-write"
+                " serialised), not production throughput"
+            )
+        return "bigtable (--store, real instance)"
+    return "mongodb (--store)"
+
+
+@contextlib.contextmanager
+def bigtable_emulator(args: argparse.Namespace) -> Iterator[None]:
+    """Start an emulator for a ``bigtable://`` store unless one is named or real is asked."""
+    wanted = args.store and args.store.startswith("bigtable://")
+    if not wanted or args.bigtable_real or os.environ.get("BIGTABLE_EMULATOR_HOST"):
+        yield
+        return
+    path = emulator.find()
+    if path is None:
+        raise SystemExit(
+            "bench: --store bigtable:// needs Google's emulator (cbtemulator, package"
+            " google-cloud-cli-bigtable-emulator; or set CBTEMULATOR), BIGTABLE_EMULATOR_HOST,"
+            " or --bigtable-real for a real instance"
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="tally-bench-cbt-") as tmp,
+        emulator.running(path, Path(tmp)) as host,
+    ):
+        os.environ["BIGTABLE_EMULATOR_HOST"] = host
+        try:
+            yield
+        finally:
+            os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
 
 
 class Tokens:
@@ -393,7 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=1, help="also run rows with N workers")
-    parser.add_argument("--store", help="a MongoDB URL for Tally instead of fresh SQLite files")
+    parser.add_argument(
+        "--store",
+        help="a MongoDB or bigtable:// URL for Tally instead of fresh SQLite files",
+    )
+    parser.add_argument(
+        "--bigtable-real",
+        action="store_true",
+        help="with --store bigtable://: use the real instance, start no emulator",
+    )
     parser.add_argument("--only", help="comma-separated row names")
     parser.add_argument("--skip", help="comma-separated row names or substrings (e.g. granian)")
     parser.add_argument("--profile", help="rows to py-spy (raw; see bench.profile)")
@@ -430,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         skip = args.skip.split(",")
         configs = [c for c in configs if not any(s == c.name or s in c.name for s in skip)]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    with bigtable_emulator(args):
+        return _run(args, configs, argv)
+
+
+def _run(args: argparse.Namespace, configs: list[Config], argv: list[str] | None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_start = os.getloadavg()[0]
     results: list[report.Result] = []
@@ -454,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "duration": args.duration,
         "warmup": args.warmup,
-        "store": "mongodb (--store)" if args.store else "sqlite (WAL, synchronous=FULL)",
+        "store": store_label(args.store),
         "targets": report.targets(results),
         "comparisons": report.comparisons(results),
     }
