@@ -2,25 +2,30 @@
 
 A counter is one row, ``<tenant>#ctr#<key>``, with three cells in family ``c``:
 
-* ``t``  ticks issued, an 8-byte big-endian counter moved only by ``IncrementRule``
-  (and set by the compare-and-sets below);
-* ``s``  the shape ``b"<base>,<step>,<cap>"`` (ASCII decimal);
-* ``g``  a generation: 16 random hex bytes, new on every create or replace.
+* ``t``  ticks issued, an 8-byte big-endian counter moved by ``IncrementRule`` (and set
+  by the compare-and-sets below); read unsigned, so a sum past 2^63-1 that the
+  increment wrapped to a negative int64 still reads as the true, too large, sum;
+* ``s``  ``b"<base>,<step>,<cap>,<incarnation>"`` (ASCII);
+* ``g``  a generation: 16 random hex bytes, new whenever ``t`` is set rather than added to.
 
-Bigtable's increment is unconditional and wraps silently at 2^63-1, so an allocation
-is: one ``ReadModifyWriteRow`` that adds ``n`` to ``t`` and appends ``b""`` to ``s`` and
-``g`` (which returns their values from the same atomic row operation, unchanged). If
-the shape is the caller's and the new ``t`` is at most ``cap``, ticks ``t-n .. t-1`` are
-the caller's. Otherwise the increment *overshot* and is taken back, but only from the
-top: a compare-and-set ``t == mine -> mine - n`` at the same generation. Taking back
-from below a later increment would let a third caller be handed that later caller's
-ticks again, so a caller that is not on top waits for those above it (who are
-overshooting too, as ``t`` is above ``cap``: while it is, nobody succeeds). A
-caller whose own start was above ``cap`` was refused only because of someone else's
-overshoot: it waits until ``t`` is back at or below ``cap`` and tries again, so a batch
-that fits is never refused. A counter left above ``cap`` for a whole deadline (its
-overshooter died mid-way) is set to ``cap``: those numbers become a gap, never a
-duplicate.
+Bigtable's increment is unconditional and wraps silently at 2^63-1. An allocation of
+``n`` is one ``ReadModifyWriteRow`` that adds ``n`` to ``t`` and appends ``b""`` to ``s``
+and ``g``, which returns their values from the same atomic row operation, unchanged:
+
+1. Same shape and incarnation, new ``t <= cap``: ticks ``t-n .. t-1`` are the caller's.
+2. New ``t > cap`` and start ``t-n <= cap``: the first increment past ``cap``. While
+   ``t`` is above ``cap`` nothing can be issued, so it sets ``t`` back to its start and
+   writes a new generation (a compare-and-set on ``g`` and ``t > start``), and refuses:
+   the batch does not fit.
+3. Start above ``cap`` too: refused only because of the first one's overshoot. It waits
+   (reading) until the generation changes or ``t`` is back at or below ``cap`` and tries
+   again, so a batch that fits is never refused because of another's. If the first one
+   died before its reset, the waiters set ``t`` to ``cap`` after one deadline: nothing
+   was issued above ``cap``, so that reissues nothing; its held-back numbers are a gap.
+4. Another shape or incarnation (the caller's is stale): refused; the increment is taken
+   back only while nothing came after it (compare-and-set ``t == mine -> mine - n``).
+   Taking it back from below a later increment would hand that one's ticks out again,
+   so otherwise it stays a gap.
 
 An increment whose outcome is unknown (deadline, lost connection) is not retried,
 neither by the client library (``retry=None`` for ReadModifyWriteRow) nor here: the
