@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from storage.errors import StoreUnavailable
+from storage.errors import StoreUnavailable, UsersNotSupported
 from storage.sqlite import path_from_url
 
 if TYPE_CHECKING:
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 
 # MongoDB's (and DocumentDB's) code for createUser on a name that exists.
 _USER_EXISTS = 51003
-
-
-class UsersNotSupported(Exception):
-    """The backend has no database users (SQLite: access is the file's permissions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +196,8 @@ def open_admin(settings: Settings, *, database: str | None = None) -> StoreAdmin
     if settings.store_kind == "sqlite":
         return SQLiteAdmin(path_from_url(url), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     if settings.store_kind == "bigtable":
+        from storage.bigtable_admin import BigtableAdmin
         from storage.bigtable_rows import parse_url
-        from storage.bigtable_schema import BigtableAdmin
 
         return BigtableAdmin(parse_url(url), timeout=settings.bigtable_timeout_ms / 1000)
     from pymongo import AsyncMongoClient

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime
-from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
-from google.cloud.bigtable.data import ReadRowsQuery, RowRange, SetCell
 from google.cloud.bigtable_admin_v2 import BigtableTableAdminAsyncClient, types
 from google.cloud.bigtable_admin_v2.services.bigtable_table_admin.transports import (
     BigtableTableAdminGrpcAsyncIOTransport,
 )
 
-from storage.bigtable_rows import COUNTS, LATEST, RECORDS, BigtableURL, after, emulator_host
+from storage.bigtable_rows import COUNTS, RECORDS, BigtableURL, emulator_host
 
 _LEDGER = b"!migration#"
 
@@ -81,60 +78,3 @@ async def ensure_table(url: BigtableURL, *, deadline: float) -> None:
         )
     finally:
         await admin.transport.close()  # type: ignore[no-untyped-call]
-
-
-class BigtableAdmin:
-    """``tally migrate`` on Bigtable (``storage.admin.StoreAdmin``): the migration ledger
-    in rows ``!migration#<id>``, the table's column families as its "indexes". Access
-    is IAM's (``roles/bigtable.user`` for the workload), so there are no users here."""
-
-    kind = "bigtable"
-
-    def __init__(self, url: BigtableURL, *, timeout: float = 5.0) -> None:
-        from storage.bigtable import BigtableStore  # the store imports this module
-
-        self.url = url
-        self._store = BigtableStore(url, timeout=timeout)
-        self._started = False
-
-    async def _table(self) -> Any:
-        if not self._started:
-            await self._store.start()
-            self._started = True
-        return self._store.table
-
-    async def applied_migrations(self) -> set[str]:
-        table = await self._table()
-        query = ReadRowsQuery(row_ranges=RowRange(_LEDGER, after(_LEDGER)), row_filter=LATEST)
-        rows = await self._store._call(table.read_rows(query))
-        return {r.row_key[len(_LEDGER) :].decode() for r in rows}
-
-    async def record_migration(self, migration_id: str, at: datetime) -> None:
-        table = await self._table()
-        cell = SetCell(RECORDS, b"at", at.isoformat().encode())
-        # Insert-if-absent: a concurrent run's record wins and is kept.
-        await self._store._call(
-            table.check_and_mutate_row(
-                _LEDGER + migration_id.encode(), None, false_case_mutations=[cell]
-            )
-        )
-
-    async def indexes(self) -> dict[str, list[str]]:
-        await self._table()
-        return {self.url.table: sorted(FAMILIES)}
-
-    async def ensure_user(self, user: str, password: str, database: str) -> Any:
-        from storage.admin import UsersNotSupported
-
-        raise UsersNotSupported(
-            "Bigtable has no database users: grant the instance's service account"
-            " roles/bigtable.user on the instance (see docs/bigtable.md)"
-        )
-
-    async def get_user(self, user: str) -> Any:
-        from storage.admin import UsersNotSupported
-
-        raise UsersNotSupported("Bigtable has no database users (access is IAM's)")
-
-    async def close(self) -> None:
-        await self._store.close()

@@ -6,6 +6,7 @@ TallyError
         └── UsagePartlyWritten    add_usage stopped after its first ``written`` rows
 AlreadyExists                 a record with that key exists (services map it to 409)
 InvalidCursor                 a paging cursor this backend never issued (services map it to 422)
+UsersNotSupported             the backend has no database users (``tally migrate``)
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class AlreadyExists(Exception):
 
 class InvalidCursor(ValueError):
     """A paging cursor that is not one of this backend's ids."""
+
+
+class UsersNotSupported(Exception):
+    """The backend has no database users (SQLite: the file's permissions; Bigtable: IAM)."""

@@ -187,7 +187,7 @@ async def test_an_increment_of_unknown_outcome_is_503_and_a_gap_never_a_duplicat
 async def test_migrate_creates_the_table_and_keeps_a_ledger(bigtable_host: str) -> None:
     from ops.migrate import migrate
     from ops.migrations import Migration
-    from storage.bigtable_schema import BigtableAdmin
+    from storage.bigtable_admin import BigtableAdmin
 
     url = BigtableURL("tally-test", "tally", None, f"m{uuid.uuid4().hex[:10]}_")
     applied: list[str] = []
