@@ -10,6 +10,7 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,8 @@ from storage import (
     Store,
 )
 from usage.recorder import UsageRecorder
+
+log = logging.getLogger("tally.sequences")
 
 DEFAULT_SEQUENCE = "default"
 _MAX_ATTEMPTS = 32
@@ -393,6 +396,16 @@ class SequenceService:
                 await self.store.replace_counter(tenant, key, seq.name, current, shape)
                 continue
             if current.shape != shape.shape:
+                if not _fits(seq, current):
+                    # The counter disagrees with the definition we hold: ours is stale
+                    # (another process changed it), or a PATCH is between its counter
+                    # and its definition write (or failed there and could not undo).
+                    # Only a counter that fits the stored definition is ever used.
+                    seq = await self.get(tenant, seq.name, fresh=True)
+                    verified = True
+                    if not _fits(seq, current):
+                        await _backoff(min(attempt + 1, 6))
+                        continue
                 shape = current.bare()
                 continue
             if current.remaining >= n:
@@ -422,8 +435,11 @@ class SequenceService:
 
         The current period's counter is rebased first, with a compare-and-set that
         refuses a ``max`` below the last number issued, then the definition is
-        written at its revision. If another change won the revision race, the patch
-        is applied again on top of it (and the counter rebased again to match).
+        written at its revision. Nothing allocates from the rebased counter before
+        the definition agrees with it (``increment`` only uses a counter that fits
+        the stored definition), and if the definition write fails or loses the
+        revision race, the rebase is undone, so the two change together or not at
+        all. After a lost race the patch is applied again on top of the winner.
         """
         changes = patch.model_dump(mode="json", exclude_unset=True)
         for _ in range(_MAX_ATTEMPTS):
@@ -445,28 +461,34 @@ class SequenceService:
                 record, config=config, updated_at=self.clock.now(), revision=record.revision + 1
             )
             seq = Sequence.from_record(updated)
+            rebased = None
             if (seq.step, seq.upper) != (old.step, old.upper):
-                await self._rebase(tenant, seq)
-            if await self.store.update_sequence(tenant, updated, expected_revision=record.revision):
-                self._forget(tenant, name)
-                self._remember(tenant, seq)
-                await self.audit.record(
-                    tenant,
-                    actor,
-                    "sequence.updated",
-                    _target(name),
-                    before=record.config,
-                    after=config,
+                rebased = await self._rebase(tenant, seq)
+            try:
+                written = await self.store.update_sequence(
+                    tenant, updated, expected_revision=record.revision
                 )
-                return await self.describe(tenant, name)
+            except BaseException:
+                await self._undo(tenant, old, rebased)
+                raise
+            if not written:  # another change won the revision: undo, apply on top of it
+                await self._undo(tenant, old, rebased)
+                continue
+            self._forget(tenant, name)
+            self._remember(tenant, seq)
+            await self.audit.record(
+                tenant, actor, "sequence.updated", _target(name), before=record.config, after=config
+            )
+            return await self.describe(tenant, name)
         raise Unavailable("The sequence is being changed concurrently; try again.")
 
-    async def _rebase(self, tenant: str, seq: Sequence) -> None:
+    async def _rebase(self, tenant: str, seq: Sequence) -> _Rebased | None:
         """Give the current period's counter ``seq``'s step and max, never going back.
 
         A counter that has issued numbers restarts at its last issued number as its
         tick 0 (already consumed), so the next number is ``last + step`` with the new
         step, as PostgreSQL's ALTER SEQUENCE does, and nothing issued is reissued.
+        Returns what it replaced (for ``_undo``), or None if the counter already fit.
         """
         _period, key = await self._current_key(tenant, seq)
         for attempt in range(_MAX_ATTEMPTS):
@@ -488,10 +510,26 @@ class SequenceService:
                 cap = capacity(base, seq.step, seq.upper)
                 new = Counter(base, seq.step, cap, ticks, seq.incarnation)
                 if new == mine:
-                    return
+                    return None
             if await self.store.replace_counter(tenant, key, seq.name, current, new):
-                return
+                return _Rebased(key, current, new)
         raise Unavailable("The counter is under heavy contention; try again.")
+
+    async def _undo(self, tenant: str, old: Sequence, rebased: _Rebased | None) -> None:
+        """Put back the counter ``_rebase`` replaced, for a definition that was not written.
+
+        Nothing can have allocated from the rebased counter meanwhile (it does not fit
+        the stored definition), so the compare-and-set finds it as it was left. If the
+        undo fails too (the store is down), allocations keep refusing that counter
+        (503) until the PATCH is retried; they never issue from it.
+        """
+        if rebased is None:
+            return
+        before = old.owns(rebased.before) or old.fresh_counter()  # none yet: a fresh one
+        try:
+            await self.store.replace_counter(tenant, rebased.key, old.name, rebased.after, before)
+        except Exception:  # the caller's own error is the one to report
+            log.warning("could not undo the rebase of %s/%s", tenant, rebased.key, exc_info=True)
 
     async def advance(
         self, tenant: str, name: str, to: int, *, actor: Actor = SYSTEM
@@ -571,6 +609,18 @@ class SequenceService:
         local = local_time(self.clock.now(), await self.timezone_of(tenant))
         period = period_of(seq.reset, local)
         return period, counter_key(seq.name, period)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rebased:
+    key: str
+    before: Counter | None
+    after: Counter
+
+
+def _fits(seq: Sequence, counter: Counter) -> bool:
+    """Whether ``counter`` has ``seq``'s step and max (every counter Tally writes does)."""
+    return counter.step == seq.step and counter.cap == capacity(counter.base, seq.step, seq.upper)
 
 
 def next_value(seq: Sequence, counter: Counter | None) -> int | None:

@@ -1,0 +1,90 @@
+"""PATCH changes the counter and the definition together or not at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.clock import FrozenClock
+from core.errors import Unavailable
+from sequences.errors import SequenceExhausted
+from sequences.schemas import SequenceCreate, SequencePatch
+from sequences.service import SequenceService
+from storage import Store, StoreUnavailable
+
+
+class FailingWrites:
+    """A store whose next definition writes (and, optionally, counter writes) fail."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.fail_definition = 0
+        self.fail_counter = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update_sequence(self, *args: Any, **kwargs: Any) -> bool:
+        if self.fail_definition:
+            self.fail_definition -= 1
+            raise StoreUnavailable("injected definition-write failure")
+        return await self.inner.update_sequence(*args, **kwargs)
+
+    async def replace_counter(self, *args: Any, **kwargs: Any) -> bool:
+        if self.fail_counter:
+            self.fail_counter -= 1
+            raise StoreUnavailable("injected counter-write failure")
+        return await self.inner.replace_counter(*args, **kwargs)
+
+
+async def exhausted_at_3(store: Store) -> tuple[SequenceService, FailingWrites]:
+    failing = FailingWrites(store)
+    service = SequenceService(failing, clock=FrozenClock())  # type: ignore[arg-type]
+    await service.create("acme", SequenceCreate(name="inv", max=3))
+    assert [(await service.next("acme", "inv")).first for _ in range(3)] == [1, 2, 3]
+    return service, failing
+
+
+async def test_a_patch_whose_definition_write_fails_changes_nothing(store: Store) -> None:
+    service, failing = await exhausted_at_3(store)
+    counter_before = await store.read_counter("acme", "inv")
+    failing.fail_definition = 1
+    with pytest.raises(StoreUnavailable):
+        await service.update("acme", "inv", SequencePatch(max=1000))
+    assert await store.read_counter("acme", "inv") == counter_before
+    peek = await service.describe("acme", "inv")
+    assert (peek.max, peek.last, peek.next) == (3, 3, None)
+    with pytest.raises(SequenceExhausted):
+        await service.next("acme", "inv")
+    # The same PATCH, retried once the store answers, applies whole.
+    await service.update("acme", "inv", SequencePatch(max=1000))
+    assert (await service.next("acme", "inv")).first == 4
+
+
+async def test_a_counter_the_failed_patch_could_not_undo_is_never_used(store: Store) -> None:
+    # Definition write and then the undo fail: the counter is left rebased to max=1000
+    # while the definition says 3. Allocations refuse it (503), never answer 4, 5, 6.
+    service, failing = await exhausted_at_3(store)
+    failing.fail_definition = 1
+    real_replace = failing.inner.replace_counter
+    calls = 0
+
+    async def rebase_then_fail(*args: Any, **kwargs: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return await real_replace(*args, **kwargs)  # the rebase itself
+        raise StoreUnavailable("injected undo failure")
+
+    failing.replace_counter = rebase_then_fail  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await service.update("acme", "inv", SequencePatch(max=1000))
+    failing.replace_counter = real_replace  # type: ignore[method-assign]
+    fresh = SequenceService(failing, clock=FrozenClock())  # type: ignore[arg-type]  # another process
+    for svc in (service, fresh):
+        with pytest.raises(Unavailable):
+            await svc.next("acme", "inv")
+    # Retrying the PATCH repairs it: the counter follows the definition again.
+    await service.update("acme", "inv", SequencePatch(max=1000))
+    assert (await fresh.next("acme", "inv")).first == 4
