@@ -52,6 +52,15 @@ SCRIPT: list[Step] = [
     ("POST", "/v1/sequences/keyed/next", {"json": {"count": 3}, "idem": "n-1"}),  # 422
     ("POST", "/v1/sequences/keyed/next", {"idem": ""}),  # 400
     ("POST", "/v1/sequences/keyed/next", {"idem": "n-2"}),
+    # A ledger sequence: references, its count cap, keyed batches, the same entries.
+    ("POST", "/v1/sequences", {"json": {"name": "books", "ledger": True, "format": "B{n}"}}),
+    ("POST", "/v1/sequences/books/next", {"json": {"reference": "inv-1"}}),
+    ("POST", "/v1/sequences/books/next", {"json": {"reference": "x" * 201}}),  # 422
+    ("POST", "/v1/sequences/books/next", {"json": {"count": 1001}}),  # 422: ledger cap
+    ("POST", "/v1/sequences/small/next", {"json": {"reference": "r"}}),  # 409: no ledger
+    ("POST", "/v1/sequences/books/next", {"json": {"count": 2}, "idem": "b-1"}),
+    ("POST", "/v1/sequences/books/next", {"json": {"count": 2}, "idem": "b-1"}),  # replayed
+    ("GET", "/v1/sequences/books/ledger", {}),
     # The seed API: made on first use, then counting; its errors.
     ("GET", "/getCounter", {}),
     ("GET", "/getCounter", {}),
@@ -124,7 +133,7 @@ async def test_fast_path_answers_exactly_like_the_router(
     statuses = [a[2] for a in expected]
     # The script covers success and every client error the route can give.
     assert set(statuses) >= {200, 201, 400, 401, 403, 404, 405, 409, 413, 422}, statuses
-    assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 2
+    assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 3
     seeds = [a for a in got if a[:2] == ("GET", "/getCounter")]
     assert [(a[2], a[4]) for a in seeds[:2]] == [(200, b"1"), (200, b"2")]
     assert [a[2] for a in seeds[2:6]] == [401, 401, 403, 401]

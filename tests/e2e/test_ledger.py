@@ -170,3 +170,24 @@ async def test_three_sigkills_under_load_leave_no_number_unaccounted(
         else:
             assert by_value[value] in states
     assert len(seen) >= 450
+
+
+def test_a_replay_after_a_real_restart_answers_the_first_response(
+    e2e_env: dict[str, str],
+) -> None:
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    h = {**auth, "Idempotency-Key": "order-1042"}
+    with running_server(e2e_env) as url:
+        r = httpx.post(f"{url}/v1/sequences", json={"name": "inv"}, headers=auth)
+        assert r.status_code == 201
+        first = httpx.post(f"{url}/v1/sequences/inv/next", json={"count": 2}, headers=h)
+        assert first.status_code == 200
+    with running_server(e2e_env) as url:  # another process, after a clean stop
+        again = httpx.post(f"{url}/v1/sequences/inv/next", json={"count": 2}, headers=h)
+        created = httpx.post(f"{url}/v1/sequences", json={"name": "inv"}, headers=h)
+        peek = httpx.get(f"{url}/v1/sequences/inv", headers=h).json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+    assert created.status_code == 422  # the key now stands for the first next, not this
+    assert peek["next"] == 3

@@ -130,3 +130,9 @@ async def test_a_pending_reservation_is_found_and_closed(store: MongoStore) -> N
         "acme", "inv", "r1", state=COMMITTED, at=NOW, actor="bob", reference=None, reason=None
     )
     assert closed is not None and closed.state == COMMITTED and closed.value == 1
+
+
+async def test_idempotency_keys_expire_by_a_ttl_index(store: MongoStore) -> None:
+    indexes = await store.idempotency.index_information()
+    ttl = [i for i in indexes.values() if "expireAfterSeconds" in i]
+    assert [(i["key"], i["expireAfterSeconds"]) for i in ttl] == [([("expires_at", 1)], 0)]
