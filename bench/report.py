@@ -81,6 +81,8 @@ def comparisons(results: list[Result]) -> list[tuple[str, str]]:
         ("strict / Redis INCR, 1 key", "strict", "redis-1key"),
         ("spread / Redis INCR, 1,000 keys", "spread", "redis-1000keys"),
         ("strict / bare FastAPI", "strict", "fastapi"),
+        ("spread / spread without group commit", "spread", "spread-no-group"),
+        ("strict / strict without access log", "strict", "strict-no-access-log"),
         ("next with an Idempotency-Key / strict", "strict-idempotent", "strict"),
         ("granian / uvicorn: raw ASGI counter", "asgi-limit-granian", "asgi-limit"),
         ("granian / uvicorn: Tally strict", "strict-granian", "strict"),

@@ -128,8 +128,19 @@ def configurations(workers: int) -> list[Config]:
         ),
         Config("batch", "Tally strict next, count=10,000", count=10_000),
         Config(
+            "spread-no-group",
+            "spread, group commit off (TALLY_GROUP_COMMIT=false: a commit per counter)",
+            env={"TALLY_GROUP_COMMIT": "false"},
+            route="spread",
+        ),
+        Config(
+            "strict-no-access-log",
+            "strict, access log off (TALLY_ACCESS_LOG=false): what the access line costs",
+            env={"TALLY_ACCESS_LOG": "false"},
+        ),
+        Config(
             "strict-naive",
-            "strict, coalescing off (one commit per request)",
+            "strict, coalescing off (one increment per request, group-committed)",
             env={"TALLY_COALESCE": "false"},
         ),
         Config(

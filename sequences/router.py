@@ -24,7 +24,7 @@ from sequences.schemas import (
     SequencePage,
     SequencePatch,
 )
-from sequences.service import SequenceService, next_out, recorded_allocation
+from sequences.service import SequenceService, next_json, recorded_allocation
 from tenants.dependencies import SlugPath, Tenants
 
 IDEMPOTENCY_PARAMETER = {
@@ -103,7 +103,7 @@ async def _next(request: Request, call: NextCall, claim: Claim | None) -> Respon
     note_numbers(alloc.count)
     # The hot path: serialise once, skipping FastAPI's re-validation of the response
     # model and jsonable_encoder (response_model above still documents the shape).
-    return Response(next_out(seq, alloc).model_dump_json(), media_type="application/json")
+    return Response(next_json(seq, alloc), media_type="application/json")
 
 
 @router.post(
