@@ -273,3 +273,21 @@ def test_json_is_the_production_default_and_text_the_development_one(
     config = logging_config(settings)
     assert config["handlers"]["default"]["formatter"] == expected
     assert config["loggers"]["uvicorn.access"]["level"] == "WARNING"
+
+
+def test_generated_request_ids_are_32_hex_digits_unique_and_new_after_a_fork() -> None:
+    import os
+
+    from api import access
+
+    ids = {access.request_id_of({"headers": []}) for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first id, then leave at once
+        os.write(write, access.request_id_of({"headers": []}).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child[:16] != next(iter(ids))[:16], "a forked worker reuses the parent's ids"
