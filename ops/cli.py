@@ -90,7 +90,7 @@ def migrate(
     elif pooled:
         user = migration.POOLED_USER
     password = None
-    if user is not None and settings.store_kind != "sqlite":
+    if user is not None and settings.store_kind == "mongodb":  # SQLite, Bigtable: no users
         password = _password(password_file)
     try:
         result = asyncio.run(_migrate(settings, database, user, password))
@@ -114,6 +114,11 @@ def migrate(
         typer.echo(
             f"user {result.user['name']} {result.user['outcome']}: readWrite on"
             f" {result.user['database']} only"
+        )
+    elif user is not None and result.backend == "bigtable":
+        typer.echo(
+            "no database user: Bigtable has none (grant the instance's service account"
+            " roles/bigtable.user by IAM)"
         )
     elif user is not None:
         typer.echo("no database user: SQLite has none (protect the file instead)")
