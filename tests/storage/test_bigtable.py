@@ -206,3 +206,27 @@ async def test_migrate_creates_the_table_and_keeps_a_ledger(bigtable_host: str) 
     assert applied == ["ran"]
     assert result.backend == "bigtable" and result.applied == []
     assert result.indexes == {url.table: ["c", "d"]}
+
+
+async def test_start_adds_a_missing_column_family_to_an_existing_table(bigtable_host: str) -> None:
+    from google.cloud.bigtable_admin_v2 import types
+
+    from storage.bigtable_schema import _admin
+
+    url = BigtableURL("tally-test", "tally", None, f"f{uuid.uuid4().hex[:10]}_")
+    admin = _admin()
+    parent = f"projects/{url.project}/instances/{url.instance}"
+    try:
+        only_d = types.Table(column_families={"d": types.ColumnFamily()})
+        await admin.create_table(parent=parent, table_id=url.table, table=only_d)
+        store = BigtableStore(url)
+        await store.start()
+        try:
+            await store.create_sequence("acme", make_record("k"))
+            assert await store.allocate("acme", "k", "k", Counter(1, 1, 10), 2) == 2  # family c
+        finally:
+            await store.close()
+        table = await admin.get_table(name=f"{parent}/tables/{url.table}")
+        assert sorted(table.column_families) == ["c", "d"]
+    finally:
+        await admin.transport.close()  # type: ignore[no-untyped-call]
