@@ -5,8 +5,9 @@ Allocation is one ``find_one_and_update`` with ``$inc`` on ``_id: "<tenant>/<key
 ``ReturnDocument.AFTER``. The filter pins the counter's shape and room, so a stale or
 over-the-bound request matches nothing; the upsert then collides with the existing
 ``_id`` and raises ``DuplicateKeyError``, which here means "re-read", the same as two
-processes racing to create a counter. The tenant prefix of ``_id`` (and the ``tenant``
-field) is the sharding key.
+processes racing to create a counter. Tenant-scoped collections are sharded on
+``{tenant: 1, _id: 1}``: every document carries ``tenant`` and every filter names it
+(``_key``), so each operation is routed to one shard (see the README).
 
 The collection objects are injected, so tests pass mongomock-motor's and production
 passes ``AsyncMongoClient``'s; the client itself is owned by ``open_store``'s caller.
@@ -466,7 +467,7 @@ class MongoStore:
             if item["key"] is not None:
                 await self._call(
                     self.idempotency.update_one(
-                        {"_id": _doc_id(tenant, item["key"])},
+                        _key(tenant, item["key"]),
                         {"$set": {"allocation": item["note"]}},
                     )
                 )
@@ -691,7 +692,9 @@ class MongoStore:
         }
         for attempt in range(3):
             try:
-                await self._call(self.usage.update_one({"_id": doc_id}, update, upsert=True))
+                await self._call(
+                    self.usage.update_one({"_id": doc_id, "tenant": tenant}, update, upsert=True)
+                )
                 return
             except DuplicateKeyError:  # two processes upserted the same new hour: re-run
                 if attempt == 2:
@@ -740,7 +743,7 @@ class MongoStore:
                 return None
             except DuplicateKeyError:
                 pass
-            found = await self._call(self.idempotency.find_one({"_id": doc_id}))
+            found = await self._call(self.idempotency.find_one({"_id": doc_id, "tenant": tenant}))
             if found is None:
                 continue  # expired and deleted in between: insert again
             if _aware(found["expires_at"]) > record.created_at:
@@ -749,7 +752,7 @@ class MongoStore:
             # request did so first.
             replaced = await self._call(
                 self.idempotency.replace_one(
-                    {"_id": doc_id, "expires_at": found["expires_at"]}, doc
+                    {"_id": doc_id, "tenant": tenant, "expires_at": found["expires_at"]}, doc
                 )
             )
             if replaced.matched_count == 1:
@@ -761,7 +764,7 @@ class MongoStore:
     ) -> bool:
         result = await self._call(
             self.idempotency.update_one(
-                {"_id": _doc_id(tenant, key), "locked_until": expected, "status": None},
+                {**_key(tenant, key), "locked_until": expected, "status": None},
                 {"$set": {"locked_until": locked_until}},
             )
         )
@@ -772,16 +775,14 @@ class MongoStore:
     ) -> None:
         await self._call(
             self.idempotency.update_one(
-                {"_id": _doc_id(tenant, key)},
+                _key(tenant, key),
                 {"$set": {"status": status, "body": body, "content_type": content_type}},
             )
         )
 
     async def release_idempotency(self, tenant: str, key: str) -> None:
         await self._call(
-            self.idempotency.delete_one(
-                {"_id": _doc_id(tenant, key), "status": None, "allocation": None}
-            )
+            self.idempotency.delete_one({**_key(tenant, key), "status": None, "allocation": None})
         )
 
     async def sweep_idempotency(self, now: datetime) -> int:
@@ -808,7 +809,7 @@ class MongoStore:
             raise AlreadyExists(tenant) from exc
 
     async def get_tenant(self, tenant: str) -> TenantRecord | None:
-        doc = await self._call(self.tenants.find_one({"_id": tenant}))
+        doc = await self._call(self.tenants.find_one({"_id": tenant, "tenant": tenant}))
         return _tenant(doc) if doc else None
 
     async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
@@ -822,7 +823,7 @@ class MongoStore:
     ) -> bool:
         result = await self._call(
             self.tenants.update_one(
-                {"_id": tenant, "revision": expected_revision},
+                {"_id": tenant, "tenant": tenant, "revision": expected_revision},
                 {
                     "$set": {
                         "config": record.config,
@@ -866,7 +867,7 @@ class MongoStore:
             raise AlreadyExists(record.client_id) from exc
 
     async def get_client(self, tenant: str, client_id: str) -> ClientRecord | None:
-        doc = await self._call(self.clients.find_one({"_id": _doc_id(tenant, client_id)}))
+        doc = await self._call(self.clients.find_one(_key(tenant, client_id)))
         return _client(doc) if doc else None
 
     async def list_clients(self, tenant: str) -> list[ClientRecord]:
@@ -877,7 +878,7 @@ class MongoStore:
     async def set_client_secret(self, tenant: str, client_id: str, secret_hash: str) -> bool:
         result = await self._call(
             self.clients.update_one(
-                {"_id": _doc_id(tenant, client_id), "revoked_at": None},
+                {**_key(tenant, client_id), "revoked_at": None},
                 {"$set": {"secret_hash": secret_hash}},
             )
         )
@@ -886,7 +887,7 @@ class MongoStore:
     async def revoke_client(self, tenant: str, client_id: str, at: datetime) -> bool:
         result = await self._call(
             self.clients.update_one(
-                {"_id": _doc_id(tenant, client_id), "revoked_at": None},
+                {**_key(tenant, client_id), "revoked_at": None},
                 {"$set": {"revoked_at": at}},
             )
         )
@@ -894,9 +895,7 @@ class MongoStore:
 
     async def touch_client(self, tenant: str, client_id: str, at: datetime) -> None:
         await self._call(
-            self.clients.update_one(
-                {"_id": _doc_id(tenant, client_id)}, {"$set": {"last_used_at": at}}
-            )
+            self.clients.update_one(_key(tenant, client_id), {"$set": {"last_used_at": at}})
         )
 
 
