@@ -114,7 +114,7 @@ def serve_metrics(app: FastAPI, metrics: Metrics, port: int, host: str) -> WSGIS
     try:
         server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
-        # Typically a second uvicorn worker: the first one already serves the port.
+        # Typically a second worker process: the first one already serves the port.
         log.warning(
             "metrics port %s unavailable (%s): this process's metrics are not exported;"
             " run one worker per metrics port",

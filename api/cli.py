@@ -37,7 +37,7 @@ app.command("smoke")(ops_cli.smoke)
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
     factory: Annotated[
         str,
         typer.Option(
@@ -54,15 +54,14 @@ def serve(
         typer.Option(help="Directories --reload watches (default: the project's packages)."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn."""
+    """Serve the HTTP API with granian (see api.server for why, and its edge limits)."""
     if reload and workers != 1:
         fail("--reload serves one process: drop --workers", 2)
     import logging.config
 
-    import uvicorn
-
     from api.app import load_keys
     from api.logs import log_format, logging_config
+    from api.server import server
     from auth.keys import KeyRingError
 
     settings = load_settings()
@@ -93,20 +92,18 @@ def serve(
         logging.getLogger("tally").info(
             "serving on %s:%s, store %s", host, port, settings.store_kind
         )
-    uvicorn.run(
-        factory,
-        factory=True,
+    # SIGTERM: stop accepting, finish the requests in flight, then the lifespan's
+    # shutdown (the usage recorder's last flush) in every worker. The same logging
+    # config again in each worker; api.access writes the access lines, not granian.
+    server(
+        settings,
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=False,
-        # The same config again in each worker; AccessLog writes the access lines.
         log_config=log_config,
-        access_log=False,
-        server_header=False,
-        reload=reload,
-        reload_dirs=[str(d) for d in reload_dir or _source_dirs()] if reload else None,
-    )
+        app=factory,
+        reload_paths=(reload_dir or _source_dirs()) if reload else None,
+    ).serve()
 
 
 def _source_dirs() -> list[Path]:

@@ -1,7 +1,7 @@
 """Logging set-up: one JSON object per line in production, readable text in development.
 
 ``tally serve`` applies ``logging_config(settings)`` itself and hands the same dict to
-the HTTP server (uvicorn applies it again in every worker process), so the server's
+the HTTP server (granian applies it again in every worker process), so the server's
 own lines, the application's and the access lines all share one format. The server's
 access logger is switched off: ``api.access.AccessLog`` writes the access line, with
 the route template rather than the URL, so no query string is ever logged.
@@ -103,8 +103,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         # Everything goes to the root's one handler; the server's loggers lose their own.
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
-            "uvicorn": {**quiet, "level": level},
-            "uvicorn.error": quiet,
-            "uvicorn.access": {**quiet, "level": "WARNING"},  # AccessLog writes those
+            "_granian": {**quiet, "level": level},
+            "granian.access": {**quiet, "level": "WARNING"},  # AccessLog writes those
         },
     }

@@ -11,7 +11,7 @@ Two kinds, to keep the hot path cheap:
 
 The port (``TALLY_METRICS_PORT``) is separate from the API's so an Ingress never
 exposes it; in Kubernetes the chart opens it to the cluster's Prometheus only. Each
-process has its own metrics: run one uvicorn worker per pod (the chart does), or
+process has its own metrics: run one worker per pod (the chart does), or
 several processes each with its own port.
 """
 

@@ -86,6 +86,32 @@ class Settings(BaseSettings):
         description="Commit the strict allocations of every counter pending in a process"
         " together (one transaction, one fsync on SQLite).",
     )
+    # The HTTP edge (tally serve's server, granian): what one hostile client can hold.
+    http_max_header_bytes: int = Field(
+        default=16_384,
+        ge=8192,
+        le=1_048_576,
+        description="Largest request head (request line and headers); bigger is a 431.",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=60,
+        description="Deadline for a request head, counted from when the server waits for"
+        " one: a new connection, or an idle keep-alive one (so also the idle timeout).",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=300,
+        description="Deadline for receiving a request body once its handler reads it; 408.",
+    )
+    http_max_connections: int = Field(
+        default=512,
+        ge=1,
+        le=65_536,
+        description="Open connections per worker process; more wait in the listen backlog.",
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=1,

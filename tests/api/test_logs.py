@@ -272,7 +272,7 @@ def test_json_is_the_production_default_and_text_the_development_one(
     assert log_format(settings) == expected
     config = logging_config(settings)
     assert config["handlers"]["default"]["formatter"] == expected
-    assert config["loggers"]["uvicorn.access"]["level"] == "WARNING"
+    assert config["loggers"]["granian.access"]["level"] == "WARNING"
 
 
 def test_generated_request_ids_are_32_hex_digits_unique_and_new_after_a_fork() -> None:

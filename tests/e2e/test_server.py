@@ -109,7 +109,7 @@ async def test_json_logs_of_a_real_server_hold_request_ids_and_no_secrets(
     assert len(nxt) == 1 and nxt[0]["request_id"] == "e2e-next-1"
     assert (nxt[0]["status"], nxt[0]["numbers"], nxt[0]["tenant"]) == (200, 1, "acme")
     assert any(x["request_id"] == probe.headers["x-request-id"] for x in access)
-    assert not [x for x in lines if x["logger"] == "uvicorn.access"]  # AccessLog writes those
+    assert not [x for x in lines if x["logger"] == "granian.access"]  # AccessLog writes those
     assert secret not in text and "probe=1" not in text and token not in text
 
 
