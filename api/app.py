@@ -30,6 +30,7 @@ from console import docs as console_docs
 from console import router as console
 from console.headers import SecurityHeaders
 from core.clock import Clock, SystemClock
+from core.limits import BodyDeadline
 from core.settings import Settings, get_settings
 from idempotency.service import IdempotencyService
 from ledger.router import admin_router as ledger_admin_router
@@ -144,6 +145,8 @@ def create_app(
         ring = load_keys(settings)
         app.state.settings = settings
         app.state.store = the_store
+        app.state.body_deadline = deadline = BodyDeadline(settings.http_body_timeout_seconds)
+        sweeper = asyncio.create_task(deadline.sweep())
         app.state.verifier = TokenVerifier(
             ring,
             issuer=settings.jwt_issuer,
@@ -196,6 +199,7 @@ def create_app(
             yield
         finally:
             gc.unfreeze()
+            await deadline.stop(sweeper)
             if app.state.headroom is not None:
                 await app.state.headroom.close()
             if exporter is not None:

@@ -9,12 +9,14 @@ from typing import Annotated
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
 
 from auth.errors import InvalidToken, MissingScope, MissingToken, OAuthError
 from auth.external import ExternalVerifier
 from auth.schemas import TokenPrincipal
 from auth.service import invalid_client
 from auth.tokens import TokenVerifier
+from core.limits import body_deadline
 from core.requestctx import note_caller
 
 # The tenant registry's lifecycle check (tenants.service.TenantService.admit).
@@ -140,8 +142,15 @@ async def token_request(request: Request) -> TokenRequest:
     if ctype != _FORM:
         raise _invalid_request(f"Content-Type must be {_FORM}.")
     body = b""
-    async for chunk in request.stream():  # read no more than the cap, whatever is sent
-        body += chunk
+    deadline = body_deadline(request)
+    until = deadline.start()
+    more = True
+    while more:  # read no more than the cap, whatever is sent, and for no longer
+        message = await deadline.receive(request.receive, until)
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
         if len(body) > _MAX_FORM_BYTES:
             raise _invalid_request("The form body is too large.")
     try:

@@ -5,6 +5,7 @@
     ├── Unauthorized                401  + WWW-Authenticate: Bearer
     ├── Forbidden                   403
     ├── NotFound                    404
+    ├── RequestTimeout              408  + Connection: close
     ├── Conflict                    409
     ├── PayloadTooLarge             413
     ├── Unprocessable               422
@@ -70,6 +71,19 @@ class NotFound(TallyError):
     status = 404
     type = "not-found"
     title = "Not found"
+
+
+class RequestTimeout(TallyError):
+    status = 408
+    type = "request-timeout"
+    title = "Request timeout"
+
+    def __init__(self, seconds: float) -> None:
+        # The rest of the body may still be on its way: this connection is done.
+        super().__init__(
+            f"The request body did not arrive within {seconds:g} s.",
+            headers={"Connection": "close"},
+        )
 
 
 class Conflict(TallyError):

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from auth.dependencies import can_next
 from core.errors import PayloadTooLarge
+from core.limits import body_deadline
 from sequences.schemas import NAME_PATTERN, NextRequest
 from sequences.service import SequenceService
 
@@ -33,7 +34,9 @@ NAME_DESCRIPTION = "1-64 of a-z 0-9 . _ -, starting with a letter or digit."
 async def _body(request: Request) -> bytes:
     """The request body; a small one arrives in one ASGI message (Starlette's
     ``request.body()`` costs a stream generator and a weakref set on top)."""
-    message = await request.receive()
+    deadline = body_deadline(request)
+    until = deadline.start()
+    message = await deadline.receive(request.receive, until)
     chunks = [message.get("body", b"")]
     size = len(chunks[0])
     while True:
@@ -41,7 +44,7 @@ async def _body(request: Request) -> bytes:
             raise PayloadTooLarge(f"The body of next must be at most {MAX_NEXT_BODY} bytes.")
         if not message.get("more_body"):
             break
-        message = await request.receive()
+        message = await deadline.receive(request.receive, until)
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
     if message["type"] == "http.disconnect":
