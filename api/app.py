@@ -103,6 +103,7 @@ def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
         throttle=FailureThrottle(
             clock=clock,
             max_failures=settings.oauth_max_failures,
+            address_max_failures=settings.oauth_address_max_failures,
             window=settings.oauth_lockout_seconds,
         ),
     )

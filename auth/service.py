@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from auth.errors import ClientAuthFailed, OAuthError
@@ -19,12 +22,70 @@ class ClientDirectory(Protocol):
     async def authenticate_client(self, client_id: str, secret: str) -> ClientRecord: ...
 
 
-class FailureThrottle:
-    """Lockout: ``max_failures`` failed attempts within ``window`` seconds lock that key
-    (a client id and source address) for the rest of the window, right secret or not.
+class _Budget:
+    """At most ``limit`` failures per key within ``window`` seconds, counting the
+    attempts still in flight as failures-to-be: a burst gets no more checks than a
+    series. Bounded in size (oldest entries dropped)."""
 
-    Per process, bounded in size (oldest entries dropped); keyed by the client id the
-    caller sent, so guessing secrets for one client cannot lock out another.
+    def __init__(self, clock: Clock, limit: int, window: float, max_entries: int) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.window = window
+        self.max_entries = max_entries
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._inflight: dict[str, int] = {}
+
+    def _current(self, key: str, now: float) -> tuple[float, int]:
+        entry = self._failures.get(key)
+        if entry is None or entry[0] + self.window <= now:
+            return now, 0
+        return entry
+
+    def wait(self, key: str) -> int:
+        """Seconds until ``key`` may try again (0: now)."""
+        now = self.clock.monotonic()
+        started, count = self._current(key, now)
+        if count >= self.limit:
+            return max(1, math.ceil(started + self.window - now))
+        if count + self._inflight.get(key, 0) >= self.limit:
+            return 1  # the budget is taken by attempts still being checked
+        return 0
+
+    def reserve(self, key: str) -> None:
+        self._inflight[key] = self._inflight.get(key, 0) + 1
+
+    def release(self, key: str, *, failed: bool) -> None:
+        left = self._inflight.pop(key, 1) - 1
+        if left:
+            self._inflight[key] = left
+        if not failed:
+            return
+        now = self.clock.monotonic()
+        started, count = self._current(key, now)
+        self._failures.pop(key, None)
+        self._failures[key] = (started, count + 1)
+        while len(self._failures) > self.max_entries:
+            self._failures.popitem(last=False)
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+class FailureThrottle:
+    """Lockout for the token endpoint, checked before any secret is hashed.
+
+    * Per (client id, source address): ``max_failures`` failed attempts within
+      ``window`` seconds lock that pair for the rest of the window, right secret or
+      not. Keyed by the id the caller sent *and* its address: client ids are not
+      secret (every token names its client), so a lockout on the id alone would let
+      anyone lock a client out; this way a guesser locks out only itself.
+    * Per source address: ``address_max_failures`` failures of any client ids, known
+      or not, lock the address. So a flood of made-up ids costs at most that many
+      hashes (the comparison against a dummy hash, which keeps unknown ids from
+      being told apart by timing), then nothing.
+
+    Attempts being checked count against both budgets until they are decided, so a
+    burst of a hundred gets no more checks than a hundred in a row. Per process.
     """
 
     def __init__(
@@ -32,38 +93,38 @@ class FailureThrottle:
         *,
         clock: Clock | None = None,
         max_failures: int = 5,
+        address_max_failures: int = 20,
         window: float = 60.0,
         max_entries: int = 100_000,
     ) -> None:
         self.clock = clock or SystemClock()
         self.max_failures = max_failures
         self.window = window
-        self.max_entries = max_entries
-        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._pairs = _Budget(self.clock, max_failures, window, max_entries)
+        self._addresses = _Budget(self.clock, address_max_failures, window, max_entries)
 
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again (0: now)."""
-        entry = self._failures.get(key)
-        if entry is None:
-            return 0
-        started, count = entry
-        left = started + self.window - self.clock.monotonic()
-        if left <= 0:
-            del self._failures[key]
-            return 0
-        return math.ceil(left) if count >= self.max_failures else 0
+    def begin(self, client_id: str, source: str) -> int:
+        """Reserve an attempt: 0, or the seconds to wait (then nothing is reserved)."""
+        pair = f"{client_id}|{source}"
+        wait = max(self._pairs.wait(pair), self._addresses.wait(source))
+        if not wait:
+            self._pairs.reserve(pair)
+            self._addresses.reserve(source)
+        return wait
 
-    def failed(self, key: str) -> None:
-        now = self.clock.monotonic()
-        started, count = self._failures.pop(key, (now, 0))
-        if started + self.window <= now:
-            started, count = now, 0
-        self._failures[key] = (started, count + 1)
-        while len(self._failures) > self.max_entries:
-            self._failures.popitem(last=False)
+    def end(self, client_id: str, source: str, *, failed: bool, succeeded: bool) -> None:
+        """Settle a reserved attempt: a failure counts; a success clears the pair's
+        (never the address's: one good client must not launder a flood of bad ones)."""
+        pair = f"{client_id}|{source}"
+        self._pairs.release(pair, failed=failed)
+        self._addresses.release(source, failed=failed)
+        if succeeded:
+            self._pairs.clear(pair)
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+
+# Of the process's scrypt slots (tenants.service: 4), one address gets at most this
+# many at once, so one source can never take the whole pool.
+HASHES_PER_ADDRESS = 1
 
 
 def invalid_client(description: str, *, basic: bool) -> OAuthError:
@@ -95,32 +156,51 @@ class TokenIssuer:
         self.audience = audience
         self.ttl_seconds = ttl_seconds
         self.throttle = throttle
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def _slot(self, source: str) -> AsyncIterator[None]:
+        """One of ``source``'s hash slots (dropped again when nobody holds or awaits one)."""
+        sem, users = self._slots.get(source) or (asyncio.Semaphore(HASHES_PER_ADDRESS), 0)
+        self._slots[source] = (sem, users + 1)
+        try:
+            async with sem:
+                yield
+        finally:
+            sem, users = self._slots[source]
+            if users == 1:
+                del self._slots[source]
+            else:
+                self._slots[source] = (sem, users - 1)
 
     async def issue(
         self, client_id: str, secret: str, scope: str | None, *, basic: bool, source: str = ""
     ) -> dict[str, Any]:
         """The token response for valid client credentials (RFC 6749 §4.4.3).
 
-        Failures are throttled per (client id, source address): client ids are not
-        secret (every token names its client), so a lockout keyed on the id alone would
-        let anyone lock a client out; this way a guesser locks out only itself.
+        Attempts are throttled (``FailureThrottle``) before any secret is hashed, and
+        one source address waits for its own hash slots (``HASHES_PER_ADDRESS``).
         """
-        key = f"{client_id}|{source}"
-        wait = self.throttle.retry_after(key)
+        wait = self.throttle.begin(client_id, source)
         if wait:
+            # RFC 6749 §5.2 has no code for a lockout; it is a client authentication
+            # refused, so invalid_client, with 429 and Retry-After saying when to retry.
             raise OAuthError(
-                "temporarily_unavailable",
+                "invalid_client",
                 f"Too many failed attempts for this client; retry in {wait} s.",
                 status=429,
                 headers={"Retry-After": str(wait)},
             )
+        failed = succeeded = False
         try:
-            client = await self.clients.authenticate_client(client_id, secret)
+            async with self._slot(source):
+                client = await self.clients.authenticate_client(client_id, secret)
+            succeeded = True
         except ClientAuthFailed as exc:
-            if exc.counts:
-                self.throttle.failed(key)
+            failed = exc.counts
             raise invalid_client(exc.reason, basic=basic) from None
-        self.throttle.succeeded(key)
+        finally:
+            self.throttle.end(client_id, source, failed=failed, succeeded=succeeded)
         granted = narrow(client.scopes, scope)
         token = mint(
             self.verifier.signing_ring(),

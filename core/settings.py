@@ -176,6 +176,13 @@ class Settings(BaseSettings):
         " refuse in production.",
     )
     oauth_max_failures: int = Field(default=5, ge=1, le=1000)
+    oauth_address_max_failures: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed client authentications (any client ids) per source address"
+        " and window before that address is locked out.",
+    )
     oauth_lockout_seconds: int = Field(default=60, ge=1, le=3600)
     jwks_cache_seconds: int = Field(default=3600, ge=60, le=86_400)
     jwks_refetch_cooldown_seconds: float = Field(default=60.0, ge=1, le=3600)

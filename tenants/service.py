@@ -122,15 +122,10 @@ def verify_secret(secret: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-_DUMMY_HASH: str | None = None
-
-
-def _dummy_hash() -> str:
-    # Unknown client ids pay the same scrypt as known ones: no timing oracle for ids.
-    global _DUMMY_HASH
-    if _DUMMY_HASH is None:
-        _DUMMY_HASH = hash_secret(secrets.token_urlsafe(32))
-    return _DUMMY_HASH
+# Unknown client ids pay the same scrypt as known ones, against this hash: no timing
+# oracle for ids. Precomputed (of a random secret nobody kept), so the first unknown
+# id does not pay a second scrypt to make it.
+_DUMMY_HASH = "scrypt$32768$8$1$5bRExtQ6CCumXMTuqoh9YQ$3IWn0CUFf6aZY4b6k5-1hiBp6BzyXp9veInjNpZ5IsY"
 
 
 def new_secret() -> str:
@@ -277,7 +272,7 @@ class TenantService:
         """Check ``secret``; with no hash, spend the same time and say no."""
         async with self._hashing:
             return await asyncio.to_thread(
-                lambda: verify_secret(secret, encoded or _dummy_hash()) and encoded is not None
+                lambda: verify_secret(secret, encoded or _DUMMY_HASH) and encoded is not None
             )
 
     # -- registry --------------------------------------------------------------------

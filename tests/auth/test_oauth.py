@@ -177,7 +177,7 @@ async def test_repeated_failures_throttle_the_client_then_lift(
         assert_oauth_error(r, 401, "invalid_client")
     # Locked: even the right secret waits, so guessing cannot continue.
     r = await request_token(client, acme.client_id, acme.client_secret)
-    assert_oauth_error(r, 429, "temporarily_unavailable")
+    assert_oauth_error(r, 429, "invalid_client")  # RFC 6749 §5.2 has no lockout code
     assert 1 <= int(r.headers["retry-after"]) <= settings.oauth_lockout_seconds
     other = await make_tenant(app.state.tenants, "globex")
     assert (await request_token(client, other.client_id, other.client_secret)).status_code == 200
