@@ -82,6 +82,7 @@ _MAXMEM = 128 * 1024 * 1024
 # At most this many scrypt runs at once per process: bounds memory (32 MiB each) and
 # CPU however many token requests arrive together.
 _CONCURRENT_HASHES = 4
+_VERIFIED_CACHE = 10_000  # clients whose verified secret a process remembers
 
 
 def _b64(data: bytes) -> str:
@@ -262,6 +263,10 @@ class TenantService:
         self._issuers: tuple[float, dict[str, ExternalIssuer]] = (float("-inf"), {})
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
+        # secret hash -> HMAC of the secret that matched it, under a key of this process
+        # only (never stored, never logged); a rotated secret has a new hash, so misses.
+        self._verified: dict[str, bytes] = {}
+        self._digest_key = os.urandom(32)
         self._limiter = TenantRateLimiter()
 
     async def _hash(self, secret: str) -> str:
@@ -269,11 +274,30 @@ class TenantService:
             return await asyncio.to_thread(hash_secret, secret)
 
     async def _verify(self, secret: str, encoded: str | None) -> bool:
-        """Check ``secret``; with no hash, spend the same time and say no."""
+        """Check ``secret``; with no hash, spend the same time and say no.
+
+        A secret this process has already verified against this very hash is known by
+        its keyed digest and costs no scrypt: a returning client is never queued behind
+        a flood of guesses. Only a right secret is fast; a wrong one, for any id, pays
+        the full check, so timing still tells nothing about which ids exist.
+        """
+        if encoded is not None:
+            known = self._verified.get(encoded)
+            if known is not None and hmac.compare_digest(known, self._digest(secret)):
+                return True
         async with self._hashing:
-            return await asyncio.to_thread(
+            valid = await asyncio.to_thread(
                 lambda: verify_secret(secret, encoded or _DUMMY_HASH) and encoded is not None
             )
+        if valid and encoded is not None:
+            self._verified.pop(encoded, None)
+            self._verified[encoded] = self._digest(secret)
+            while len(self._verified) > _VERIFIED_CACHE:
+                self._verified.pop(next(iter(self._verified)))
+        return valid
+
+    def _digest(self, secret: str) -> bytes:
+        return hmac.digest(self._digest_key, secret.encode(), "sha256")
 
     # -- registry --------------------------------------------------------------------
     async def create(self, spec: TenantCreate, *, actor: Actor = SYSTEM) -> TenantOut:

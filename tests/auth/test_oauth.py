@@ -234,3 +234,28 @@ async def test_authorization_server_metadata_follows_rfc_8414(
         "client_secret_post",
     }
     assert "platform:admin" in meta["scopes_supported"]
+
+
+async def test_a_remembered_secret_skips_scrypt_and_a_rotation_forgets_it(
+    client: httpx.AsyncClient, app: FastAPI, acme: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tenants.service
+
+    assert (await request_token(client, acme.client_id, acme.client_secret)).status_code == 200
+    checks: list[str] = []
+    real = tenants.service.verify_secret
+
+    def counting(secret: str, encoded: str) -> bool:
+        checks.append(secret)
+        return real(secret, encoded)
+
+    monkeypatch.setattr(tenants.service, "verify_secret", counting)
+    assert (await request_token(client, acme.client_id, acme.client_secret)).status_code == 200
+    assert checks == []  # verified before, by this process: no scrypt
+    # A wrong secret pays the full check, as for an unknown id: timing tells nothing.
+    assert (await request_token(client, acme.client_id, "guess")).status_code == 401
+    assert checks == ["guess"]
+    rotated = await app.state.tenants.rotate_client("acme", acme.client_id)
+    r = await request_token(client, acme.client_id, acme.client_secret)
+    assert_oauth_error(r, 401, "invalid_client")  # the old secret is not remembered
+    assert (await request_token(client, acme.client_id, rotated.client_secret)).status_code == 200
