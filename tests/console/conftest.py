@@ -6,9 +6,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from tenants.schemas import Onboarded
 from tests.console.browser import Guard, chromium_path, skip_without_playwright
+from tests.console.support import Browser, onboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -54,3 +58,30 @@ def guarded(chromium: Browser, tmp_path: Path) -> Iterator[OpenPage]:
     finally:
         for guard in opened:
             guard.context.close()
+
+
+# -- the console over ASGI (tests/console/support.Browser) -------------------------------
+@pytest.fixture
+def browser(client: httpx.AsyncClient) -> Browser:
+    """The console as a browser would use it, over ASGI (no chromium)."""
+    return Browser(client)
+
+
+@pytest.fixture
+async def acme(app: FastAPI) -> Onboarded:
+    return await onboard(app.state.tenants)
+
+
+@pytest.fixture
+async def tenant_browser(browser: Browser, acme: Onboarded) -> Browser:
+    r = await browser.sign_in(acme.client_id, acme.client_secret)
+    assert r.status_code == 303, r.text
+    return browser
+
+
+@pytest.fixture
+async def operator_browser(app: FastAPI, browser: Browser, acme: Onboarded) -> Browser:
+    admin = await app.state.tenants.create_admin_client()
+    r = await browser.sign_in(admin.client_id, admin.client_secret)
+    assert r.status_code == 303, r.text
+    return browser

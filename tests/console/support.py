@@ -80,3 +80,9 @@ class Browser:
 
 async def onboard(tenants: TenantService, slug: str = "acme") -> Onboarded:
     return await tenants.onboard(TenantCreate(slug=slug, name=slug.title()))
+
+
+def assert_csp(r: httpx.Response) -> None:
+    policy = r.headers.get("content-security-policy", "")
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy, r.url
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy

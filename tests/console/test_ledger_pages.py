@@ -7,26 +7,12 @@ import csv
 import io
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from audit.service import Actor
 from ledger.schemas import Gap
 from sequences.schemas import SequenceCreate
-from tenants.schemas import Onboarded
-from tests.console.support import Browser, csrf_of, onboard
-
-
-@pytest.fixture
-async def acme(app: FastAPI) -> Onboarded:
-    return await onboard(app.state.tenants)
-
-
-@pytest.fixture
-async def tenant(client: httpx.AsyncClient, acme: Onboarded) -> Browser:
-    b = Browser(client)
-    assert (await b.sign_in(acme.client_id, acme.client_secret)).status_code == 303
-    return b
+from tests.console.support import Browser, csrf_of
 
 
 def bearer(b: Browser) -> dict[str, str]:
@@ -41,59 +27,61 @@ async def reservations(app: FastAPI, state: str = "reserved") -> list[str]:
     return [e.reservation for e in entries]
 
 
-async def test_reserve_commit_and_void_through_the_forms(app: FastAPI, tenant: Browser) -> None:
-    page = await tenant.get("/console/sequences")
-    created = await tenant.post(
+async def test_reserve_commit_and_void_through_the_forms(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    page = await tenant_browser.get("/console/sequences")
+    created = await tenant_browser.post(
         "/console/sequences",
         {"csrf": csrf_of(page), "name": "invoices", "format": "F-{n:04}", "ledger": "on"},
     )
     assert created.status_code == 303
     assert (await app.state.sequences.get("acme", "invoices")).ledger
-    csrf = csrf_of(await tenant.get("/console/sequences/invoices/ledger"))
+    csrf = csrf_of(await tenant_browser.get("/console/sequences/invoices/ledger"))
     for reference in ("draft-1", "draft-2", ""):
-        r = await tenant.post(
+        r = await tenant_browser.post(
             "/console/sequences/invoices/reservations",
             {"csrf": csrf, "ttl_seconds": "600", "reference": reference},
         )
         assert r.status_code == 303, r.text
     first, second, third = await reservations(app)
-    bad = await tenant.post(
+    bad = await tenant_browser.post(
         "/console/sequences/invoices/reservations", {"csrf": csrf, "ttl_seconds": "0"}
     )
     assert bad.status_code == 422 and "greater than or equal to 1" in bad.text
 
-    r = await tenant.post(
+    r = await tenant_browser.post(
         f"/console/sequences/invoices/reservations/{first}/commit",
         {"csrf": csrf, "reference": "INV-1"},
     )
     assert r.status_code == 303
-    no_reason = await tenant.post(
+    no_reason = await tenant_browser.post(
         f"/console/sequences/invoices/reservations/{second}/void", {"csrf": csrf, "reason": " "}
     )
     assert no_reason.status_code == 422 and "at least 1 character" in no_reason.text
-    r = await tenant.post(
+    r = await tenant_browser.post(
         f"/console/sequences/invoices/reservations/{second}/void",
         {"csrf": csrf, "reason": "draft deleted"},
     )
     assert r.status_code == 303
-    again = await tenant.post(
+    again = await tenant_browser.post(
         f"/console/sequences/invoices/reservations/{second}/commit", {"csrf": csrf}
     )
     assert again.status_code == 409 and "voided" in again.text
     await app.state.sequences.next("acme", "invoices", 2)  # committed numbers by next
 
-    page = await tenant.get("/console/sequences/invoices/ledger")
+    page = await tenant_browser.get("/console/sequences/invoices/ledger")
     assert page.status_code == 200
     for field, count in [("issued", 5), ("committed", 3), ("voided", 1), ("reserved", 1)]:
         assert f'<dd data-field="{field}">{count}</dd>' in page.text, field
     assert '<dd data-field="unaccounted">0</dd>' in page.text
     assert "draft deleted" in page.text and third in page.text
-    audit = await tenant.get("/console/audit")
+    audit = await tenant_browser.get("/console/audit")
     assert "reservation.voided" in audit.text
 
 
 async def test_csv_downloads_are_the_apis_csv(
-    app: FastAPI, client: httpx.AsyncClient, tenant: Browser
+    app: FastAPI, client: httpx.AsyncClient, tenant_browser: Browser
 ) -> None:
     await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
     for _ in range(3):
@@ -104,19 +92,19 @@ async def test_csv_downloads_are_the_apis_csv(
         "acme", "invoices", first, reason="typo, re-issued", actor=Actor("tester")
     )
 
-    ledger = await tenant.get("/console/sequences/invoices/ledger.csv")
+    ledger = await tenant_browser.get("/console/sequences/invoices/ledger.csv")
     assert ledger.status_code == 200 and ledger.headers["content-type"].startswith("text/csv")
     assert ledger.headers["content-disposition"] == 'attachment; filename="invoices-ledger.csv"'
     assert "default-src 'self'" in ledger.headers["content-security-policy"]
     api = await client.get(
-        "/v1/sequences/invoices/ledger", headers={**bearer(tenant), "Accept": "text/csv"}
+        "/v1/sequences/invoices/ledger", headers={**bearer(tenant_browser), "Accept": "text/csv"}
     )
     assert api.status_code == 200 and ledger.text == api.text
     assert len(list(csv.DictReader(io.StringIO(ledger.text)))) == 5
 
-    gaps = await tenant.get("/console/sequences/invoices/gaps.csv")
+    gaps = await tenant_browser.get("/console/sequences/invoices/gaps.csv")
     api_gaps = await client.get(
-        "/v1/sequences/invoices/gaps", headers={**bearer(tenant), "Accept": "text/csv"}
+        "/v1/sequences/invoices/gaps", headers={**bearer(tenant_browser), "Accept": "text/csv"}
     )
     assert gaps.text == api_gaps.text
     rows = list(csv.DictReader(io.StringIO(gaps.text)))
@@ -125,8 +113,8 @@ async def test_csv_downloads_are_the_apis_csv(
     assert rows[0]["reason"] == "typo, re-issued"
 
 
-async def test_a_sequence_without_a_ledger_has_no_ledger_page(tenant: Browser) -> None:
-    r = await tenant.get("/console/sequences/default/ledger")
+async def test_a_sequence_without_a_ledger_has_no_ledger_page(tenant_browser: Browser) -> None:
+    r = await tenant_browser.get("/console/sequences/default/ledger")
     assert r.status_code == 409 and "text/html" in r.headers["content-type"]
-    unknown = await tenant.get("/console/sequences/nope/gaps.csv")
+    unknown = await tenant_browser.get("/console/sequences/nope/gaps.csv")
     assert unknown.status_code == 404
