@@ -35,8 +35,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from storage import mongo_ledger as ledger_docs
 from storage.base import (
-    EXPIRED,
     GROUP_CONCURRENCY,
     RESERVED,
     AuditEntry,
@@ -400,7 +400,7 @@ class MongoStore:
             if doc is None:
                 if not create:
                     return None
-                journal = _journal(tenant, shape, 0, riders)
+                journal = ledger_docs.journal(tenant, shape, 0, riders)
                 new = {
                     **_key(tenant, key),
                     "seq": seq,
@@ -428,7 +428,7 @@ class MongoStore:
                     or current.ticks > shape.cap - n
                 ):
                     return None
-                journal = _journal(tenant, shape, current.ticks, riders)
+                journal = ledger_docs.journal(tenant, shape, current.ticks, riders)
                 result = await self._call(
                     self.counters.update_one(
                         {
@@ -493,7 +493,7 @@ class MongoStore:
         if doc is None:
             await self._settle(tenant, seq)
             doc = await self._call(self.ledger.find_one(query))
-        return _entry(doc).as_of(now) if doc else None
+        return ledger_docs.entry(doc).as_of(now) if doc else None
 
     async def close_reservation(
         self,
@@ -529,7 +529,7 @@ class MongoStore:
                 )
             )
             if doc is not None:
-                return _entry(doc)
+                return ledger_docs.entry(doc)
             await self._settle(tenant, seq)  # maybe still pending after a crash
         return None
 
@@ -558,10 +558,10 @@ class MongoStore:
         if issued:
             query["issued_at"] = issued
         if states is not None:
-            query["$or"] = _state_query(states, now)
+            query["$or"] = ledger_docs.state_query(states, now)
         cursor = self.ledger.find(query).sort("value", ASCENDING).limit(limit)
         docs = await self._call(cursor.to_list(length=limit))
-        return [_entry(d).as_of(now) for d in docs]
+        return [ledger_docs.entry(d).as_of(now) for d in docs]
 
     async def count_ledger(
         self, tenant: str, seq: str, *, period: str, now: datetime
@@ -570,7 +570,7 @@ class MongoStore:
         base = {"tenant": tenant, "seq": seq, "period": period}
         states: dict[str, int] = {}
         for state in ("reserved", "committed", "voided", "expired"):
-            query = {**base, "$or": _state_query([state], now)}
+            query = {**base, "$or": ledger_docs.state_query([state], now)}
             count = int(await self._call(self.ledger.count_documents(query)))
             if count:
                 states[state] = count
@@ -747,7 +747,7 @@ class MongoStore:
             if found is None:
                 continue  # expired and deleted in between: insert again
             if _aware(found["expires_at"]) > record.created_at:
-                return _idempotency(found)
+                return ledger_docs.idempotency(found)
             # Expired but not yet removed by the TTL monitor: replace it, unless another
             # request did so first.
             replaced = await self._call(
@@ -901,89 +901,6 @@ class MongoStore:
 
 def _maybe_aware(value: datetime | None) -> datetime | None:
     return _aware(value) if value is not None else None
-
-
-def _journal(
-    tenant: str, shape: Counter, tick: int, riders: Sequence[Rider]
-) -> list[dict[str, Any]]:
-    """The riders of an increment whose first new tick is ``tick``, as journal items."""
-    journal: list[dict[str, Any]] = []
-    for rider in riders:
-        first, last = shape.value_at(tick), shape.value_at(tick + rider.n - 1)
-        entries: list[dict[str, Any]] = []
-        if rider.ledger is not None:
-            for i in range(rider.n):
-                e = rider.ledger.entry(shape.value_at(tick + i))
-                entries.append(
-                    {
-                        "_id": f"{tenant}/{e.sequence}/{e.period}/{e.value}",
-                        "tenant": tenant,
-                        "seq": e.sequence,
-                        "period": e.period,
-                        "value": e.value,
-                        "formatted": e.formatted,
-                        "state": e.state,
-                        "actor": e.actor,
-                        "issued_at": e.issued_at,
-                        "reference": e.reference,
-                        "expires_at": e.expires_at,
-                        "reservation": e.reservation,
-                        "closed_at": None,
-                        "closed_by": None,
-                        "reason": None,
-                    }
-                )
-        note = {**rider.note, "first": first, "last": last} if rider.idempotency_key else None
-        journal.append({"t": tick, "entries": entries, "key": rider.idempotency_key, "note": note})
-        tick += rider.n
-    return journal
-
-
-def _state_query(states: Collection[str], now: datetime) -> list[dict[str, Any]]:
-    """``$or`` clauses for entries in ``states`` as of ``now`` (see LedgerEntry.as_of)."""
-    clauses: list[dict[str, Any]] = []
-    for state in states:
-        if state == RESERVED:
-            clauses.append({"state": RESERVED, "expires_at": {"$gt": now}})
-        elif state == EXPIRED:
-            clauses.append({"state": EXPIRED})
-            clauses.append({"state": RESERVED, "expires_at": {"$lte": now}})
-        else:
-            clauses.append({"state": state})
-    return clauses or [{"_id": {"$exists": False}}]
-
-
-def _entry(doc: dict[str, Any]) -> LedgerEntry:
-    return LedgerEntry(
-        sequence=doc["seq"],
-        period=doc["period"],
-        value=int(doc["value"]),
-        formatted=doc.get("formatted"),
-        state=doc["state"],
-        actor=doc["actor"],
-        issued_at=_aware(doc["issued_at"]),
-        reference=doc.get("reference"),
-        expires_at=_maybe_aware(doc.get("expires_at")),
-        reservation=doc.get("reservation"),
-        closed_at=_maybe_aware(doc.get("closed_at")),
-        closed_by=doc.get("closed_by"),
-        reason=doc.get("reason"),
-    )
-
-
-def _idempotency(doc: dict[str, Any]) -> IdempotencyRecord:
-    body = doc.get("body")
-    return IdempotencyRecord(
-        key=doc["key"],
-        fingerprint=doc["fingerprint"],
-        created_at=_aware(doc["created_at"]),
-        expires_at=_aware(doc["expires_at"]),
-        locked_until=_aware(doc["locked_until"]),
-        status=doc.get("status"),
-        body=None if body is None else bytes(body),
-        content_type=doc.get("content_type"),
-        allocation=doc.get("allocation"),
-    )
 
 
 def _tenant(doc: dict[str, Any]) -> TenantRecord:

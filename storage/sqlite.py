@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storage import sqlite_ledger as ledger_sql
 from storage.base import (
-    RESERVED,
     AuditEntry,
     ClientRecord,
     Counter,
@@ -84,55 +84,6 @@ CREATE TABLE IF NOT EXISTS usage (
     numbers  INTEGER NOT NULL,
     PRIMARY KEY (tenant, hour, seq)
 ) WITHOUT ROWID;
-"""
-
-# The number ledger (ledger/): one row per number a ledger sequence issued, written in the
-# increment's transaction. Rows are never deleted with their sequence (a ledger sequence
-# cannot be deleted), only with their tenant.
-_LEDGER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    tenant      TEXT    NOT NULL,
-    seq         TEXT    NOT NULL,
-    period      TEXT    NOT NULL,
-    value       INTEGER NOT NULL,
-    formatted   TEXT,
-    state       TEXT    NOT NULL,
-    reference   TEXT,
-    actor       TEXT    NOT NULL,
-    issued_at   TEXT    NOT NULL,
-    expires_at  TEXT,
-    reservation TEXT,
-    closed_at   TEXT,
-    closed_by   TEXT,
-    reason      TEXT,
-    PRIMARY KEY (tenant, seq, period, value)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS ledger_by_reservation ON ledger (tenant, seq, reservation)
-    WHERE reservation IS NOT NULL;
-"""
-_LEDGER_COLUMNS = (
-    "seq, period, value, formatted, state, actor, issued_at, reference, expires_at,"
-    " reservation, closed_at, closed_by, reason"
-)
-# A reservation past its expiry reads as expired, whatever is stored.
-_EFFECTIVE = "CASE WHEN state = 'reserved' AND expires_at <= :now THEN 'expired' ELSE state END"
-
-# Idempotency keys (idempotency/); times are fixed-width UTC text (_ts), so they compare.
-_IDEMPOTENCY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS idempotency (
-    tenant       TEXT NOT NULL,
-    key          TEXT NOT NULL,
-    fingerprint  TEXT NOT NULL,
-    created_at   TEXT NOT NULL,
-    expires_at   TEXT NOT NULL,
-    locked_until TEXT NOT NULL,
-    status       INTEGER,
-    body         BLOB,
-    content_type TEXT,
-    allocation   TEXT,
-    PRIMARY KEY (tenant, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
 
 # The tenant registry and OAuth clients (tenants/). Platform-admin clients use tenant ''.
@@ -238,73 +189,6 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
     return result
 
 
-class _WriteBatch:
-    """Small writes that arrive together share one transaction, so one fsync.
-
-    Used for idempotency keys: every keyed request claims and completes its key, and
-    with one commit each those two fsyncs per request, queued behind one another on
-    the writer, capped keyed traffic at a few hundred requests a second. Each write
-    runs in its own savepoint, so one that raises is rolled back alone; a failed commit
-    fails the whole batch (none of it applied).
-    """
-
-    def __init__(self, writer: _Connection) -> None:
-        self._writer = writer
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flush: asyncio.Task[None] | None = None
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((fn, future))
-        if self._flush is None:
-            self._flush = loop.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                fns = [fn for fn, _ in batch]
-                try:
-                    outcomes = await self._writer.run(
-                        lambda c, fns=fns: _write(c, lambda c: _each(c, fns))  # type: ignore[misc]
-                    )
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                    if future.done():
-                        continue  # its request was cancelled; the write stands
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
-        finally:
-            # No await between the empty check and here: no arrival is stranded.
-            self._flush = None
-
-
-def _each(
-    conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
-) -> list[tuple[bool, Any]]:
-    out: list[tuple[bool, Any]] = []
-    for fn in fns:
-        conn.execute("SAVEPOINT one")
-        try:
-            value = fn(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO one")
-            conn.execute("RELEASE one")
-            out.append((False, exc))
-            continue
-        conn.execute("RELEASE one")
-        out.append((True, value))
-    return out
-
-
 def _riding(riders: Sequence[Rider], n: int) -> tuple[Rider, ...]:
     """The riders worth writing (none on the hot path), checked to add up to ``n``."""
     if not any(r.writes for r in riders):
@@ -318,7 +202,7 @@ def _increment(conn: sqlite3.Connection, item: Increment) -> int | None:
     """``Store.allocate`` of one item and its riders, inside the caller's transaction."""
     ticks = _count(conn, item)
     if ticks is not None and item.riders:
-        _ride(conn, item.tenant, item.shape, ticks - item.n, item.riders)
+        ledger_sql.ride(conn, item.tenant, item.shape, ticks - item.n, item.riders)
     return ticks
 
 
@@ -383,11 +267,6 @@ def _hour(at: datetime) -> str:
     return at.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def _ts(at: datetime) -> str:
-    """An instant as fixed-width UTC text, so that text order is time order."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _record(row: tuple[Any, ...]) -> SequenceRecord:
     name, config, created_at, updated_at, revision, incarnation = row
     return SequenceRecord(
@@ -415,7 +294,7 @@ class SQLiteStore:
         self.path = Path(path)
         self._writer = _Connection(self.path, busy_timeout_ms, "tally-sqlite-w")
         self._reader = _Connection(self.path, busy_timeout_ms, "tally-sqlite-r")
-        self._small = _WriteBatch(self._writer)
+        self._small = ledger_sql.WriteBatch(lambda op: self._writer.run(lambda c: _write(c, op)))
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -424,11 +303,7 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode = WAL")
             # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
             statements = [
-                s
-                for s in (_SCHEMA + _LEDGER_SCHEMA + _IDEMPOTENCY_SCHEMA + _TENANT_SCHEMA).split(
-                    ";"
-                )
-                if s.strip()
+                s for s in (_SCHEMA + ledger_sql.SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()
             ]
 
             def create(c: sqlite3.Connection) -> None:
@@ -694,18 +569,11 @@ class SQLiteStore:
             for row in rows
         ]
 
-    # -- the number ledger -----------------------------------------------------------
+    # -- the number ledger and idempotency keys (statements: storage.sqlite_ledger) --------
     async def get_reservation(
         self, tenant: str, seq: str, reservation: str, *, now: datetime
     ) -> LedgerEntry | None:
-        row = await self._reader.run(
-            lambda c: c.execute(
-                f"SELECT {_LEDGER_COLUMNS} FROM ledger"  # noqa: S608
-                " WHERE tenant = ? AND seq = ? AND reservation = ?",
-                (tenant, seq, reservation),
-            ).fetchone()
-        )
-        return _entry(row).as_of(now) if row else None
+        return await self._reader.run(ledger_sql.get_reservation(tenant, seq, reservation, now))
 
     async def close_reservation(
         self,
@@ -719,27 +587,16 @@ class SQLiteStore:
         reference: str | None,
         reason: str | None,
     ) -> LedgerEntry | None:
-        def op(conn: sqlite3.Connection) -> LedgerEntry | None:
-            row = conn.execute(
-                "UPDATE ledger SET state = ?, closed_at = ?, closed_by = ?, reason = ?,"  # noqa: S608
-                " reference = COALESCE(?, reference)"
-                " WHERE tenant = ? AND seq = ? AND reservation = ? AND state = ?"
-                f" AND expires_at > ? RETURNING {_LEDGER_COLUMNS}",
-                (
-                    state,
-                    _ts(at),
-                    actor,
-                    reason,
-                    reference,
-                    tenant,
-                    seq,
-                    reservation,
-                    RESERVED,
-                    _ts(at),
-                ),
-            ).fetchone()
-            return _entry(row) if row else None
-
+        op = ledger_sql.close_reservation(
+            tenant,
+            seq,
+            reservation,
+            state=state,
+            at=at,
+            actor=actor,
+            reference=reference,
+            reason=reason,
+        )
         return await self._writer.run(lambda c: _write(c, op))
 
     async def list_ledger(
@@ -755,113 +612,46 @@ class SQLiteStore:
         after: int | None = None,
         limit: int,
     ) -> list[LedgerEntry]:
-        args: dict[str, Any] = {"tenant": tenant, "seq": seq, "period": period, "now": _ts(now)}
-        where = "tenant = :tenant AND seq = :seq AND period = :period"
-        if after is not None:
-            where += " AND value > :after"
-            args["after"] = after
-        if since is not None:
-            where += " AND issued_at >= :since"
-            args["since"] = _ts(since)
-        if until is not None:
-            where += " AND issued_at < :until"
-            args["until"] = _ts(until)
-        sql = f"SELECT {_LEDGER_COLUMNS}, {_EFFECTIVE} AS eff FROM ledger WHERE {where}"  # noqa: S608
-        if states is not None:
-            sql = f"SELECT * FROM ({sql}) WHERE eff IN (SELECT value FROM json_each(:states))"  # noqa: S608
-            args["states"] = json.dumps(sorted(states))
-        args["limit"] = limit
-        rows = await self._reader.run(
-            lambda c: c.execute(sql + " ORDER BY value LIMIT :limit", args).fetchall()
+        op = ledger_sql.list_ledger(
+            tenant,
+            seq,
+            period=period,
+            now=now,
+            states=states,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
         )
-        return [_entry(row[:-1]).as_of(now) for row in rows]
+        return await self._reader.run(op)
 
     async def count_ledger(
         self, tenant: str, seq: str, *, period: str, now: datetime
     ) -> LedgerCounts:
-        rows = await self._reader.run(
-            lambda c: c.execute(
-                f"SELECT eff, count(*), min(value), max(value) FROM (SELECT value,"  # noqa: S608
-                f" {_EFFECTIVE} AS eff FROM ledger WHERE tenant = :tenant AND seq = :seq"
-                " AND period = :period) GROUP BY eff",
-                {"tenant": tenant, "seq": seq, "period": period, "now": _ts(now)},
-            ).fetchall()
-        )
-        states = {eff: count for eff, count, _, _ in rows}
-        lows = [low for _, _, low, _ in rows]
-        highs = [high for _, _, _, high in rows]
-        return LedgerCounts(
-            first=min(lows) if lows else None, last=max(highs) if highs else None, states=states
-        )
+        return await self._reader.run(ledger_sql.count_ledger(tenant, seq, period=period, now=now))
 
-    # -- idempotency keys ------------------------------------------------------------
     async def claim_idempotency(
         self, tenant: str, record: IdempotencyRecord
     ) -> IdempotencyRecord | None:
-        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
-            row = conn.execute(
-                f"SELECT {_IDEM_COLUMNS} FROM idempotency WHERE tenant = ? AND key = ?",  # noqa: S608
-                (tenant, record.key),
-            ).fetchone()
-            if row is not None and row[3] > _ts(record.created_at):
-                return _idempotency(row)
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, NULL,"
-                " NULL)",
-                (
-                    tenant,
-                    record.key,
-                    record.fingerprint,
-                    _ts(record.created_at),
-                    _ts(record.expires_at),
-                    _ts(record.locked_until),
-                ),
-            )
-            return None
-
-        return await self._small.run(op)
+        return await self._small.run(ledger_sql.claim(tenant, record))
 
     async def relock_idempotency(
         self, tenant: str, key: str, *, expected: datetime, locked_until: datetime
     ) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE idempotency SET locked_until = ? WHERE tenant = ? AND key = ?"
-                " AND locked_until = ? AND status IS NULL",
-                (_ts(locked_until), tenant, key, _ts(expected)),
-            )
-            return cur.rowcount == 1
-
+        op = ledger_sql.relock(tenant, key, expected=expected, locked_until=locked_until)
         return await self._small.run(op)
 
     async def complete_idempotency(
         self, tenant: str, key: str, *, status: int, body: bytes, content_type: str
     ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE idempotency SET status = ?, body = ?, content_type = ?"
-                " WHERE tenant = ? AND key = ?",
-                (status, body, content_type, tenant, key),
-            )
-
+        op = ledger_sql.complete(tenant, key, status=status, body=body, content_type=content_type)
         await self._small.run(op)
 
     async def release_idempotency(self, tenant: str, key: str) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "DELETE FROM idempotency WHERE tenant = ? AND key = ? AND status IS NULL"
-                " AND allocation IS NULL",
-                (tenant, key),
-            )
-
-        await self._small.run(op)
+        await self._small.run(ledger_sql.release(tenant, key))
 
     async def sweep_idempotency(self, now: datetime) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (_ts(now),))
-            return cur.rowcount
-
-        return await self._small.run(op)
+        return await self._small.run(ledger_sql.sweep(now))
 
     # -- tenants (registry) ------------------------------------------------------
     async def create_tenant(self, tenant: str, record: TenantRecord) -> None:
@@ -1003,85 +793,6 @@ class SQLiteStore:
             )
 
         await self._writer.run(lambda c: _write(c, op))
-
-
-def _ride(
-    conn: sqlite3.Connection, tenant: str, shape: Counter, tick: int, riders: Sequence[Rider]
-) -> None:
-    """Write the riders of an increment whose first new tick is ``tick`` (same transaction)."""
-    entries: list[tuple[Any, ...]] = []
-    notes: list[tuple[Any, ...]] = []
-    for rider in riders:
-        first, last = shape.value_at(tick), shape.value_at(tick + rider.n - 1)
-        if rider.ledger is not None:
-            draft = rider.ledger
-            for i in range(rider.n):
-                e = draft.entry(shape.value_at(tick + i))
-                entries.append(
-                    (
-                        *(tenant, e.sequence, e.period, e.value, e.formatted, e.state),
-                        *(e.reference, e.actor, _ts(e.issued_at), _iso_ts(e.expires_at)),
-                        *(e.reservation, None, None, None),
-                    )
-                )
-        if rider.idempotency_key is not None:
-            note = json.dumps({**rider.note, "first": first, "last": last})
-            notes.append((note, tenant, rider.idempotency_key))
-        tick += rider.n
-    if entries:
-        conn.executemany(
-            "INSERT INTO ledger (tenant, seq, period, value, formatted, state, reference, actor,"
-            " issued_at, expires_at, reservation, closed_at, closed_by, reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            entries,
-        )
-    if notes:
-        conn.executemany(
-            "UPDATE idempotency SET allocation = ? WHERE tenant = ? AND key = ?", notes
-        )
-
-
-def _iso_ts(value: datetime | None) -> str | None:
-    return _ts(value) if value is not None else None
-
-
-def _entry(row: Sequence[Any]) -> LedgerEntry:
-    seq, period, value, formatted, state, actor, issued, ref, expires, rsv, closed, by, why = row
-    return LedgerEntry(
-        sequence=seq,
-        period=period,
-        value=value,
-        formatted=formatted,
-        state=state,
-        actor=actor,
-        issued_at=datetime.fromisoformat(issued),
-        reference=ref,
-        expires_at=_from_iso(expires),
-        reservation=rsv,
-        closed_at=_from_iso(closed),
-        closed_by=by,
-        reason=why,
-    )
-
-
-_IDEM_COLUMNS = (
-    "key, fingerprint, created_at, expires_at, locked_until, status, body, content_type, allocation"
-)
-
-
-def _idempotency(row: tuple[Any, ...]) -> IdempotencyRecord:
-    key, fingerprint, created, expires, locked, status, body, content_type, allocation = row
-    return IdempotencyRecord(
-        key=key,
-        fingerprint=fingerprint,
-        created_at=datetime.fromisoformat(created),
-        expires_at=datetime.fromisoformat(expires),
-        locked_until=datetime.fromisoformat(locked),
-        status=status,
-        body=body,
-        content_type=content_type,
-        allocation=None if allocation is None else json.loads(allocation),
-    )
 
 
 _CLIENT_COLUMNS = (
