@@ -23,10 +23,11 @@ import os
 import re
 import time
 from json.encoder import encode_basestring
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.logs import ACCESS_LOGGER, utc_stamp
+from api.logs import ACCESS_LOGGER, JsonFormatter, utc_stamp
 from core.requestctx import CURRENT, RequestInfo
 
 HEADER = b"x-request-id"
@@ -83,12 +84,33 @@ def _text_value(value: str) -> str:
     return value if _PLAIN.fullmatch(value) else str(encode_basestring(value))
 
 
+class AccessRecord(logging.LogRecord):
+    """A LogRecord made with one dict update: what no handler reads about an access
+    line (source line, thread, process) is the same for every one, prepared once.
+    Formatters read records through ``__dict__``, so every field is set there."""
+
+    def __init__(self, level: int, line: str, created: float) -> None:
+        self.__dict__.update(_FIXED)
+        self.levelno = level
+        self.levelname = logging.getLevelName(level)
+        self.msg = line
+        self.created = created
+        self.msecs = (created - int(created)) * 1000
+        self.relativeCreated = (created - _START) * 1000
+
+
+_FIXED: dict[str, Any] = vars(logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "", (), None))
+_START: float = logging._startTime  # type: ignore[attr-defined]
+
+
 class AccessLog:
     def __init__(self, app: ASGIApp, *, json: bool, enabled: bool = True) -> None:
         self.app = app
         self.json = json
         self.enabled = enabled
         self.log = logging.getLogger(ACCESS_LOGGER)
+        self._direct_key: tuple[Any, ...] | None = None
+        self._direct: list[tuple[logging.Handler, Any]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,9 +151,10 @@ class AccessLog:
         method = scope["method"] if scope["method"] in _METHODS else "other"
         route = route_of(scope)
         ms = seconds * 1000
+        now = time.time()
         if self.json:
             line = (
-                f'{{"time":"{utc_stamp(time.time())}",'
+                f'{{"time":"{utc_stamp(now)}",'
                 f'"level":"{"error" if level == logging.ERROR else "info"}",'
                 f'"logger":"{ACCESS_LOGGER}","message":"request",'
                 f'"request_id":"{info.request_id}",'
@@ -145,7 +168,46 @@ class AccessLog:
                 f"{method} {route} {status} {ms:.1f}ms tenant={_text_value(info.tenant)}"
                 f" client={_text_value(info.client_id)} numbers={info.numbers}"
             )
+        streams = self._direct_streams(level) if self.json else None
+        if streams:
+            for handler, stream in streams:
+                handler.acquire()
+                try:
+                    stream.write(line + "\n")
+                    stream.flush()
+                finally:
+                    handler.release()
+            return
         # A ready record straight to the handlers: Logger.info would also look up the
-        # caller's frame, which nobody reads here.
-        record = self.log.makeRecord(ACCESS_LOGGER, level, "", 0, line, (), None)
-        self.log.handle(record)
+        # caller's frame, and LogRecord.__init__ the process, thread and task names.
+        self.log.handle(AccessRecord(level, line, now))
+
+    def _direct_streams(self, level: int) -> list[tuple[logging.Handler, Any]] | None:
+        """The streams the access line would reach, when the logging machinery would
+        only copy it there: every handler on the way a plain StreamHandler with the
+        JSON formatter (which passes access lines through unchanged), no filters,
+        levels that admit it. Otherwise None, and the line goes through logging.
+
+        Found again whenever the configuration changes (the handler chain is compared
+        on every call: a tuple, not a walk through the records machinery)."""
+        chain: list[logging.Handler] = []
+        logger: logging.Logger | None = self.log
+        while logger is not None:
+            if logger.filters:
+                return None
+            chain += logger.handlers
+            logger = logger.parent if logger.propagate else None
+        key = (level, tuple(chain))
+        if key != self._direct_key:
+            self._direct_key = key
+            self._direct = [
+                (h, h.stream)
+                for h in chain
+                if type(h) is logging.StreamHandler
+                and isinstance(h.formatter, JsonFormatter)
+                and not h.filters
+                and level >= h.level
+            ]
+            if len(self._direct) != len([h for h in chain if level >= h.level]):
+                self._direct = []  # some handler needs the record itself
+        return self._direct

@@ -24,12 +24,15 @@ ACCESS_LOGGER = "tally.access"
 _LEVELS = {"WARNING": "warning", "CRITICAL": "critical"}
 
 
+_MILLIS = [f".{i:03d}Z" for i in range(1000)]
+
+
 def utc_stamp(created: float, _cache: list[Any] = [-1, ""]) -> str:  # noqa: B006
     """``2026-12-01T06:49:35.123Z``; the part up to the second is reused within a second."""
     second = int(created)
     if second != _cache[0]:
         _cache[0], _cache[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_cache[1]}.{int((created - second) * 1000):03d}Z"
+    return str(_cache[1]) + _MILLIS[int((created - second) * 1000)]
 
 
 def _request_id(record: logging.LogRecord) -> str | None:

@@ -149,6 +149,17 @@ def configurations(workers: int) -> list[Config]:
             env={"TALLY_TOKEN_CACHE_SIZE": "0"},
         ),
         Config(
+            "cached-quiet",
+            "cached, access log off (TALLY_ACCESS_LOG=false): what the access line costs",
+            env={"TALLY_ACCESS_LOG": "false"},
+            mode="cached",
+        ),
+        Config(
+            "strict-quiet",
+            "strict, access log off (TALLY_ACCESS_LOG=false)",
+            env={"TALLY_ACCESS_LOG": "false"},
+        ),
+        Config(
             "cached-routed",
             "cached, through FastAPI's router (TALLY_FAST_PATH=false)",
             env={"TALLY_FAST_PATH": "false"},

@@ -16,6 +16,7 @@ from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, PlatformAdmin
 from core.limits import BodyLimitedRoute
 from core.pagination import LimitQuery
+from core.requestctx import note_numbers
 from idempotency.dependencies import Idempotency, fingerprint, idempotency_key
 from idempotency.service import Claim, IdempotencyService
 from ledger.dependencies import (
@@ -108,6 +109,7 @@ async def reserve(
                 actor=Actor.of(principal),
                 idempotency_key=claim.key if claim else None,
             )
+            note_numbers(1)  # for the access line; a replay issues none
         return _json(ReservationOut.of(entry), 201)
 
     return await _once(request, idem, principal.tenant, run)

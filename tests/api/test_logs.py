@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import logging.config
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.access import AccessRecord
 from api.app import create_app
 from api.logs import JsonFormatter, TextFormatter, log_format, logging_config
 from core.clock import FrozenClock
@@ -291,3 +293,72 @@ def test_generated_request_ids_are_32_hex_digits_unique_and_new_after_a_fork() -
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()
     assert child[:16] != next(iter(ids))[:16], "a forked worker reuses the parent's ids"
+
+
+async def test_a_reservation_counts_its_number_and_a_replay_counts_none(
+    json_app: FastAPI, json_client: httpx.AsyncClient
+) -> None:
+    h = bearer(app_token(json_app))
+    body = {"name": "inv", "ledger": True}
+    assert (await json_client.post("/v1/sequences", json=body, headers=h)).status_code == 201
+    keyed = {**h, "Idempotency-Key": "draft-1"}
+    with captured(JsonFormatter()) as cap:
+        first = await json_client.post("/v1/sequences/inv/reservations", headers=keyed)
+        again = await json_client.post("/v1/sequences/inv/reservations", headers=keyed)
+    assert first.status_code == again.status_code == 201, first.text
+    assert [(x["route"], x["numbers"]) for x in cap.access()] == [
+        ("/v1/sequences/{name}/reservations", 1),
+        ("/v1/sequences/{name}/reservations", 0),
+    ]
+
+
+def test_the_cheap_access_record_formats_like_any_log_record() -> None:
+    every_field = (
+        "%(asctime)s %(created)f %(msecs)d %(relativeCreated)d %(levelname)s %(levelno)d"
+        " %(name)s %(pathname)s %(filename)s %(module)s %(funcName)s %(lineno)d"
+        " %(process)d %(processName)s %(thread)d %(threadName)s %(message)s"
+    )
+    record = AccessRecord(logging.ERROR, '{"status":500}', 1_764_576_000.25)
+    text = logging.Formatter(every_field).format(record)
+    assert " ERROR 40 tally.access " in text and text.endswith('{"status":500}')
+    assert record.getMessage() == '{"status":500}' and record.msecs == 250
+
+
+@contextmanager
+def served_config(settings: Settings) -> Iterator[io.StringIO]:
+    """``tally serve``'s own logging configuration, writing to a string."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logging.config.dictConfig(logging_config(settings))
+    stream = io.StringIO()
+    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    try:
+        yield stream
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+async def test_under_the_served_config_each_access_line_is_written_once_and_whole(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, log_format="json")
+    app = create_app(settings, clock=FrozenClock())
+    async with app.router.lifespan_context(app):
+        with served_config(settings) as stream:
+            async for c in _client(app):
+                for i in range(3):
+                    await c.get("/healthz", headers={"X-Request-ID": f"direct-{i}"})
+                assert app.middleware_stack._direct  # written straight to the stream
+                # A filter on the way: the line goes through the logging machinery.
+                logging.getLogger("tally.access").addFilter(lambda r: True)
+                try:
+                    await c.get("/healthz", headers={"X-Request-ID": "filtered"})
+                finally:
+                    logging.getLogger("tally.access").filters.clear()
+            logging.getLogger("tally").warning("after")
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    access = [x["request_id"] for x in lines if x["logger"] == "tally.access"]
+    assert access == ["direct-0", "direct-1", "direct-2", "filtered"]
+    assert lines[-1]["message"] == "after" and lines[-1]["request_id"] is None
