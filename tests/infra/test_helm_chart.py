@@ -18,7 +18,13 @@ LINT_ERROR = 3
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    matches = [o for o in objects if o["kind"] == kind]
+    """The app's one object of ``kind`` (the migrate hook's own objects aside)."""
+    matches = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/component") != "migrate"
+    ]
     assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
     return matches[0]
 
@@ -115,6 +121,7 @@ def test_chart_renders_the_expected_objects_and_never_a_secret(
             "Ingress",
             "Job",
             "NetworkPolicy",
+            "NetworkPolicy",  # the migrate hook's own
             "PodDisruptionBudget",
             "Pod",
             "Service",

@@ -202,3 +202,40 @@ def test_migrate_hook_runs_with_the_deployments_image_and_settings(
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_migrate_pod_is_never_behind_the_service(
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
+) -> None:
+    """A running Job pod without a readiness probe counts as ready: no selector may match."""
+    objects = manifests[kind]
+    labels = one(objects, "Job")["spec"]["template"]["metadata"]["labels"]
+    selectors = [
+        one(objects, "Service")["spec"]["selector"],
+        one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        one(objects, "Deployment")["spec"]["selector"]["matchLabels"],
+    ]
+    for selector in selectors:
+        assert not selector.items() <= labels.items(), selector
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_migrate_pod_has_a_network_policy_with_the_apps_egress(
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
+) -> None:
+    objects = manifests[kind]
+    labels = one(objects, "Job")["spec"]["template"]["metadata"]["labels"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    app = one(objects, "NetworkPolicy", "tally")
+    mine = [
+        p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(mine) == 1
+    policy = mine[0]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in policy["spec"], "nothing may connect to the migrate pod"
+    assert policy["spec"]["egress"] == app["spec"]["egress"]
+    assert hook_weight(policy) is not None and hook_weight(policy) < hook_weight(  # type: ignore[operator]
+        one(objects, "Job")
+    )
