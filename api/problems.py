@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Match
 
 from core.errors import TallyError
 
@@ -89,14 +90,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route for {request.method} {request.url.path}."
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route that matched the path;
+        # FastAPI makes one route per operation, so collect them all.
+        allowed = _methods_of(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.url.path} allows {', '.join(allowed)}."
     return problem(
         exc.status_code,
         type_,
         title,
         detail,
         instance=request.url.path,
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+def _methods_of(request: Request) -> list[str]:
+    # Asks the router itself, method by method (FastAPI nests included routers in
+    # wrappers of its own, so walking the route list would depend on its version).
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@
     ├── RequestTimeout              408  + Connection: close
     ├── Conflict                    409
     ├── PayloadTooLarge             413
+    ├── UnsupportedMediaType        415
     ├── Unprocessable               422
     ├── TooManyRequests             429  + Retry-After
     └── Unavailable                 503  + Retry-After
@@ -96,6 +97,12 @@ class PayloadTooLarge(TallyError):
     status = 413
     type = "payload-too-large"
     title = "Payload too large"
+
+
+class UnsupportedMediaType(TallyError):
+    status = 415
+    type = "unsupported-media-type"
+    title = "Unsupported media type"
 
 
 class Unprocessable(TallyError):

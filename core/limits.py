@@ -89,6 +89,22 @@ class BodyDeadline:
             await sweeper
 
 
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` or ``application/<anything>+json``, parameters aside."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in request.headers
+
+
+JSON_ONLY = "Send the body as application/json."
+
+
 def body_deadline(request: Request) -> BodyDeadline:
     deadline: BodyDeadline = request.app.state.body_deadline
     return deadline
@@ -105,6 +121,8 @@ class BodyLimitedRoute(APIRoute):
             length = request.headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 raise _too_large(limit)
+            if has_body(request) and not is_json(request.headers.get("content-type")):
+                raise HTTPException(415, JSON_ONLY)
             receive = request.receive
             received = 0
             deadline = body_deadline(request)

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from auth.dependencies import can_next
-from core.errors import PayloadTooLarge
-from core.limits import body_deadline
+from core.errors import PayloadTooLarge, UnsupportedMediaType
+from core.limits import JSON_ONLY, body_deadline, is_json
 from sequences.schemas import NAME_PATTERN, NextRequest
 from sequences.service import SequenceService
 
@@ -88,7 +88,9 @@ async def next_call(request: Request) -> NextCall:
         )
     raw = await _body(request)
     count, reference = 1, None
-    if raw.strip() not in (b"", b"null"):
+    if raw.strip():  # no body, or only blanks: one number; `null` is no object: a 422
+        if not is_json(request.headers.get("content-type")):
+            raise UnsupportedMediaType(JSON_ONLY)
         try:
             parsed = NextRequest.model_validate_json(raw)
             count, reference = parsed.count, parsed.reference

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from auth.dependencies import CanRead, PlatformAdmin
 from sequences.schemas import NAME_PATTERN
@@ -31,12 +32,32 @@ SequenceQuery = Annotated[
     str | None, Query(pattern=NAME_PATTERN, description="One sequence; omitted: all of them.")
 ]
 GranularityQuery = Annotated[Granularity, Query(description="UTC hours or UTC days.")]
+# RFC 3339 only: pydantic alone would also read `to=0.5` as a Unix time.
+RFC_3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+_RFC_3339 = re.compile(RFC_3339)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC_3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 FromQuery = Annotated[
-    AwareDatetime | None,
-    Query(alias="from", description="Start (inclusive; default: 24 hours or 30 days back)."),
+    Timestamp | None,
+    Query(
+        alias="from",
+        description="Start (inclusive; default: 24 hours or 30 days back), RFC 3339.",
+        json_schema_extra={"pattern": RFC_3339},
+    ),
 ]
 ToQuery = Annotated[
-    AwareDatetime | None, Query(description="End (exclusive; default: the current bucket's end).")
+    Timestamp | None,
+    Query(
+        description="End (exclusive; default: the current bucket's end), RFC 3339.",
+        json_schema_extra={"pattern": RFC_3339},
+    ),
 ]
 
 

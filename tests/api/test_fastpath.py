@@ -35,6 +35,12 @@ SCRIPT: list[Step] = [
     ("POST", "/v1/sequences/Bad_Name/next", {}),  # 422 (path)
     ("POST", "/v1/sequences/small/next", {"content": b"{", "type": "application/json"}),
     ("POST", "/v1/sequences/small/next", {"json": {"count": 0}}),
+    # Not JSON: 415 on both paths, before anything is parsed (issue 15).
+    ("POST", "/v1/sequences/small/next", {"content": b'{"count":1}', "type": "text/plain"}),
+    ("POST", "/v1/sequences/small/next", {"content": b"<count>1</count>", "type": "text/xml"}),
+    ("POST", "/v1/sequences/small/next", {"data": {"count": "1"}}),  # a form
+    ("POST", "/v1/sequences/small/next", {"content": b'{"count":1}'}),  # no Content-Type
+    ("POST", "/v1/sequences/small/next", {"content": b"null", "type": "application/json"}),
     ("POST", "/v1/sequences/small/next", {"json": {"count": 1, "extra": True}}),
     ("POST", "/v1/sequences/small/next", {"content": b" " * 5000}),  # 413
     ("POST", "/v1/sequences/small/next", {"auth": None}),  # 401
@@ -132,7 +138,7 @@ async def test_fast_path_answers_exactly_like_the_router(
     got, expected = await _answers(fast), await _answers(routed)
     statuses = [a[2] for a in expected]
     # The script covers success and every client error the route can give.
-    assert set(statuses) >= {200, 201, 400, 401, 403, 404, 405, 409, 413, 422}, statuses
+    assert set(statuses) >= {200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422}, statuses
     assert sum(("idempotent-replayed", "true") in a[3] for a in got) == 3
     seeds = [a for a in got if a[:2] == ("GET", "/getCounter")]
     assert [(a[2], a[4]) for a in seeds[:2]] == [(200, b"1"), (200, b"2")]
