@@ -14,6 +14,7 @@ wait in the kernel's listen backlog). The body deadline is the app's
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -45,6 +46,9 @@ def server(
     from granian.server import Server
 
     os.environ[_SUPERVISOR] = str(os.getpid())
+    # Workers start as fresh interpreters, not forks: the store check before them may
+    # have started gRPC (Bigtable) threads, and a forked gRPC client hangs the worker.
+    multiprocessing.set_start_method("spawn", force=True)
     # Tally's own app through worker_app (it dies with the supervisor); make bench's
     # yardstick apps as they are.
     target = "api.server:worker_app" if app == TALLY_APP else app
