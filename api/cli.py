@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -74,17 +72,12 @@ def serve(
         load_keys(settings)
     except (KeyRingError, OSError) as exc:
         fail(f"cannot use the signing keys in TALLY_KEYS_DIR ({settings.keys_dir}): {exc}", 2)
-    if settings.store_kind == "sqlite":
-        problem = _store_problem(settings)
-    else:
-        # gRPC (Bigtable) and PyMongo start threads that a forked process cannot inherit
-        # (gRPC hangs in the child), and granian forks its workers from this process:
-        # the check runs in a spawned child, so this one never opens a client.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            problem = pool.submit(_store_problem, settings).result()
-    if problem is not None:
-        fail(f"cannot open the store named by TALLY_STORE_URL: {problem}", 2)
+    try:
+        asyncio.run(_check_store(settings))
+    except (StoreUnavailable, OSError, sqlite3.Error) as exc:
+        # The message never holds the URL itself: it may carry a password.
+        reason = exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
+        fail(f"cannot open the store named by TALLY_STORE_URL: {reason}", 2)
     if log_format(settings) == "text":
         typer.echo(
             f"Tally on http://{host}:{port} (store: {settings.store_kind}).\n"
@@ -117,16 +110,6 @@ def _source_dirs() -> list[Path]:
     """The directories of this project's packages (what a code change touches)."""
     root = Path(__file__).resolve().parents[1]
     return sorted(p.parent for p in root.glob("*/__init__.py") if p.parent.name != "tests")
-
-
-def _store_problem(settings: Settings) -> str | None:
-    """Why the store cannot be used, in one line, or None when it answers."""
-    try:
-        asyncio.run(_check_store(settings))
-    except (StoreUnavailable, OSError, sqlite3.Error) as exc:
-        # The message never holds the URL itself: it may carry a password.
-        return exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
-    return None
 
 
 async def _check_store(settings: Settings) -> None:
