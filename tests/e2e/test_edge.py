@@ -95,8 +95,12 @@ def _closed_within(s: socket.socket, seconds: float) -> float | None:
 
 def _worker_pids(url: str) -> list[int]:
     pid = SERVERS[url].pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children] or [pid]  # a server without a supervisor
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    # Workers are spawned, so multiprocessing's resource tracker is a child as well.
+    workers = [
+        c for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()
+    ]
+    return workers or [pid]  # a server without a supervisor
 
 
 def _rss_mb(pid: int) -> float:
