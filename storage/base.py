@@ -26,6 +26,7 @@ write and undone if the definition is gone. Leftovers are removed by
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -145,9 +146,28 @@ class AuditEntry:
     target: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-    # Assigned by the store: an opaque cursor that sorts in insertion order.
+    # Assigned by the store: the entry's number in its tenant's trail (``audit_id``),
+    # an opaque cursor that sorts in insertion order.
     id: str = ""
     tenant: str = ""
+
+
+# Audit ids on every backend: the entry's number in its own tenant's trail (1, 2, 3 ...),
+# zero-padded to 19 digits (int64) so that text order is trail order. A per-tenant
+# number reveals nothing about other tenants' or the platform's activity, as a global
+# autoincrement id or an ObjectId (time + per-process counter) did. Ids older versions
+# issued are shorter or hexadecimal, so a backend can tell an old cursor from a new one.
+_AUDIT_ID = re.compile(r"[0-9]{19}")
+
+
+def audit_id(number: int) -> str:
+    """The id of a tenant's ``number``-th audit entry."""
+    return f"{number:019d}"
+
+
+def audit_number(cursor: str) -> int | None:
+    """The trail number of an ``audit_id``, or None if ``cursor`` is not one."""
+    return int(cursor) if _AUDIT_ID.fullmatch(cursor) else None
 
 
 # -- tenants and API clients (tenants/) -------------------------------------------
@@ -429,13 +449,18 @@ class Store(Protocol):
 
     # -- audit trail ----------------------------------------------------------
     async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
-        """Append an entry (``id``/``tenant`` of ``entry`` are ignored); return its id."""
+        """Append an entry (``id``/``tenant`` of ``entry`` are ignored); return its id.
+
+        The id is ``audit_id(n)``, ``n`` counting the tenant's own entries only: larger
+        than every earlier id of the tenant, and independent of other tenants' writes.
+        """
         ...
 
     async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
         """Entries in insertion order, strictly after the id ``after``.
 
-        Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made.
+        Raise ``InvalidCursor`` if ``after`` is not an id this backend could have made
+        (an id an older version of this backend issued still continues where it was).
         """
         ...
 

@@ -72,11 +72,12 @@ from storage.base import (
     TenantRecord,
     UsageRow,
     allocate_concurrently,
+    audit_id,
+    audit_number,
 )
 from storage.bigtable_counters import Counters, counter_of
 from storage.bigtable_idempotency import IdempotencyRows
 from storage.bigtable_rows import (
-    AUDIT_ID,
     COUNTS,
     KEYS_ONLY,
     LATEST,
@@ -420,13 +421,15 @@ class BigtableStore:
 
     # -- audit trail ---------------------------------------------------------------------
     async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
-        # Ids from a per-tenant ReadModifyWriteRow counter: they sort in insertion order.
+        # Numbers from a per-tenant ReadModifyWriteRow counter (the tenant's own row, so
+        # no other tenant's writes move it): they sort in insertion order. A write that
+        # fails after the increment leaves a gap in this tenant's numbers, nothing more.
         got = await self._call(
             self.table.read_modify_write_row(
                 f"{prefix(tenant)}meta".encode(), IncrementRule(COUNTS, b"aud", 1)
             )
         )
-        entry_id = f"{u64(cells(got)[b'aud']):019d}"
+        entry_id = audit_id(u64(cells(got)[b"aud"]))
         body = {
             "at": when(entry.at),
             "actor": entry.actor,
@@ -440,7 +443,7 @@ class BigtableStore:
         return entry_id
 
     async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
-        if after is not None and not AUDIT_ID.match(after):
+        if after is not None and audit_number(after) is None:
             raise InvalidCursor(after)
         base = key(tenant, "aud")
         rows = await self._scan(

@@ -25,8 +25,6 @@ COUNTS = "c"  # int64 cells moved by ReadModifyWriteRow, and the counters' shape
 REGISTRY = "!tenant#"  # '!' sorts before every slug character: one range of all tenants
 PLATFORM_PREFIX = "!platform#"  # the tenant key "" (platform-admin clients)
 
-AUDIT_ID = re.compile(r"^[0-9]{19}$")
-
 
 @dataclass(frozen=True, slots=True)
 class BigtableURL:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -36,6 +37,8 @@ from storage.base import (
     SequenceRecord,
     TenantRecord,
     UsageRow,
+    audit_id,
+    audit_number,
 )
 from storage.errors import AlreadyExists, InvalidCursor, StoreUnavailable
 
@@ -73,7 +76,9 @@ CREATE TABLE IF NOT EXISTS audit (
     action      TEXT    NOT NULL,
     target      TEXT    NOT NULL,
     before_json TEXT,
-    after_json  TEXT
+    after_json  TEXT,
+    seq         INTEGER,
+    legacy_id   INTEGER
 );
 CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant, id);
 CREATE TABLE IF NOT EXISTS usage (
@@ -114,7 +119,28 @@ CREATE TABLE IF NOT EXISTS clients (
 _ADDED_COLUMNS = (
     ("sequences", "incarnation", "TEXT NOT NULL DEFAULT ''"),
     ("counters", "incarnation", "TEXT NOT NULL DEFAULT ''"),
+    # An audit entry's number in its tenant's trail: its id (storage.base.audit_id).
+    # ``id`` stays the rowid but is never shown: it counts every tenant's entries.
+    ("audit", "seq", "INTEGER"),
+    # The ``id`` an older version showed for this entry (so its cursors still work);
+    # NULL for entries written since, whose global ids no tenant may probe.
+    ("audit", "legacy_id", "INTEGER"),
 )
+
+# After _ADDED_COLUMNS (see _number_audit). The trigger numbers the entries an older
+# version still running beside this one writes without ``seq`` (and records the id it
+# showed); this version assigns ``seq`` in its INSERT, so the trigger never fires for it.
+_AUDIT_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_by_seq ON audit (tenant, seq)",
+    """CREATE TRIGGER IF NOT EXISTS audit_seq_of_older_writers AFTER INSERT ON audit
+    WHEN NEW.seq IS NULL BEGIN
+        UPDATE audit SET legacy_id = NEW.id, seq = (
+            SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE tenant = NEW.tenant
+        ) WHERE id = NEW.id;
+    END""",
+)
+# A cursor an older version issued: the global id, at most 18 digits.
+_LEGACY_CURSOR = re.compile(r"[0-9]{1,18}")
 
 # The definition of a counter's incarnation exists (parameters: tenant, seq, incarnation).
 _LIVE = "EXISTS (SELECT 1 FROM sequences WHERE tenant = ? AND name = ? AND incarnation = ?)"
@@ -286,6 +312,19 @@ def _add_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
+def _number_audit(conn: sqlite3.Connection) -> None:
+    """Number the entries written before ``seq`` existed: per tenant, in id order."""
+    rows = conn.execute("SELECT id, tenant FROM audit WHERE seq IS NULL ORDER BY id").fetchall()
+    if not rows:
+        return
+    top = dict(conn.execute("SELECT tenant, MAX(seq) FROM audit GROUP BY tenant").fetchall())
+    numbered = []
+    for row_id, tenant in rows:
+        top[tenant] = (top.get(tenant) or 0) + 1
+        numbered.append((top[tenant], row_id))
+    conn.executemany("UPDATE audit SET seq = ?, legacy_id = id WHERE id = ?", numbered)
+
+
 class SQLiteStore:
     kind = "sqlite"
     atomic_riders = True  # entries and notes share the increment's transaction
@@ -310,6 +349,9 @@ class SQLiteStore:
                 for statement in statements:
                     c.execute(statement)
                 _add_columns(c)
+                _number_audit(c)
+                for statement in _AUDIT_INDEXES:
+                    c.execute(statement)
 
             _write(conn, create)
 
@@ -526,10 +568,15 @@ class SQLiteStore:
     # -- audit trail ---------------------------------------------------------
     async def append_audit(self, tenant: str, entry: AuditEntry) -> str:
         def op(conn: sqlite3.Connection) -> str:
-            cur = conn.execute(
-                "INSERT INTO audit (tenant, at, actor, client_id, action, target,"
-                " before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            # The tenant's next number, in the write transaction that inserts it: writes
+            # are serialised (BEGIN IMMEDIATE), and audit_by_seq would refuse a duplicate.
+            (seq,) = conn.execute(
+                "INSERT INTO audit (tenant, seq, at, actor, client_id, action, target,"
+                " before_json, after_json) VALUES"
+                " (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit WHERE tenant = ?),"
+                " ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
+                    tenant,
                     tenant,
                     entry.at.isoformat(),
                     entry.actor,
@@ -539,24 +586,39 @@ class SQLiteStore:
                     None if entry.before is None else json.dumps(entry.before, sort_keys=True),
                     None if entry.after is None else json.dumps(entry.after, sort_keys=True),
                 ),
-            )
-            return str(cur.lastrowid)
+            ).fetchone()
+            return audit_id(seq)
 
         return await self._writer.run(lambda c: _write(c, op))
 
     async def list_audit(self, tenant: str, *, after: str | None, limit: int) -> list[AuditEntry]:
-        if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
-            raise InvalidCursor(after)
-        rows = await self._reader.run(
-            lambda c: c.execute(
-                "SELECT id, tenant, at, actor, client_id, action, target, before_json, after_json"
-                " FROM audit WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
-                (tenant, int(after or 0), limit),
+        number = 0 if after is None else audit_number(after)
+        legacy = None
+        if number is None:
+            if not _LEGACY_CURSOR.fullmatch(after or ""):
+                raise InvalidCursor(after)
+            legacy = int(after or 0)
+
+        def read(c: sqlite3.Connection) -> list[Any]:
+            start = number
+            if legacy is not None:
+                # An older version's cursor: after the last entry it had shown with an id
+                # up to it. Only such entries count, so it cannot probe newer global ids.
+                (start,) = c.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM audit"
+                    " WHERE tenant = ? AND id <= ? AND legacy_id IS NOT NULL",
+                    (tenant, legacy),
+                ).fetchone()
+            return c.execute(
+                "SELECT seq, tenant, at, actor, client_id, action, target, before_json,"
+                " after_json FROM audit WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (tenant, start, limit),
             ).fetchall()
-        )
+
+        rows = await self._reader.run(read)
         return [
             AuditEntry(
-                id=str(row[0]),
+                id=audit_id(row[0]),
                 tenant=row[1],
                 at=datetime.fromisoformat(row[2]),
                 actor=row[3],

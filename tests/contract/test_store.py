@@ -300,7 +300,9 @@ async def test_audit_is_tenant_scoped(store: Store) -> None:
     assert await store.list_audit("initech", after=globex_id, limit=10) == []
 
 
-@pytest.mark.parametrize("cursor", ["nope", "-1", "1.5", "", "9" * 40, "zz" * 12])
+@pytest.mark.parametrize(
+    "cursor", ["nope", "-1", "1.5", "", "9" * 40, "zz" * 12, "0" * 19 + "\n", "+1", " 1"]
+)
 async def test_audit_rejects_a_malformed_cursor(store: Store, cursor: str) -> None:
     await store.append_audit("acme", make_entry())
     with pytest.raises(InvalidCursor):

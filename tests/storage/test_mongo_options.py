@@ -11,7 +11,16 @@ from core.settings import Settings, SettingsError, load_settings
 from storage.factory import open_store
 from storage.mongo import MongoStore
 
-COLLECTIONS = ("sequences", "counters", "audit", "usage", "tenants", "clients", "idempotency")
+COLLECTIONS = (
+    "sequences",
+    "counters",
+    "audit",
+    "audit_counters",
+    "usage",
+    "tenants",
+    "clients",
+    "idempotency",
+)
 
 
 def mongo(url: str, **settings: Any) -> MongoStore:

@@ -281,6 +281,41 @@ async def test_admin_api_changes_are_recorded_with_the_admins_token_and_readable
     )
 
 
+async def test_a_tenants_audit_ids_do_not_move_with_other_tenants_or_the_platform(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    ops = await app.state.tenants.create_admin_client("ops")
+    admin = bearer(await token_for(client, ops))
+    r = await client.post("/admin/v1/tenants", json={"slug": "acme", "name": "Acme"}, headers=admin)
+    acme = bearer(await token_for(client, SimpleNamespace(**r.json())))
+    await client.post("/admin/v1/tenants", json={"slug": "globex", "name": "G"}, headers=admin)
+    await app.state.tenants.create_admin_client("ops2")
+    await client.post("/admin/v1/tenants/globex/suspend", headers=admin)
+    await client.patch("/admin/v1/tenants/acme", json={"timezone": "Asia/Tokyo"}, headers=admin)
+
+    first = (await client.get("/v1/audit", params={"limit": 2}, headers=acme)).json()
+    assert [e["id"] for e in first["items"]] == ["0000000000000000001", "0000000000000000002"]
+    # Between two pages, globex, the platform and acme itself change.
+    await client.post("/admin/v1/tenants/globex/resume", headers=admin)
+    await app.state.tenants.create_admin_client("ops3")
+    await client.post("/admin/v1/tenants/acme/clients", json={"name": "b"}, headers=admin)
+    params = {"limit": 2, "after": first["next_cursor"]}
+    second = (await client.get("/v1/audit", params=params, headers=acme)).json()
+    params["after"] = second["next_cursor"]
+    third = (await client.get("/v1/audit", params=params, headers=acme)).json()
+    assert [(e["id"], e["action"]) for e in second["items"] + third["items"]] == [
+        ("0000000000000000003", "client.created"),
+        ("0000000000000000004", "tenant.updated"),
+        ("0000000000000000005", "client.created"),
+    ]
+    assert third["next_cursor"] is None
+    # globex and the platform count their own changes just the same.
+    r = await client.get("/admin/v1/audit", params={"tenant": "globex"}, headers=admin)
+    assert [int(e["id"]) for e in r.json()["items"]] == [1, 2, 3, 4, 5]
+    r = await client.get("/admin/v1/audit", params={"tenant": ""}, headers=admin)
+    assert [int(e["id"]) for e in r.json()["items"]] == [1, 2, 3]
+
+
 # -- through the real CLI ------------------------------------------------------------------
 @pytest.mark.e2e
 def test_cli_changes_are_recorded_as_the_operator(tmp_path: Path) -> None:
