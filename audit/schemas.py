@@ -14,7 +14,10 @@ TENANT_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 
 
 class AuditEntryOut(BaseModel):
-    id: str = Field(description="Opaque; pass the last one as ?after= for the next page.")
+    id: str = Field(
+        description="The entry's number in its tenant's trail, 19 digits; pass the last one"
+        " as ?after= for the next page."
+    )
     at: datetime
     tenant: str
     actor: str = Field(description="The `sub` of the token that made the change.")
