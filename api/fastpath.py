@@ -71,17 +71,18 @@ class FastPath:
         try:
             response = await endpoint(request)
         except Exception as exc:
+            # Outside ServerErrorMiddleware (api.app.TallyApp): an unexpected error gets
+            # the app's handler for Exception (500 problem+json, the traceback logged
+            # once), as through the router.
             handler = self._handler_for(exc)
             if handler is None:
-                raise  # to ServerErrorMiddleware: 500 problem+json, as via the router
+                raise
             answer = handler(request, exc)
             response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
 
     def _handler_for(self, exc: Exception) -> HTTPExceptionHandler | None:
         for cls in type(exc).__mro__:
-            if cls is Exception:
-                return None
             if cls in self.handlers:
                 return self.handlers[cls]
         return None

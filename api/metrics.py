@@ -2,9 +2,10 @@
 
 Two kinds, to keep the hot path cheap:
 
-* HTTP requests: a histogram per (method, route template, status), observed by a pure
-  ASGI middleware. Route templates, never raw paths, so a scanner cannot blow up the
-  label set; a request that matched no route is ``route="unmatched"``.
+* HTTP requests: a histogram per (method, route template, status), observed by the
+  outermost ASGI layer, ``api.access.AccessLog`` (``Metrics.observe``). Route
+  templates, never raw paths, so a scanner cannot blow up the label set; a request
+  that matched no route is ``route="unmatched"``.
 * Domain counters the services keep as plain integers anyway (numbers issued, store
   increments and their time, token-cache hits, leased blocks, usage flushes), read
   only when Prometheus scrapes, by a custom collector.
@@ -17,20 +18,16 @@ several processes each with its own port.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-# Any other method token a client sends is counted as "other": labels stay bounded.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -59,37 +56,6 @@ class Metrics:
     def watch(self, app: Starlette) -> None:
         """Export the domain counters of ``app``'s services (read at scrape time)."""
         self.registry.register(_DomainCollector(app))
-
-
-class MetricsMiddleware:
-    """Times every HTTP request and labels it with the route template that served it."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client sees if the app fails before answering
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            # FastAPI's router leaves the matched route in the scope; the fast path
-            # (which skips the router) leaves its template under "tally.route".
-            route = scope.get("route")
-            template = getattr(route, "path", None) or scope.get("tally.route", "unmatched")
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            self.metrics.observe(method, template, status, time.perf_counter() - started)
 
 
 class _DomainCollector(Collector):

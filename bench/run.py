@@ -13,7 +13,6 @@ same command through its hidden ``--app`` option:
 - Tally ``strict`` (one hot sequence), ``cached``, ``getcounter`` (``GET /getCounter``),
   ``spread`` (100 registered tenants x 10 sequences, each request a random tenant's
   random sequence with that tenant's token), ``batch`` (count=10,000), and variants;
-- ``*-granian``: the same on granian (``bench.granian_serve``), for issue 15.
 
 Each row gets a fresh data directory and a fresh SQLite file (WAL, synchronous=FULL);
 wrk warms it up, then measures with 64 connections. Results: ``bench/results/<output>
@@ -21,6 +20,10 @@ wrk warms it up, then measures with 64 connections. Results: ``bench/results/<ou
 
     python -m bench.run [--duration 8] [--only strict,spread] [--skip granian]
                         [--workers 2] [--store mongodb://...] [--profile strict]
+
+``--profile ROW`` records the row's server with py-spy while it is measured, sampling
+the thread that holds the GIL (the one resource every request needs):
+``python -m bench.profile bench/results/profile-ROW.txt`` summarises it.
 
 ``--store bigtable://PROJECT/INSTANCE`` runs Tally's rows on Bigtable, each row in a table
 of its own (``table_prefix``). Unless ``BIGTABLE_EMULATOR_HOST`` names a running emulator
@@ -66,7 +69,7 @@ class Config:
     name: str
     description: str
     kind: str = "tally"  # tally | yardstick | redis
-    server: str = "uvicorn"
+    server: str = "granian"  # what `tally serve` runs (api.server); the report's label
     app: str = "api.app:create_app"
     env: dict[str, str] = field(default_factory=dict)
     mode: str = "strict"
@@ -134,14 +137,9 @@ def configurations(workers: int) -> list[Config]:
             route="spread",
         ),
         Config(
-            "strict-no-access-log",
-            "strict, access log off (TALLY_ACCESS_LOG=false): what the access line costs",
-            env={"TALLY_ACCESS_LOG": "false"},
-        ),
-        Config(
             "strict-naive",
-            "strict, coalescing off (one increment per request, group-committed)",
-            env={"TALLY_COALESCE": "false"},
+            "strict, coalescing and group commit off (one increment and one commit per request)",
+            env={"TALLY_COALESCE": "false", "TALLY_GROUP_COMMIT": "false"},
         ),
         Config(
             "strict-uncached-jwt",
@@ -167,20 +165,6 @@ def configurations(workers: int) -> list[Config]:
         ),
     ]
     configs += ledger_configurations()
-    for base in ("asgi-limit", "strict", "cached", "spread"):
-        c = next(c for c in configs if c.name == base)
-        configs.append(
-            Config(
-                f"{base}-granian",
-                f"{c.description}; on granian",
-                kind=c.kind,
-                server="granian",
-                app=c.app,
-                env=dict(c.env),
-                mode=c.mode,
-                route=c.route,
-            )
-        )
     if workers > 1:
         for base in ("strict", "cached", "spread"):
             c = next(c for c in configs if c.name == base)
@@ -355,7 +339,7 @@ def run_redis(config: Config, args: argparse.Namespace) -> report.Result:
 
 def _profiler(pid: int, name: str, seconds: float) -> subprocess.Popen[bytes]:
     cmd = [str(servers.BIN / "py-spy"), "record", "-p", str(pid), "--subprocesses"]
-    cmd += ["-d", str(int(seconds)), "-r", "250", "--nonblocking", "-f", "raw"]
+    cmd += ["-d", str(int(seconds)), "-r", "250", "--nonblocking", "--gil", "-f", "raw"]
     cmd += ["-o", str(RESULTS / f"profile-{name}.txt")]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -370,7 +354,7 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
         hot = tokens.mint(HOT_TENANT)
         port = servers.free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = servers.http_command(config.server, config.app, port, config.workers)
+        cmd = servers.http_command(config.app, port, config.workers)
         log = workdir / "server.log"
         with servers.running(cmd, env, log) as proc:
             servers.wait_http(proc, url + ("/readyz" if config.kind == "tally" else "/"), log)

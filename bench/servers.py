@@ -1,9 +1,8 @@
 """Processes the bench starts: Tally (and the yardsticks) as shipped, and Redis.
 
 Tally and the two yardstick apps are served by ``tally serve`` itself (``--app``
-names the yardstick's factory), so every HTTP row runs on the same server, options
-and logging as the image and the Helm chart. ``granian`` rows serve the same apps on
-granian through ``bench.granian_serve`` for comparison (issue 15 decides the server).
+names the yardstick's factory), so every HTTP row runs on the same server (granian,
+``api.server``), options and logging as the image and the Helm chart.
 """
 
 from __future__ import annotations
@@ -30,17 +29,12 @@ def free_port() -> int:
         return port
 
 
-def http_command(server: str, app: str, port: int, workers: int) -> list[str]:
-    if server == "uvicorn":  # i.e. whatever `tally serve` runs
-        cmd = [str(BIN / "tally"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        cmd += ["--workers", str(workers)]
-        if app != "api.app:create_app":
-            cmd += ["--app", app]
-        return cmd
-    if server == "granian":
-        cmd = [str(BIN / "python"), "-m", "bench.granian_serve", "--port", str(port)]
-        return [*cmd, "--workers", str(workers), "--app", app]
-    raise ValueError(f"unknown server {server!r}")
+def http_command(app: str, port: int, workers: int) -> list[str]:
+    cmd = [str(BIN / "tally"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    if app != "api.app:create_app":
+        cmd += ["--app", app]
+    return cmd
 
 
 @contextmanager

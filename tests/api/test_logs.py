@@ -362,3 +362,71 @@ async def test_under_the_served_config_each_access_line_is_written_once_and_whol
     access = [x["request_id"] for x in lines if x["logger"] == "tally.access"]
     assert access == ["direct-0", "direct-1", "direct-2", "filtered"]
     assert lines[-1]["message"] == "after" and lines[-1]["request_id"] is None
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.access_writes = 0  # write calls that carried access lines
+
+    def write(self, s: str) -> int:
+        self.access_writes += '"logger":"tally.access"' in s
+        return super().write(s)
+
+
+def access_ids(stream: io.StringIO) -> list[str]:
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    return [
+        x["request_id"]
+        for x in lines
+        if x["logger"] == "tally.access" and x["request_id"].startswith("b-")
+    ]
+
+
+async def test_buffered_access_lines_are_written_together_in_order_and_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    # A delay no test outlives: only a batch limit, a 5xx or the shutdown writes.
+    settings = make_settings(tmp_path, log_format="json", access_log_flush_ms=10_000)
+    app = create_app(settings, clock=FrozenClock())
+    stream = CountingStream()
+    with served_config(settings):
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        async with app.router.lifespan_context(app):
+            h = bearer(app_token(app))
+            async for c in _client(app):
+                await c.post("/v1/sequences", json={"name": "inv"}, headers=h)
+                for i in range(3):
+                    await c.post("/v1/sequences/inv/next", headers={**h, "X-Request-ID": f"b-{i}"})
+                assert '"b-0"' not in stream.getvalue()  # waiting in memory
+                before = stream.access_writes
+
+                async def boom(*_: Any, **__: Any) -> Any:
+                    raise RuntimeError("injected")
+
+                real, app.state.sequences.next = app.state.sequences.next, boom
+                r = await c.post("/v1/sequences/inv/next", headers={**h, "X-Request-ID": "b-500"})
+                app.state.sequences.next = real
+                assert r.status_code == 500
+                # The 5xx line is written at once, the waiting ones with it, in order.
+                assert access_ids(stream) == ["b-0", "b-1", "b-2", "b-500"]
+                for i in range(3, 5):
+                    await c.post("/v1/sequences/inv/next", headers={**h, "X-Request-ID": f"b-{i}"})
+                assert '"b-3"' not in stream.getvalue()
+        # The lifespan's end wrote the rest: every line once, whole, in order.
+        assert access_ids(stream) == ["b-0", "b-1", "b-2", "b-500", "b-3", "b-4"]
+    # One write for the 3 waiting lines and the 5xx, one for the last two.
+    assert stream.access_writes - before == 2
+
+
+def test_the_production_default_batches_access_lines_and_development_writes_at_once(
+    tmp_path: Path,
+) -> None:
+    assert make_settings(tmp_path, environment="production").access_log_flush_seconds == 0.05
+    assert make_settings(tmp_path).access_log_flush_seconds == 0
+    assert (
+        make_settings(
+            tmp_path, access_log_flush_ms=0, environment="production"
+        ).access_log_flush_seconds
+        == 0
+    )
