@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from audit.service import SYSTEM, Actor, AuditLog
 from core.clock import Clock, SystemClock
 from core.errors import Unavailable, Unprocessable
+from core.singleflight import SingleFlight
 from sequences.allocator import Allocator, BlockPolicy
 from sequences.errors import (
     CounterMoved,
@@ -129,6 +130,7 @@ class SequenceService:
         self.timezone_of = timezone_of
         self.max_batch = max_batch
         self._definitions: dict[tuple[str, str], tuple[float, Sequence]] = {}
+        self._reads = SingleFlight()
         self._shapes: dict[tuple[str, str], Counter] = {}
         self.group = GroupCommit(store, enabled=group_commit)
         self.atomic_riders: bool = getattr(store, "atomic_riders", False)
@@ -165,9 +167,16 @@ class SequenceService:
 
     async def get(self, tenant: str, name: str, *, fresh: bool = False) -> Sequence:
         """The definition; 404 if unknown (for this tenant)."""
+        if fresh:
+            return await self._read(tenant, name)
         cached = self._definitions.get((tenant, name))
-        if cached and not fresh and cached[0] > self.clock.monotonic():
+        if cached and cached[0] > self.clock.monotonic():
             return cached[1]
+        # An expired definition under load: one store read for all who want it, and
+        # they go on in the order they asked (a counter's arrival order).
+        return await self._reads.do((tenant, name), lambda: self._read(tenant, name))
+
+    async def _read(self, tenant: str, name: str) -> Sequence:
         record = await self.store.get_sequence(tenant, name)
         if record is None:
             self._forget(tenant, name)

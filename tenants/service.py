@@ -36,6 +36,7 @@ from auth.errors import ClientAuthFailed, InvalidToken
 from auth.external import ExternalIssuer
 from auth.schemas import TokenPrincipal
 from core.clock import Clock, SystemClock
+from core.singleflight import SingleFlight
 from sequences.errors import SequenceExists
 from sequences.schemas import SequenceCreate
 from sequences.service import DEFAULT_SEQUENCE, SequenceService
@@ -261,7 +262,7 @@ class TenantService:
         # client id -> (expires, active, owning tenant or None: not a registered client)
         self._clients: dict[str, tuple[float, bool, str | None]] = {}
         self._issuers: tuple[float, dict[str, ExternalIssuer]] = (float("-inf"), {})
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._inflight = SingleFlight()
         self._hashing = asyncio.Semaphore(_CONCURRENT_HASHES)
         # secret hash -> HMAC of the secret that matched it, under a key of this process
         # only (never stored, never logged); a rotated secret has a new hash, so misses.
@@ -655,13 +656,7 @@ class TenantService:
 
     async def _once(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         # Concurrent misses for one key share one store read.
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(load())
-            self._inflight[key] = future
-            future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        result: T = await asyncio.shield(future)
-        return result
+        return await self._inflight.do(key, load)
 
     async def _tenant_state(self, slug: str) -> _TenantState | None:
         async def load() -> _TenantState | None:

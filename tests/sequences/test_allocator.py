@@ -173,6 +173,31 @@ async def test_tenants_and_periods_never_share_a_flight(store: Store) -> None:
     assert {a.period for a in nxt} != {a.period for a in first}
 
 
+async def test_an_expired_definition_is_read_once_and_callers_keep_their_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each caller reading the store itself, with reads finishing in any order, reached
+    # the counter in that order: [1, 2, 4, 5, 3] on the Bigtable emulator under load.
+    clock = FrozenClock()
+    service, _ = await service_on(store, clock=clock)
+    await service.create("acme", SequenceCreate(name="orders"))
+    await service.next("acme", "orders")  # the counter exists: no founding read below
+    reads = 0
+    real = store.get_sequence
+
+    async def jittery_read(tenant: str, name: str) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(random.random() / 50)
+        return await real(tenant, name)
+
+    monkeypatch.setattr(store, "get_sequence", jittery_read)
+    clock.advance(60)  # past the definition cache's lifetime
+    got = await asyncio.gather(*(service.next("acme", "orders") for _ in range(20)))
+    assert [a.first for a in got] == list(range(2, 22))
+    assert reads == 1
+
+
 async def test_without_coalescing_each_request_is_its_own_increment(store: Store) -> None:
     service, counting = await service_on(store, coalesce=False)
     await service.create("acme", SequenceCreate(name="orders"))
