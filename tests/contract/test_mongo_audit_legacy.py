@@ -1,12 +1,20 @@
 """MongoDB: audit documents an older version keyed by ObjectId are numbered in their
-tenant's trail, in ObjectId order, before a new entry or a read; their cursors still work."""
+tenant's trail, in ObjectId order, before a new entry or a read; their cursors still work.
+
+MongoDB's own upgrade path, so here beside the contract suite: it runs on mongomock and,
+with ``MONGODB_URI`` set (CI's mongodb job), on a real MongoDB.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from bson import ObjectId
 from mongomock_motor import AsyncMongoMockClient
 
@@ -40,23 +48,63 @@ OLD += [("globex", "g2"), ("acme", "a2")]
 OIDS = [ObjectId(f"6a000000aaaaaaaaaa{i:06x}") for i in range(len(OLD))]
 
 
-async def seeded() -> tuple[Any, MongoStore]:
-    database = AsyncMongoMockClient()["tally"]
-    store = MongoStore(ShardCheckedDatabase(database))
-    # Indexes first: mongomock's create_index ignores partialFilterExpression for the
-    # documents already there (MongoDB does not), so it would refuse two unnumbered ones.
-    await store.start()
+@pytest.fixture(
+    params=[
+        "mongomock",
+        pytest.param(
+            "mongodb",
+            marks=[
+                pytest.mark.mongodb,
+                pytest.mark.skipif(
+                    not os.environ.get("MONGODB_URI"),
+                    reason="MONGODB_URI is not set: real-MongoDB contract run skipped",
+                ),
+            ],
+        ),
+    ]
+)
+async def database(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A database holding the old version's audit documents, not yet started on."""
+    if request.param == "mongomock":
+        db: Any = AsyncMongoMockClient()["tally"]
+        # mongomock's create_index ignores partialFilterExpression for the documents
+        # already there (MongoDB does not) and would refuse two unnumbered ones; so on
+        # mongomock the indexes come first. The real MongoDB run starts on old documents.
+        await MongoStore(db).start()
+        await seed(db)
+        yield db
+        return
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        os.environ["MONGODB_URI"], tz_aware=True
+    )
+    name = f"tally_legacy_{uuid.uuid4().hex[:12]}"
+    try:
+        await seed(client[name])
+        await MongoStore(client[name]).start()
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+async def seed(db: Any) -> None:
     for (tenant, action), oid in zip(OLD, OIDS, strict=True):
-        await database["audit"].insert_one(old_doc(tenant, action, oid))
-    return database, store
+        await db["audit"].insert_one(old_doc(tenant, action, oid))
+
+
+def store_on(database: Any) -> MongoStore:
+    """A process's store over ``database`` (started: the indexes are there)."""
+    return MongoStore(ShardCheckedDatabase(database))
 
 
 async def actions(store: MongoStore, tenant: str, after: str | None = None) -> list[str]:
     return [e.action for e in await store.list_audit(tenant, after=after, limit=50)]
 
 
-async def test_old_documents_are_numbered_per_tenant_in_objectid_order() -> None:
-    _, store = await seeded()
+async def test_old_documents_are_numbered_per_tenant_in_objectid_order(database: Any) -> None:
+    store = store_on(database)
     acme = await store.list_audit("acme", after=None, limit=10)
     assert [(e.id, e.action) for e in acme] == [(n(1), "a0"), (n(2), "a1"), (n(3), "a2")]
     assert acme[0].after == {"action": "a0"}
@@ -68,8 +116,10 @@ async def test_old_documents_are_numbered_per_tenant_in_objectid_order() -> None
     assert [e.id for e in await store.list_audit("", after=None, limit=10)] == [n(1)]
 
 
-async def test_an_objectid_cursor_continues_where_it_was_and_probes_nothing_newer() -> None:
-    _, store = await seeded()
+async def test_an_objectid_cursor_continues_where_it_was_and_probes_nothing_newer(
+    database: Any,
+) -> None:
+    store = store_on(database)
     await store.append_audit("acme", make_entry("a3"))
     assert await actions(store, "acme", str(OIDS[0])) == ["a1", "a2", "a3"]
     assert await actions(store, "acme", str(OIDS[4])) == ["a2", "a3"]  # globex's: a place
@@ -79,8 +129,8 @@ async def test_an_objectid_cursor_continues_where_it_was_and_probes_nothing_newe
         assert await actions(store, "acme", str(later)) == ["a3"]
 
 
-async def test_an_old_version_writing_beside_this_one_is_never_skipped() -> None:
-    database, store = await seeded()
+async def test_an_old_version_writing_beside_this_one_is_never_skipped(database: Any) -> None:
+    store = store_on(database)
     await store.append_audit("acme", make_entry("a3"))
     page = await store.list_audit("acme", after=None, limit=50)
     # The old process writes after a client has read up to here...
@@ -119,8 +169,9 @@ class YieldingCollection:
         return call
 
 
-async def test_two_processes_numbering_at_once_keep_order_and_never_share_a_number() -> None:
-    database, _ = await seeded()
+async def test_two_processes_numbering_at_once_keep_order_and_never_share_a_number(
+    database: Any,
+) -> None:
     # Two processes (the indexes are there already).
     first = MongoStore(Yielding(ShardCheckedDatabase(database)))
     second = MongoStore(Yielding(ShardCheckedDatabase(database)))
