@@ -60,7 +60,7 @@ $(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
 
 # Not part of `make test`. Needs wrk and redis-server/redis-benchmark (bench.run says how
 # to install them) and a quiet machine; BENCH_ARGS e.g. "--only strict,spread --duration 5",
-# "--skip granian" or "--workers 2".
+# "--skip spread" or "--workers 2".
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

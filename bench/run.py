@@ -18,7 +18,7 @@ Each row gets a fresh data directory and a fresh SQLite file (WAL, synchronous=F
 wrk warms it up, then measures with 64 connections. Results: ``bench/results/<output>
 .json`` and ``.md``, also printed.
 
-    python -m bench.run [--duration 8] [--only strict,spread] [--skip granian]
+    python -m bench.run [--duration 8] [--only strict,spread] [--skip spread]
                         [--workers 2] [--store mongodb://...] [--profile strict]
 
 ``--profile ROW`` records the row's server with py-spy while it is measured, sampling
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         help="with --store bigtable://: use the real instance, start no emulator",
     )
     parser.add_argument("--only", help="comma-separated row names")
-    parser.add_argument("--skip", help="comma-separated row names or substrings (e.g. granian)")
+    parser.add_argument("--skip", help="comma-separated row names or substrings (e.g. spread)")
     parser.add_argument("--profile", help="rows to py-spy (raw; see bench.profile)")
     parser.add_argument("--output", default="latest", help="results file stem")
     parser.add_argument(
