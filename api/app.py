@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import start_http_server
 from starlette.types import ASGIApp
 
-from api import access, health, landing, problems
+from api import access, health, landing, openapi, problems
 from api.access import AccessLog
 from api.fastpath import FastPath
 from api.logs import log_format
@@ -259,6 +259,7 @@ def create_app(
     app.access_lines = settings.access_log
     app.access_flush_seconds = settings.access_log_flush_seconds
     problems.install(app)
+    openapi.install(app, settings)
     # Routes match in order and matching is per-request work: the hot API goes first.
     app.include_router(sequences_router)
     app.include_router(ledger_router)

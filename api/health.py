@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from core.openapi import errors
+from storage.errors import StoreUnavailable
+
 router = APIRouter(tags=["health"])
 
 
@@ -13,7 +16,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=errors(StoreUnavailable))
 async def readyz(request: Request) -> dict[str, str]:
     """The store answers; 503 problem+json otherwise."""
     await request.app.state.store.ping()

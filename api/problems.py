@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,9 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from core.errors import TallyError
+from core.openapi import PROBLEM_JSON, TYPE_BASE
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "/problems/"
 log = logging.getLogger("tally.errors")
 
 
@@ -51,10 +51,16 @@ async def _tally_error(request: Request, exc: Exception) -> JSONResponse:
         exc.type,
         exc.title,
         exc.detail,
-        instance=request.url.path,
+        instance=_instance(request),
         headers=exc.headers,
         **exc.extra,
     )
+
+
+def _instance(request: Request) -> str:
+    # The path as a URI reference (RFC 9457 §3.1.5): Starlette hands it over decoded,
+    # so a name like %C2%84 would come back as a raw control character.
+    return quote(request.url.path, safe="/:@!$&'()*+,;=~")
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -70,7 +76,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return problem(
-        422, "validation-error", "Invalid request", detail, instance=request.url.path, errors=errors
+        422,
+        "validation-error",
+        "Invalid request",
+        detail,
+        instance=_instance(request),
+        errors=errors,
     )
 
 
@@ -102,7 +113,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         type_,
         title,
         detail,
-        instance=request.url.path,
+        instance=_instance(request),
         headers=headers,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
@@ -21,6 +21,30 @@ from core.requestctx import note_caller
 
 # The tenant registry's lifecycle check (tenants.service.TenantService.admit).
 Admit = Callable[[TokenPrincipal], Awaitable[None]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route's caller must hold, for the OpenAPI document (``api.openapi``)."""
+
+    scope: str | None  # None: any valid token
+    tenant_bound: bool  # a tenant's token (its plan's rate limit applies), not an admin's
+
+
+# The auth dependencies below, and the endpoints that call one themselves, by callable.
+REQUIREMENTS: dict[Callable[..., Any], Requirement] = {}
+
+
+def authenticates_itself(check: Callable[..., Any]) -> Callable[[F], F]:
+    """Mark an endpoint that calls the dependency ``check`` itself (the hot path declares
+    no dependencies), so its operation documents the same scope and errors."""
+
+    def mark(endpoint: F) -> F:
+        REQUIREMENTS[endpoint] = REQUIREMENTS[check]
+        return endpoint
+
+    return mark
 
 
 # Hot-path notes. Every dependency here is ``async def``: FastAPI runs a plain ``def``
@@ -60,6 +84,7 @@ async def authenticate(request: Request) -> TokenPrincipal:
 
 
 Principal = Annotated[TokenPrincipal, Depends(authenticate)]
+REQUIREMENTS[authenticate] = Requirement(None, tenant_bound=False)
 
 
 def _has_scope(principal: TokenPrincipal, scope: str) -> TokenPrincipal:
@@ -75,6 +100,7 @@ def require(scope: str) -> Callable[[TokenPrincipal], Awaitable[TokenPrincipal]]
         return _has_scope(principal, scope)
 
     check.__name__ = f"require_{scope.replace(':', '_')}"
+    REQUIREMENTS[check] = Requirement(scope, tenant_bound=False)
     return check
 
 
@@ -92,6 +118,7 @@ def _tenant_scoped(scope: str) -> Callable[[Request], Awaitable[TokenPrincipal]]
         return principal
 
     check.__name__ = f"tenant_{scope.replace(':', '_')}"
+    REQUIREMENTS[check] = Requirement(scope, tenant_bound=True)
     return check
 
 
@@ -110,6 +137,7 @@ async def _platform_admin(principal: Principal) -> TokenPrincipal:
 
 
 PlatformAdmin = Annotated[TokenPrincipal, Depends(_platform_admin)]
+REQUIREMENTS[_platform_admin] = Requirement("platform:admin", tenant_bound=False)
 
 
 # -- POST /oauth/token ---------------------------------------------------------------

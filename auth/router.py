@@ -14,7 +14,10 @@ from auth.keys import JWKS_MAX_AGE_SECONDS
 from auth.schemas import SCOPES
 from auth.service import TokenIssuer
 from auth.tokens import TokenVerifier
+from core.errors import RequestTimeout
+from core.openapi import errors
 from core.settings import Settings, app_settings
+from storage.errors import StoreUnavailable
 
 router = APIRouter(tags=["oauth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -27,11 +30,6 @@ class TokenResponse(BaseModel):
     scope: str
 
 
-class OAuthErrorBody(BaseModel):
-    error: str
-    error_description: str
-
-
 def get_token_issuer(request: Request) -> TokenIssuer:
     issuer: TokenIssuer = request.app.state.token_issuer
     return issuer
@@ -39,9 +37,50 @@ def get_token_issuer(request: Request) -> TokenIssuer:
 
 Issuer = Annotated[TokenIssuer, Depends(get_token_issuer)]
 Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
+
+
+def _oauth_error(description: str, codes: list[str], **headers: Any) -> dict[str, Any]:
+    """An RFC 6749 §5.2 error response with the ``error`` codes this status carries."""
+    return {
+        "description": description,
+        "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}} | headers,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["error", "error_description"],
+                    "properties": {
+                        "error": {"type": "string", "enum": codes},
+                        "error_description": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+
+
+# What token_request and TokenIssuer.issue raise, by status (auth.errors.OAuthError).
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OAuthErrorBody, "description": "RFC 6749 §5.2 error (application/json)"}
-    for code in (400, 401, 429)
+    400: _oauth_error(
+        "RFC 6749 §5.2: a malformed request (parameters in the query string, a form that"
+        " is not application/x-www-form-urlencoded or too large, a repeated parameter),"
+        " a grant type other than client_credentials, or a scope the client may not have.",
+        ["invalid_request", "unsupported_grant_type", "invalid_scope"],
+    ),
+    401: _oauth_error(
+        "Client authentication failed (RFC 6749 §5.2 invalid_client); with HTTP Basic the"
+        " answer carries `WWW-Authenticate: Basic`.",
+        ["invalid_client"],
+        **{"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    429: _oauth_error(
+        "Locked out after TALLY_OAUTH_MAX_FAILURES failed authentications of this client"
+        " from this address (or TALLY_OAUTH_ADDRESS_MAX_FAILURES of any clients) within"
+        " TALLY_OAUTH_LOCKOUT_SECONDS: invalid_client, with Retry-After in seconds.",
+        ["invalid_client"],
+        **{"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+    ),
+    **errors(RequestTimeout, StoreUnavailable),
 }
 
 

@@ -20,6 +20,7 @@ from contextlib import suppress
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import Message
@@ -105,6 +106,19 @@ def has_body(request: Request) -> bool:
 JSON_ONLY = "Send the body as application/json."
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", exc.start),
+                "msg": "JSON decode error: the body is not UTF-8",
+                "input": {},
+            }
+        ]
+    )
+
+
 def body_deadline(request: Request) -> BodyDeadline:
     deadline: BodyDeadline = request.app.state.body_deadline
     return deadline
@@ -143,6 +157,13 @@ class BodyLimitedRoute(APIRoute):
                 return message
 
             request._receive = limited
-            return await handler(request)
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+                    # FastAPI answers a body that is not UTF-8 with a bare 400, where
+                    # malformed JSON gets a 422: it is the same bad input, so the same answer.
+                    raise _not_utf8(exc.__cause__) from None
+                raise
 
         return limited_handler

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -14,6 +14,24 @@ from idempotency.service import IdempotencyService
 
 HEADER = "idempotency-key"
 MAX_KEY_LENGTH = 255
+KEY_PATTERN = rf"^[ -~]{{1,{MAX_KEY_LENGTH}}}$"  # printable ASCII, as idempotency_key checks
+# Every idempotent write documents the header alike (``openapi_extra=IDEMPOTENT``);
+# api.openapi adds the 400/409/422 it can bring.
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": f"1-{MAX_KEY_LENGTH} printable ASCII characters. A retry with the same key"
+    " and body gets the first answer again (header `Idempotent-Replayed: true`) and consumes"
+    " nothing; another body with the key is a 422, a retry while the first is running a 409.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": KEY_PATTERN,
+    },
+}
+IDEMPOTENT: dict[str, Any] = {"parameters": [IDEMPOTENCY_PARAMETER]}
 
 
 def idempotency_key(request: Request) -> str | None:

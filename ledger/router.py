@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from audit.service import Actor
 from auth.dependencies import CanNext, CanRead, PlatformAdmin
 from core.limits import BodyLimitedRoute
+from core.openapi import errors
 from core.pagination import LimitQuery
 from core.requestctx import note_numbers
-from idempotency.dependencies import Idempotency, fingerprint, idempotency_key
+from idempotency.dependencies import IDEMPOTENT, Idempotency, fingerprint, idempotency_key
 from idempotency.service import Claim, IdempotencyService
 from ledger.dependencies import (
     Ledger,
@@ -27,6 +28,7 @@ from ledger.dependencies import (
     ValueCursor,
     wants_csv,
 )
+from ledger.errors import ReservationClosed
 from ledger.schemas import (
     CommitRequest,
     EntryOut,
@@ -39,23 +41,14 @@ from ledger.schemas import (
 )
 from ledger.service import LedgerService
 from sequences.dependencies import NamePath
+from sequences.errors import NotALedger, SequenceExhausted
 from tenants.dependencies import SlugPath, Tenants
 
 router = APIRouter(prefix="/v1/sequences", tags=["ledger"], route_class=BodyLimitedRoute)
 admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["admin"])
 
-IDEMPOTENT: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": "A retry with the same key and body answers the first response.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        }
-    ]
-}
 CSV = {"text/csv": {"schema": {"type": "string"}}}
+LEDGER_READ: dict[int | str, dict[str, Any]] = {200: {"content": CSV}, **errors(NotALedger)}
 FromQuery = Annotated[
     datetime | None, Query(alias="from", description="Issued at or after (ISO 8601).")
 ]
@@ -84,6 +77,7 @@ async def _once(
     "/{name}/reservations",
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationOut,
+    responses=errors(NotALedger, SequenceExhausted),
     openapi_extra=IDEMPOTENT,
 )
 async def reserve(
@@ -115,7 +109,11 @@ async def reserve(
     return await _once(request, idem, principal.tenant, run)
 
 
-@router.get("/{name}/reservations/{reservation}", response_model=ReservationOut)
+@router.get(
+    "/{name}/reservations/{reservation}",
+    response_model=ReservationOut,
+    responses=errors(NotALedger),
+)
 async def get_reservation(
     name: NamePath, reservation: ReservationPath, principal: CanRead, service: Ledger
 ) -> ReservationOut:
@@ -126,6 +124,7 @@ async def get_reservation(
 @router.post(
     "/{name}/reservations/{reservation}/commit",
     response_model=ReservationOut,
+    responses=errors(NotALedger, ReservationClosed),
     openapi_extra=IDEMPOTENT,
 )
 async def commit_reservation(
@@ -152,6 +151,7 @@ async def commit_reservation(
 @router.post(
     "/{name}/reservations/{reservation}/void",
     response_model=ReservationOut,
+    responses=errors(NotALedger, ReservationClosed),
     openapi_extra=IDEMPOTENT,
 )
 async def void_reservation(
@@ -229,7 +229,7 @@ async def _gaps(
     return _json(report)
 
 
-@router.get("/{name}/ledger", response_model=LedgerPage, responses={200: {"content": CSV}})
+@router.get("/{name}/ledger", response_model=LedgerPage, responses=LEDGER_READ)
 async def ledger(
     request: Request,
     name: NamePath,
@@ -257,7 +257,7 @@ async def ledger(
     )
 
 
-@router.get("/{name}/gaps", response_model=GapReport, responses={200: {"content": CSV}})
+@router.get("/{name}/gaps", response_model=GapReport, responses=LEDGER_READ)
 async def gaps(
     request: Request,
     name: NamePath,
@@ -269,7 +269,7 @@ async def gaps(
     return await _gaps(request, service, principal.tenant, name, period)
 
 
-@admin_router.get("/{name}/ledger", response_model=LedgerPage, responses={200: {"content": CSV}})
+@admin_router.get("/{name}/ledger", response_model=LedgerPage, responses=LEDGER_READ)
 async def tenant_ledger(
     request: Request,
     slug: SlugPath,
@@ -300,7 +300,7 @@ async def tenant_ledger(
     )
 
 
-@admin_router.get("/{name}/gaps", response_model=GapReport, responses={200: {"content": CSV}})
+@admin_router.get("/{name}/gaps", response_model=GapReport, responses=LEDGER_READ)
 async def tenant_gaps(
     request: Request,
     slug: SlugPath,

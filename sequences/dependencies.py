@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from auth.dependencies import can_next
 from core.errors import PayloadTooLarge, UnsupportedMediaType
 from core.limits import JSON_ONLY, body_deadline, is_json
-from sequences.schemas import NAME_PATTERN, NextRequest
+from sequences.schemas import NAME_MAX, NAME_PATTERN, NextRequest
 from sequences.service import SequenceService
 
 
@@ -113,8 +113,5 @@ async def next_call(request: Request) -> NextCall:
 
 NamePath = Annotated[
     str,
-    Path(
-        pattern=NAME_PATTERN,
-        description=NAME_DESCRIPTION,
-    ),
+    Path(pattern=NAME_PATTERN, max_length=NAME_MAX, description=NAME_DESCRIPTION),
 ]

@@ -50,6 +50,14 @@ _DATE_TOKENS: dict[str, Callable[[datetime], str]] = {
 }
 
 
+# The grammar above as one regular expression (ECMA-262 and Python alike), for the
+# OpenAPI document: literal text and date tokens around exactly one number token.
+_LITERAL = r"[^{}\x00-\x1f]|\{\{|\}\}"
+_DATE = r"\{(?:yyyy|yy|mm|dd|ww|gggg|ddd)\}"
+_NUMBER_PART = r"\{n(?::0(?:[0-9]|[01][0-9]|20))?\}"
+TEMPLATE_PATTERN = rf"^(?:{_LITERAL}|{_DATE})*{_NUMBER_PART}(?:{_LITERAL}|{_DATE})*$"
+
+
 class TemplateError(ValueError):
     """The template does not follow the syntax; the message says where."""
 

@@ -6,19 +6,33 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from audit.service import Actor
-from auth.dependencies import CanRead, CanWrite, PlatformAdmin, can_next
+from auth.dependencies import CanRead, CanWrite, PlatformAdmin, authenticates_itself, can_next
 from core.errors import Unprocessable
 from core.limits import BodyLimitedRoute
+from core.openapi import errors
 from core.pagination import AfterQuery, LimitQuery
 from core.requestctx import note_numbers
-from idempotency.dependencies import Idempotency, fingerprint, idempotency_key
+from idempotency.dependencies import (
+    IDEMPOTENCY_PARAMETER,
+    IDEMPOTENT,
+    Idempotency,
+    fingerprint,
+    idempotency_key,
+)
 from idempotency.service import Claim, IdempotencyService
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, NextCall, Sequences, next_call
+from sequences.errors import (
+    CounterMoved,
+    LedgerKept,
+    NotALedger,
+    SequenceExhausted,
+    SequenceExists,
+)
 from sequences.schemas import (
+    NAME_MAX,
     NAME_PATTERN,
     AdvanceRequest,
     NextOut,
-    NextRequest,
     SequenceCreate,
     SequenceOut,
     SequencePage,
@@ -26,17 +40,6 @@ from sequences.schemas import (
 )
 from sequences.service import SequenceService, next_json, recorded_allocation
 from tenants.dependencies import SlugPath, Tenants
-
-IDEMPOTENCY_PARAMETER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "1-255 printable ASCII characters. A retry with the same key and body"
-    " gets the first answer again (header `Idempotent-Replayed: true`) and consumes"
-    " nothing; another body with the key is a 422, a retry while the first is running a 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
-IDEMPOTENT = {"parameters": [IDEMPOTENCY_PARAMETER]}
 
 router = APIRouter(prefix="/v1/sequences", tags=["sequences"], route_class=BodyLimitedRoute)
 seed_router = APIRouter(tags=["compatibility"])
@@ -47,8 +50,9 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
 @router.post(
     "/{name}/next",
     response_model=NextOut,
-    responses={422: {"description": "A bad name or count (application/problem+json)."}},
-    # next_call reads the name and body itself (see there); document them as FastAPI would.
+    responses=errors(SequenceExhausted, NotALedger),
+    # next_call reads the name and body itself (see there); document them as FastAPI would
+    # (api.openapi adds NextRequest to the components, with this instance's batch limit).
     openapi_extra={
         "parameters": [
             {
@@ -56,16 +60,19 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
                 "in": "path",
                 "required": True,
                 "description": NAME_DESCRIPTION,
-                "schema": {"type": "string", "pattern": NAME_PATTERN},
+                "schema": {"type": "string", "pattern": NAME_PATTERN, "maxLength": NAME_MAX},
             },
             IDEMPOTENCY_PARAMETER,
         ],
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": NextRequest.model_json_schema()}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NextRequest"}}
+            },
         },
     },
 )
+@authenticates_itself(can_next)
 async def next_numbers(request: Request) -> Response:
     """Take the next number, or a contiguous range of `count` numbers."""
     call = await next_call(request)
@@ -110,6 +117,7 @@ async def _next(request: Request, call: NextCall, claim: Claim | None) -> Respon
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SequenceOut,
+    responses=errors(SequenceExists),
     openapi_extra=IDEMPOTENT,
 )
 async def create_sequence(
@@ -157,14 +165,14 @@ async def get_sequence(name: NamePath, principal: CanRead, service: Sequences) -
     return await service.describe(principal.tenant, name)
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(LedgerKept))
 async def delete_sequence(name: NamePath, principal: CanWrite, service: Sequences) -> Response:
     """Delete a sequence and its counters."""
     await service.delete(principal.tenant, name, actor=Actor.of(principal))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.patch("/{name}", response_model=SequenceOut)
+@router.patch("/{name}", response_model=SequenceOut, responses=errors(CounterMoved))
 async def update_sequence(
     name: NamePath, patch: SequencePatch, principal: CanWrite, service: Sequences
 ) -> SequenceOut:
@@ -172,7 +180,7 @@ async def update_sequence(
     return await service.update(principal.tenant, name, patch, actor=Actor.of(principal))
 
 
-@router.post("/{name}/advance", response_model=SequenceOut)
+@router.post("/{name}/advance", response_model=SequenceOut, responses=errors(CounterMoved))
 async def advance_sequence(
     name: NamePath, body: AdvanceRequest, principal: CanWrite, service: Sequences
 ) -> SequenceOut:
@@ -180,7 +188,15 @@ async def advance_sequence(
     return await service.advance(principal.tenant, name, body.to, actor=Actor.of(principal))
 
 
-@seed_router.get("/getCounter", response_class=PlainTextResponse)
+@seed_router.get(
+    "/getCounter",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string", "pattern": "^-?[0-9]+$"}}}},
+        **errors(SequenceExhausted),
+    },
+)
+@authenticates_itself(can_next)
 async def seed_counter(request: Request) -> Response:
     """The next number of the tenant's `default` sequence, as plain text (seed API)."""
     # Like next_numbers, it reads the caller itself (no declared dependencies), so the

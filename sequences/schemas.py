@@ -16,12 +16,13 @@ from pydantic import (
     model_validator,
 )
 
-from sequences.formatting import TemplateError, parse
+from sequences.formatting import MAX_TEMPLATE_LENGTH, TEMPLATE_PATTERN, TemplateError, parse
 from sequences.periods import Reset
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63) + 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+NAME_MAX = 64
 HARD_MAX_BATCH = 10_000_000
 FORMATTED_RANGE_LIMIT = 1000
 # A ledger sequence writes one entry per number in the increment's transaction.
@@ -30,8 +31,18 @@ REFERENCE_MAX = 200
 
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_MAX)]
 
-SequenceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+SequenceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=NAME_MAX)]
 Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
+# The pattern only documents the grammar: check_template refuses with a clearer message.
+Template = Annotated[
+    str,
+    StringConstraints(max_length=MAX_TEMPLATE_LENGTH),
+    Field(
+        json_schema_extra={"pattern": TEMPLATE_PATTERN},
+        description="e.g. INV-{yyyy}-{n:06}: exactly one {n} or {n:0W} (W up to 20), date"
+        " tokens {yyyy} {yy} {mm} {dd} {ww} {gggg} {ddd}, {{ and }} for braces.",
+    ),
+]
 
 
 class Mode(StrEnum):
@@ -48,7 +59,7 @@ class SequenceSettings(BaseModel):
     min: Int64 | None = None
     max: Int64 | None = None
     cycle: StrictBool = False
-    format: Annotated[str, StringConstraints(max_length=128)] | None = None
+    format: Template | None = None
 
     @field_validator("format")
     @classmethod
@@ -101,7 +112,7 @@ class SequencePatch(BaseModel):
     min: Int64 | None = None
     max: Int64 | None = None
     cycle: StrictBool | None = None
-    format: Annotated[str, StringConstraints(max_length=128)] | None = None
+    format: Template | None = None
 
     @field_validator("format")
     @classmethod

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Query, status
 from audit.service import Actor
 from auth.dependencies import PlatformAdmin
 from core.limits import BodyLimitedRoute
+from core.openapi import errors
 from core.pagination import LimitQuery
 from tenants.dependencies import ClientIdPath, SlugPath, Tenants
+from tenants.errors import ClientRevoked, DomainTaken, IssuerTaken, TenantExists
 from tenants.schemas import (
     ClientCreate,
     ClientOut,
@@ -44,7 +46,12 @@ async def list_tenants(
     return TenantPage(items=items, next_cursor=page[-1].slug if len(page) == limit else None)
 
 
-@router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=Onboarded)
+@router.post(
+    "/tenants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Onboarded,
+    responses=errors(TenantExists, DomainTaken, IssuerTaken),
+)
 async def create_tenant(spec: TenantCreate, admin: PlatformAdmin, tenants: Tenants) -> Onboarded:
     """Onboard a tenant: record, `default` sequence and first client (secret shown once)."""
     return await tenants.onboard(spec, actor=Actor.of(admin))
@@ -56,7 +63,9 @@ async def get_tenant(slug: SlugPath, _: PlatformAdmin, tenants: Tenants) -> Tena
     return await tenants.get(slug)
 
 
-@router.patch("/tenants/{slug}", response_model=TenantOut)
+@router.patch(
+    "/tenants/{slug}", response_model=TenantOut, responses=errors(DomainTaken, IssuerTaken)
+)
 async def update_tenant(
     slug: SlugPath, patch: TenantUpdate, admin: PlatformAdmin, tenants: Tenants
 ) -> TenantOut:
@@ -92,7 +101,11 @@ async def create_client(
     return await tenants.create_client(slug, spec or ClientCreate(), actor=Actor.of(admin))
 
 
-@router.post("/tenants/{slug}/clients/{client_id}/revoke", response_model=ClientOut)
+@router.post(
+    "/tenants/{slug}/clients/{client_id}/revoke",
+    response_model=ClientOut,
+    responses=errors(ClientRevoked),
+)
 async def revoke_client(
     slug: SlugPath, client_id: ClientIdPath, admin: PlatformAdmin, tenants: Tenants
 ) -> ClientOut:

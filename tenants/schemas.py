@@ -22,6 +22,7 @@ from auth.schemas import TENANT_SCOPES
 
 # Same pattern as the token's ``tid`` check (auth.tokens) and TALLY_TENANT.
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+SLUG_MAX = 32
 # ``admin`` prefixes platform-admin client ids; ``platform`` would only confuse.
 RESERVED_SLUGS = frozenset({"admin", "platform"})
 COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
@@ -79,7 +80,9 @@ def _fetchable(v: str) -> str:
     return v
 
 
-Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN), AfterValidator(_slug)]
+Slug = Annotated[
+    str, StringConstraints(pattern=SLUG_PATTERN, max_length=SLUG_MAX), AfterValidator(_slug)
+]
 
 
 def _printable(v: str) -> str:
