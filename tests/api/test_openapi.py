@@ -227,3 +227,33 @@ async def test_a_body_that_is_not_utf8_is_a_422_like_any_malformed_json(
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == PROBLEM_JSON
     assert r.json()["type"] == "/problems/validation-error"
+
+
+async def test_the_token_endpoint_answers_only_the_oauth_errors_it_documents(
+    client: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    responses = doc["paths"][TOKEN]["post"]["responses"]
+
+    def codes(status: int) -> list[str]:
+        schema = responses[str(status)]["content"]["application/json"]["schema"]
+        return list(schema["properties"]["error"]["enum"])
+
+    form = {"grant_type": "client_credentials", "client_id": "acme.0123456789abcdef"}
+    answers = [
+        await client.post(TOKEN, data={"grant_type": "password"}),
+        await client.post(TOKEN, data={"grant_type": "client_credentials"}),
+        await client.post(TOKEN, json={"grant_type": "client_credentials"}),
+        *[await client.post(TOKEN, data={**form, "client_secret": "wrong"}) for _ in range(6)],
+    ]
+    seen = {(r.status_code, r.json()["error"]) for r in answers}
+    assert seen == {
+        (400, "unsupported_grant_type"),
+        (400, "invalid_request"),
+        (401, "invalid_client"),
+        (429, "invalid_client"),  # the lockout, after TALLY_OAUTH_MAX_FAILURES (5)
+    }
+    for r in answers:
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["error"] in codes(r.status_code)
+        for name, header in responses[str(r.status_code)]["headers"].items():
+            assert not header.get("required") or name in r.headers
