@@ -1,4 +1,7 @@
-"""The landing page at ``/``: the instance's branding (a siloed tenant's, or Tally's)."""
+"""The landing page at ``/``: the instance's branding (a siloed tenant's, or Tally's).
+
+Served under the console's Content-Security-Policy (``console.headers``): its styles
+are stylesheets (the brand's colours from ``/console/brand.css``), never inline."""
 
 from __future__ import annotations
 
@@ -17,16 +20,9 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{name}</title>
-<style>
-  :root {{ --brand: {color}; }}
-  body {{ font-family: system-ui, sans-serif; margin: 0; color: #1f2933; }}
-  header {{ background: var(--brand); color: #fff; padding: 1.5rem 2rem;
-           display: flex; align-items: center; gap: 1rem; }}
-  header img {{ height: 48px; }}
-  main {{ padding: 2rem; max-width: 44rem; line-height: 1.5; }}
-  a {{ color: var(--brand); }}
-  code {{ background: #f1f3f5; padding: 0.1rem 0.3rem; }}
-</style>
+<link rel="stylesheet" href="/console/brand.css">
+<link rel="stylesheet" href="/console/static/landing.css">
+<link rel="icon" href="/console/static/favicon.svg">
 </head>
 <body>
 <header>{logo}<h1>{name}</h1></header>
@@ -55,7 +51,6 @@ def render(settings: Settings) -> str:
     )
     return _PAGE.format(
         name=escape(settings.brand_name),
-        color=escape(settings.brand_color),
         logo=logo,
         tagline=tagline,
     )

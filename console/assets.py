@@ -22,7 +22,7 @@ SWAGGER = ("fastapi_swagger", "resources", ("swagger-ui-bundle.js", "swagger-ui.
 CONSOLE = (
     "console",
     "static",
-    ("console.css", "console.js", "docs.js", "favicon.svg"),
+    ("console.css", "console.js", "docs.js", "favicon.svg", "landing.css"),
 )
 
 

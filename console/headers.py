@@ -1,4 +1,5 @@
-"""Security headers on every ``/console`` and ``/docs`` response, errors included.
+"""Security headers on every ``/console`` and ``/docs`` response and the landing page
+``/``, errors included.
 
 A pure ASGI middleware that looks at the path and otherwise passes the request
 through untouched. ``api.app`` adds it inside the ``next`` fast path, so the hot API
@@ -16,7 +17,7 @@ PREFIXES = ("/console", "/docs")
 
 
 def covered(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in PREFIXES)
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PREFIXES)
 
 
 def content_security_policy(settings: Settings, *, docs: bool = False) -> str:

@@ -40,7 +40,14 @@ async def test_siloed_landing_page_shows_tenant_branding(siloed: httpx.AsyncClie
     r = await siloed.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "<title>Acme &lt;Invoicing&gt;</title>" in r.text  # escaped, never raw HTML
-    assert "--brand: #ff6600" in r.text
+    # Under the console's CSP: no inline style; the brand's colours are a stylesheet.
+    policy = r.headers["content-security-policy"]
+    assert "style-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "<style" not in r.text and "style=" not in r.text
+    assert 'href="/console/brand.css"' in r.text
+    assert "--brand: #ff6600" in (await siloed.get("/console/brand.css")).text
+    css = await siloed.get("/console/static/landing.css")
+    assert css.status_code == 200 and "var(--brand)" in css.text
     assert 'src="https://cdn.acme.test/logo.svg"' in r.text
     assert "Tally" in r.text  # "powered by Tally"
 

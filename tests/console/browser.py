@@ -41,7 +41,7 @@ class Guard:
 
     def _response(self, response: Response) -> None:
         path = response.url.removeprefix(self.origin)
-        if path.startswith(("/console", "/docs")) and (
+        if (path in ("", "/") or path.startswith(("/console", "/docs"))) and (
             "content-security-policy" not in response.headers
         ):
             self.without_csp.append(response.url)

@@ -309,3 +309,23 @@ def test_tenant_reserves_commits_voids_and_downloads_the_gap_report(
     ]
     sign_out(guard)
     guard.assert_clean(secrets=(session, token))
+
+
+def test_landing_page_renders_its_brand_under_the_csp(
+    instance: dict[str, Any], guarded: OpenPage
+) -> None:
+    # The page used an inline <style> and had no CSP; the guard fails on any CSP
+    # violation (a console error) and on a landing response without a policy.
+    guard = guarded(instance["url"])
+    page = guard.page
+    page.goto("/")
+    header = page.locator("header")
+    assert header.is_visible()
+    background = header.evaluate("e => getComputedStyle(e).backgroundColor")
+    brand = httpx.get(f"{instance['url']}/console/brand.css", timeout=30).text
+    hex_color = re.search(r"--brand: #([0-9a-f]{6})", brand)
+    assert hex_color is not None
+    r, g, b = (int(hex_color[1][i : i + 2], 16) for i in (0, 2, 4))
+    assert background == f"rgb({r}, {g}, {b})"
+    assert page.get_by_role("link", name="Console").is_visible()
+    guard.shot("landing")

@@ -66,9 +66,9 @@ async def test_api_responses_carry_no_console_headers(client: httpx.AsyncClient)
     assert r.status_code == 200 and "content-security-policy" not in r.headers
 
 
-def test_covered_paths_are_the_console_and_docs_only() -> None:
+def test_covered_paths_are_the_console_docs_and_landing_page_only() -> None:
     assert covered("/docs") and covered("/docs/assets/x.js") and covered("/console")
-    assert covered("/console/tenants/acme")
+    assert covered("/console/tenants/acme") and covered("/")  # the landing page
     assert not covered("/docsx") and not covered("/consoles") and not covered("/v1/sequences")
 
 
