@@ -1,26 +1,25 @@
-"""MongoDB: the documents of the ledger, its journal and idempotency keys.
+"""MongoDB: the number ledger, and the settling of the journals allocations leave.
 
-Pure conversions for ``storage.mongo``: the journal items an increment pushes into its
-counter document (entries fully formed, so settling them is a plain copy), the queries
-that read a reservation past its expiry as expired, and documents back to records.
+An allocation with riders (``storage.mongo``) pushes them, fully formed, into its
+counter document's ``pending`` journal; ``MongoLedger`` copies them into ``ledger`` and
+into their idempotency keys, then pulls them from the journal, and every ledger read
+first settles what is pending for its sequence. The pure conversions here build the
+journal items, the queries that read a reservation past its expiry as expired, and
+turn documents back into entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from storage.base import EXPIRED, RESERVED, Counter, IdempotencyRecord, LedgerEntry, Rider
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import BulkWriteError
 
-
-def _aware(value: datetime) -> datetime:
-    # BSON dates come back naive (UTC) unless the client is tz_aware.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware_or_none(value: datetime | None) -> datetime | None:
-    return _aware(value) if value is not None else None
+from storage.base import EXPIRED, RESERVED, Counter, LedgerCounts, LedgerEntry, Rider
+from storage.errors import StoreUnavailable
+from storage.mongo_base import MongoBase, _aware, _key, _maybe_aware
 
 
 def journal(
@@ -83,24 +82,149 @@ def entry(doc: dict[str, Any]) -> LedgerEntry:
         actor=doc["actor"],
         issued_at=_aware(doc["issued_at"]),
         reference=doc.get("reference"),
-        expires_at=_aware_or_none(doc.get("expires_at")),
+        expires_at=_maybe_aware(doc.get("expires_at")),
         reservation=doc.get("reservation"),
-        closed_at=_aware_or_none(doc.get("closed_at")),
+        closed_at=_maybe_aware(doc.get("closed_at")),
         closed_by=doc.get("closed_by"),
         reason=doc.get("reason"),
     )
 
 
-def idempotency(doc: dict[str, Any]) -> IdempotencyRecord:
-    body = doc.get("body")
-    return IdempotencyRecord(
-        key=doc["key"],
-        fingerprint=doc["fingerprint"],
-        created_at=_aware(doc["created_at"]),
-        expires_at=_aware(doc["expires_at"]),
-        locked_until=_aware(doc["locked_until"]),
-        status=doc.get("status"),
-        body=None if body is None else bytes(body),
-        content_type=doc.get("content_type"),
-        allocation=doc.get("allocation"),
-    )
+class MongoLedger(MongoBase):
+    async def _start_ledger(self) -> None:
+        ledger_order = [("tenant", ASCENDING), ("seq", ASCENDING), ("period", ASCENDING)]
+        await self._call(self.ledger.create_index([*ledger_order, ("value", ASCENDING)]))
+        await self._call(
+            self.ledger.create_index(
+                [("tenant", ASCENDING), ("seq", ASCENDING), ("reservation", ASCENDING)]
+            )
+        )
+
+    async def _settle_journal(
+        self, tenant: str, doc_id: str, journal: list[dict[str, Any]]
+    ) -> None:
+        entries = [e for item in journal for e in item["entries"]]
+        if entries:
+            try:
+                await self._call(self.ledger.insert_many(entries, ordered=False))
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise StoreUnavailable("MongoDB refused ledger entries") from exc
+        for item in journal:
+            if item["key"] is not None:
+                await self._call(
+                    self.idempotency.update_one(
+                        _key(tenant, item["key"]),
+                        {"$set": {"allocation": item["note"]}},
+                    )
+                )
+        ticks = [item["t"] for item in journal]
+        await self._call(
+            self.counters.update_one(
+                {"_id": doc_id, "tenant": tenant}, {"$pull": {"pending": {"t": {"$in": ticks}}}}
+            )
+        )
+
+    async def _settle(self, tenant: str, seq: str) -> None:
+        """Finish what crashed allocations of ``seq`` left in their counters' journals."""
+        cursor = self.counters.find({"tenant": tenant, "seq": seq, "pending.0": {"$exists": True}})
+        for doc in await self._call(cursor.to_list(length=None)):
+            await self._settle_journal(tenant, doc["_id"], list(doc["pending"]))
+
+    # -- the number ledger -------------------------------------------------------------
+    async def get_reservation(
+        self, tenant: str, seq: str, reservation: str, *, now: datetime
+    ) -> LedgerEntry | None:
+        query = {"tenant": tenant, "seq": seq, "reservation": reservation}
+        doc = await self._call(self.ledger.find_one(query))
+        if doc is None:
+            await self._settle(tenant, seq)
+            doc = await self._call(self.ledger.find_one(query))
+        return entry(doc).as_of(now) if doc else None
+
+    async def close_reservation(
+        self,
+        tenant: str,
+        seq: str,
+        reservation: str,
+        *,
+        state: str,
+        at: datetime,
+        actor: str,
+        reference: str | None,
+        reason: str | None,
+    ) -> LedgerEntry | None:
+        changes: dict[str, Any] = {
+            "state": state,
+            "closed_at": at,
+            "closed_by": actor,
+            "reason": reason,
+        }
+        if reference is not None:
+            changes["reference"] = reference
+        query = {
+            "tenant": tenant,
+            "seq": seq,
+            "reservation": reservation,
+            "state": RESERVED,
+            "expires_at": {"$gt": at},
+        }
+        for _ in range(2):
+            doc = await self._call(
+                self.ledger.find_one_and_update(
+                    query, {"$set": changes}, return_document=ReturnDocument.AFTER
+                )
+            )
+            if doc is not None:
+                return entry(doc)
+            await self._settle(tenant, seq)  # maybe still pending after a crash
+        return None
+
+    async def list_ledger(
+        self,
+        tenant: str,
+        seq: str,
+        *,
+        period: str,
+        now: datetime,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[LedgerEntry]:
+        await self._settle(tenant, seq)
+        query: dict[str, Any] = {"tenant": tenant, "seq": seq, "period": period}
+        if after is not None:
+            query["value"] = {"$gt": after}
+        issued: dict[str, Any] = {}
+        if since is not None:
+            issued["$gte"] = since
+        if until is not None:
+            issued["$lt"] = until
+        if issued:
+            query["issued_at"] = issued
+        if states is not None:
+            query["$or"] = state_query(states, now)
+        cursor = self.ledger.find(query).sort("value", ASCENDING).limit(limit)
+        docs = await self._call(cursor.to_list(length=limit))
+        return [entry(d).as_of(now) for d in docs]
+
+    async def count_ledger(
+        self, tenant: str, seq: str, *, period: str, now: datetime
+    ) -> LedgerCounts:
+        await self._settle(tenant, seq)
+        base = {"tenant": tenant, "seq": seq, "period": period}
+        states: dict[str, int] = {}
+        for state in ("reserved", "committed", "voided", "expired"):
+            query = {**base, "$or": state_query([state], now)}
+            count = int(await self._call(self.ledger.count_documents(query)))
+            if count:
+                states[state] = count
+        ends: list[int | None] = []
+        for direction in (ASCENDING, -1):
+            cursor = self.ledger.find(base).sort("value", direction).limit(1)
+            docs = await self._call(cursor.to_list(length=1))
+            ends.append(int(docs[0]["value"]) if docs else None)
+        return LedgerCounts(first=ends[0], last=ends[1], states=states)
