@@ -18,6 +18,7 @@ from core.limits import BodyLimitedRoute
 from core.openapi import errors
 from core.pagination import LimitQuery
 from core.requestctx import note_numbers
+from core.timestamps import RFC_3339, Timestamp
 from idempotency.dependencies import IDEMPOTENT, Idempotency, fingerprint, idempotency_key
 from idempotency.service import Claim, IdempotencyService
 from ledger.dependencies import (
@@ -50,9 +51,19 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
 CSV = {"text/csv": {"schema": {"type": "string"}}}
 LEDGER_READ: dict[int | str, dict[str, Any]] = {200: {"content": CSV}, **errors(NotALedger)}
 FromQuery = Annotated[
-    datetime | None, Query(alias="from", description="Issued at or after (ISO 8601).")
+    Timestamp | None,
+    Query(
+        alias="from",
+        description="Issued at or after (RFC 3339).",
+        json_schema_extra={"pattern": RFC_3339},
+    ),
 ]
-ToQuery = Annotated[datetime | None, Query(alias="to", description="Issued before (ISO 8601).")]
+ToQuery = Annotated[
+    Timestamp | None,
+    Query(
+        alias="to", description="Issued before (RFC 3339).", json_schema_extra={"pattern": RFC_3339}
+    ),
+]
 
 
 def _json(model: BaseModel, status_code: int = 200) -> Response:

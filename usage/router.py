@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BeforeValidator
 
 from auth.dependencies import CanRead, PlatformAdmin
+from core.timestamps import RFC_3339, Timestamp
 from sequences.schemas import NAME_PATTERN
 from tenants.dependencies import SlugPath, Tenants
 from usage.dependencies import Overview
@@ -32,18 +31,6 @@ SequenceQuery = Annotated[
     str | None, Query(pattern=NAME_PATTERN, description="One sequence; omitted: all of them.")
 ]
 GranularityQuery = Annotated[Granularity, Query(description="UTC hours or UTC days.")]
-# RFC 3339 only: pydantic alone would also read `to=0.5` as a Unix time.
-RFC_3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-_RFC_3339 = re.compile(RFC_3339)
-
-
-def _rfc3339(value: object) -> object:
-    if isinstance(value, str) and not _RFC_3339.match(value):
-        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T00:00:00Z")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 FromQuery = Annotated[
     Timestamp | None,
     Query(

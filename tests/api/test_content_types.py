@@ -120,3 +120,22 @@ async def test_usage_from_and_to_take_only_rfc_3339(
         assert "RFC 3339" in r.text
     good = {"from": "2026-11-30T00:00:00Z", "to": "2026-12-01T00:00:00+01:00"}
     assert (await client.get("/v1/usage", params=good, headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value", ["0.5", "1733000000", "2026-12-01", "2026-12-01T00:00:00", "2026-12-01T00:00Z"]
+)
+async def test_ledger_from_and_to_take_only_rfc_3339_too(
+    client: httpx.AsyncClient, auth_headers: Headers, value: str
+) -> None:
+    """The ledger read `from=0.5` as a Unix time and `from=2026-12-01` as naive midnight."""
+    headers = auth_headers("acme")
+    made = await client.post("/v1/sequences", json={"name": "inv", "ledger": True}, headers=headers)
+    assert made.status_code == 201, made.text
+    for param in ("from", "to"):
+        r = await client.get("/v1/sequences/inv/ledger", params={param: value}, headers=headers)
+        assert r.status_code == 422, (param, value, r.text)
+        assert "RFC 3339" in r.text
+    good = {"from": "2026-11-30T00:00:00Z", "to": "2026-12-01T00:00:00+01:00"}
+    r = await client.get("/v1/sequences/inv/ledger", params=good, headers=headers)
+    assert r.status_code == 200, r.text

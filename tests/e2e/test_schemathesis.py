@@ -2,8 +2,8 @@
 
 Every operation of the OpenAPI document, once with a tenant's token and once (the
 ``/admin`` operations) with a platform admin's, bounded and derandomized so the run is
-the same every time and short. Checks: no 5xx, every status, content type and body as
-the document says, and every problem ``type`` listed for its status. No exceptions.
+the same every time and short. Checks: no 5xx, every status, content type, required
+header and body as the document says, and every problem ``type`` listed for its status. No exceptions.
 
 The server is configured so the run measures conformance, not the defences: the OAuth
 lockout allows 1,000 failures per client and 100,000 per address (fuzzing the token
@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -72,6 +73,7 @@ CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     problem_type_documented,
 ]
