@@ -3,7 +3,8 @@
 Every operation of the OpenAPI document, once with a tenant's token and once (the
 ``/admin`` operations) with a platform admin's, bounded and derandomized so the run is
 the same every time and short. Checks: no 5xx, every status, content type, required
-header and body as the document says, and every problem ``type`` listed for its status. No exceptions.
+header and body as the document says, and every problem ``type`` listed for its
+status. No exceptions.
 
 The server is configured so the run measures conformance, not the defences: the OAuth
 lockout allows 1,000 failures per client and 100,000 per address (fuzzing the token
