@@ -50,3 +50,14 @@ def errors(*kinds: type[TallyError]) -> dict[int | str, dict[str, Any]]:
         status: problem_response(status_title(group[0]), [k.type for k in group])
         for status, group in sorted(by_status.items())
     }
+
+
+def omit_only(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` for a field that may be left out but not sent as ``null``
+    (a partial update's required settings): its schema without the null branch."""
+    branches = [b for b in schema.pop("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    schema.pop("default", None)

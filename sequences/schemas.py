@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.openapi import omit_only
 from sequences.formatting import MAX_TEMPLATE_LENGTH, TEMPLATE_PATTERN, TemplateError, parse
 from sequences.periods import Reset
 
@@ -108,10 +109,12 @@ class SequencePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] | None = None
+    step: Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)] | None = Field(
+        default=None, json_schema_extra=omit_only
+    )
     min: Int64 | None = None
     max: Int64 | None = None
-    cycle: StrictBool | None = None
+    cycle: StrictBool | None = Field(default=None, json_schema_extra=omit_only)
     format: Template | None = None
 
     @field_validator("format")

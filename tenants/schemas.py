@@ -19,6 +19,7 @@ from pydantic import (
 
 from auth.external import check_fetch_url
 from auth.schemas import TENANT_SCOPES
+from core.openapi import omit_only
 
 # Same pattern as the token's ``tid`` check (auth.tokens) and TALLY_TENANT.
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -97,8 +98,15 @@ Name = Annotated[
     AfterValidator(_printable),
 ]
 Color = Annotated[str, StringConstraints(pattern=COLOR_PATTERN)]
-HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
-Domain = Annotated[str, AfterValidator(_domain)]
+HttpsUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    AfterValidator(_https),
+    Field(json_schema_extra={"pattern": "^https://[^/?#@]+"}),
+]
+Domain = Annotated[
+    str, AfterValidator(_domain), Field(json_schema_extra={"pattern": _DOMAIN.pattern})
+]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
 
 
@@ -142,11 +150,11 @@ class TenantUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    name: Name | None = Field(default=None, json_schema_extra=omit_only)
     domain: Domain | None = None
-    plan: PlanName | None = None
-    branding: Branding | None = None
-    timezone: TimeZone | None = None
+    plan: PlanName | None = Field(default=None, json_schema_extra=omit_only)
+    branding: Branding | None = Field(default=None, json_schema_extra=omit_only)
+    timezone: TimeZone | None = Field(default=None, json_schema_extra=omit_only)
     identity_provider: IdentityProvider | None = None
 
     @field_validator("name", "plan", "timezone", "branding")

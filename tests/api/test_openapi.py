@@ -257,3 +257,39 @@ async def test_the_token_endpoint_answers_only_the_oauth_errors_it_documents(
         assert r.json()["error"] in codes(r.status_code)
         for name, header in responses[str(r.status_code)]["headers"].items():
             assert not header.get("required") or name in r.headers
+
+
+def _nullable(schema: dict[str, Any]) -> bool:
+    return {"type": "null"} in schema.get("anyOf", [])
+
+
+async def test_partial_updates_document_which_fields_may_be_null(
+    client: httpx.AsyncClient, doc: dict[str, Any], auth_headers: Any
+) -> None:
+    """PATCH refuses `"cycle": null` (left out, fine; null, no); the schema said nullable."""
+    schemas = doc["components"]["schemas"]
+    patch = schemas["SequencePatch"]["properties"]
+    assert not _nullable(patch["step"]) and not _nullable(patch["cycle"])
+    assert _nullable(patch["max"]) and _nullable(patch["format"])  # null clears these
+    tenant = schemas["TenantUpdate"]["properties"]
+    assert [f for f in tenant if not _nullable(tenant[f])] == [
+        "name",
+        "plan",
+        "branding",
+        "timezone",
+    ]
+    headers = auth_headers("acme")
+    assert (await client.post("/v1/sequences", json={"name": "p"}, headers=headers)).is_success
+    for body, status in (({"cycle": None}, 422), ({"max": None}, 200), ({}, 200)):
+        r = await client.patch("/v1/sequences/p", json=body, headers=headers)
+        assert r.status_code == status, (body, r.text)
+
+
+def test_urls_and_domains_carry_their_patterns(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    logo = schemas["Branding"]["properties"]["logo_url"]["anyOf"][0]
+    assert re.search(logo["pattern"], "https://cdn.example.com/logo.svg")
+    assert not re.search(logo["pattern"], "http://cdn.example.com/logo.svg")
+    domain = schemas["TenantCreate"]["properties"]["domain"]["anyOf"][0]
+    assert re.search(domain["pattern"], "numbers.example.com")
+    assert not re.search(domain["pattern"], "not a domain")
