@@ -15,7 +15,7 @@ from tests.tools import missing as missing
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
-TERRAFORM_ROOTS = ("modules/platform", "modules/tenant-instance", "live")
+TERRAFORM_ROOTS = ("modules/instance-role", "modules/platform", "modules/tenant-instance", "live")
 CHART_DIR = REPO / "deploy" / "helm" / "tally"
 TENANT_VALUES = CHART_DIR / "ci" / "tenant-values.yaml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"

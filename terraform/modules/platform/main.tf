@@ -19,8 +19,10 @@ locals {
   store_host        = var.store == "documentdb" ? "${aws_docdb_cluster.this[0].endpoint}:${aws_docdb_cluster.this[0].port}" : var.external_store_host
   store_url_options = var.store == "documentdb" ? "tls=true&tlsCAFile=${var.store_ca_file}&replicaSet=rs0&readPreference=primary&retryWrites=false&w=majority" : var.external_store_url_options
 
-  pooled_service_account = "system:serviceaccount:${var.pooled_namespace}:tally"
-  pooled_secrets         = compact([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, local.documentdb == 1 ? aws_secretsmanager_secret.store_ca[0].arn : ""])
+  # Service account of the pooled release (the chart's default name).
+  pooled_service_account_name = "tally"
+  pooled_service_account      = "system:serviceaccount:${var.pooled_namespace}:${local.pooled_service_account_name}"
+  pooled_secrets              = compact([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, local.documentdb == 1 ? aws_secretsmanager_secret.store_ca[0].arn : ""])
 
   zone_id = var.create_dns_zone ? aws_route53_zone.this[0].zone_id : data.aws_route53_zone.this[0].zone_id
 
@@ -271,54 +273,28 @@ resource "aws_secretsmanager_secret" "pooled_signing_keys" {
   tags                    = local.tags
 }
 
-resource "aws_iam_role" "pooled" {
+module "pooled_role" {
+  source = "../instance-role"
+
   name                 = "${var.name}-pooled"
   description          = "Pooled Tally instance (${local.pooled_service_account})"
-  max_session_duration = 3600
+  oidc_provider_arn    = local.oidc_provider_arn
+  oidc_issuer          = local.oidc_issuer
+  namespace            = var.pooled_namespace
+  service_account_name = local.pooled_service_account_name
+  secret_arns          = local.pooled_secrets
+  kms_key_arn          = aws_kms_key.this.arn
   tags                 = local.tags
-
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect    = "Allow"
-        Principal = { Federated = local.oidc_provider_arn }
-        Action    = "sts:AssumeRoleWithWebIdentity"
-        Condition = {
-          StringEquals = {
-            "${local.oidc_issuer}:sub" = local.pooled_service_account
-            "${local.oidc_issuer}:aud" = "sts.amazonaws.com"
-          }
-        }
-      },
-    ]
-  })
 }
 
-resource "aws_iam_role_policy" "pooled" {
-  name = "read-instance-secrets"
-  role = aws_iam_role.pooled.id
+# State from before modules/instance-role (the role and policy were declared here)
+# moves into the module: the role is kept, not replaced.
+moved {
+  from = aws_iam_role.pooled
+  to   = module.pooled_role.aws_iam_role.this
+}
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ReadInstanceSecrets"
-        Effect   = "Allow"
-        Action   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-        Resource = local.pooled_secrets
-      },
-      {
-        Sid      = "DecryptInstanceSecrets"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = aws_kms_key.this.arn
-        Condition = {
-          StringEquals = {
-            "kms:EncryptionContext:SecretARN" = local.pooled_secrets
-          }
-        }
-      },
-    ]
-  })
+moved {
+  from = aws_iam_role_policy.pooled
+  to   = module.pooled_role.aws_iam_role_policy.this
 }

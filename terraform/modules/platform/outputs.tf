@@ -94,7 +94,7 @@ output "pooled" {
     namespace                = var.pooled_namespace
     database                 = var.pooled_database
     store_username           = "tally_pooled"
-    role_arn                 = aws_iam_role.pooled.arn
+    role_arn                 = module.pooled_role.arn
     store_secret_name        = aws_secretsmanager_secret.pooled_store.name
     signing_keys_secret_name = aws_secretsmanager_secret.pooled_signing_keys.name
   }

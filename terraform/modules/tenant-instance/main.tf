@@ -5,8 +5,6 @@ locals {
   # Siloed instances share the store but never a database.
   database = "tally_${replace(var.slug, "-", "_")}"
 
-  service_account = "system:serviceaccount:${var.namespace}:${var.service_account_name}"
-
   # Never tally_pooled (the pooled instance's) nor the store's admin user: slugs have no "_".
   store_username = "tally-${var.slug}"
 
@@ -92,54 +90,28 @@ resource "aws_secretsmanager_secret" "signing_keys" {
 # IRSA role: assumable only by the instance's service account, reads only its secret
 ################################################################################
 
-resource "aws_iam_role" "this" {
+module "role" {
+  source = "../instance-role"
+
   name                 = "${var.name_prefix}-${var.slug}"
   description          = "Tally instance of ${var.display_name} (${var.namespace}/${var.service_account_name})"
-  max_session_duration = 3600
+  oidc_provider_arn    = var.oidc_provider_arn
+  oidc_issuer          = var.oidc_issuer
+  namespace            = var.namespace
+  service_account_name = var.service_account_name
+  secret_arns          = local.readable_secrets
+  kms_key_arn          = var.kms_key_arn
   tags                 = local.tags
-
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect    = "Allow"
-        Principal = { Federated = var.oidc_provider_arn }
-        Action    = "sts:AssumeRoleWithWebIdentity"
-        Condition = {
-          StringEquals = {
-            "${var.oidc_issuer}:sub" = local.service_account
-            "${var.oidc_issuer}:aud" = "sts.amazonaws.com"
-          }
-        }
-      },
-    ]
-  })
 }
 
-resource "aws_iam_role_policy" "this" {
-  name = "read-instance-secrets"
-  role = aws_iam_role.this.id
+# State from before modules/instance-role (the role and policy were declared here)
+# moves into the module: the role is kept, not replaced.
+moved {
+  from = aws_iam_role.this
+  to   = module.role.aws_iam_role.this
+}
 
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ReadInstanceSecrets"
-        Effect   = "Allow"
-        Action   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-        Resource = local.readable_secrets
-      },
-      {
-        Sid      = "DecryptInstanceSecrets"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = var.kms_key_arn
-        Condition = {
-          StringEquals = {
-            "kms:EncryptionContext:SecretARN" = local.readable_secrets
-          }
-        }
-      },
-    ]
-  })
+moved {
+  from = aws_iam_role_policy.this
+  to   = module.role.aws_iam_role_policy.this
 }

@@ -30,7 +30,7 @@ output "service_account_name" {
 
 output "role_arn" {
   description = "IAM role for the service account (eks.amazonaws.com/role-arn annotation)."
-  value       = aws_iam_role.this.arn
+  value       = module.role.arn
 }
 
 output "secret_arn" {

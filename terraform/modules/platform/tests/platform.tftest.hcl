@@ -318,17 +318,93 @@ run "pooled_instance_has_its_own_role_and_secrets" {
   command = apply
 
   assert {
-    condition     = aws_iam_role.pooled.name == "tally-pooled" && jsondecode(aws_iam_role.pooled.assume_role_policy).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:tally:tally"
+    condition     = module.pooled_role.name == "tally-pooled" && jsondecode(module.pooled_role.assume_role_policy).Statement[0].Condition.StringEquals["oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub"] == "system:serviceaccount:tally:tally"
     error_message = "Only the pooled instance's service account may assume the pooled role."
   }
 
   assert {
-    condition     = toset(jsondecode(aws_iam_role_policy.pooled.policy).Statement[0].Resource) == toset([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, aws_secretsmanager_secret.store_ca[0].arn])
+    condition     = toset(jsondecode(module.pooled_role.policy).Statement[0].Resource) == toset([aws_secretsmanager_secret.pooled_store.arn, aws_secretsmanager_secret.pooled_signing_keys.arn, aws_secretsmanager_secret.store_ca[0].arn])
     error_message = "The pooled role reads its own secrets and the CA bundle, never the admin secret."
   }
 
   assert {
     condition     = output.pooled.store_secret_name == "tally/pooled/store" && output.pooled.store_username == "tally_pooled"
     error_message = "The pooled instance has its own database user."
+  }
+}
+
+# State written before modules/instance-role existed (aws_iam_role.pooled and
+# aws_iam_role_policy.pooled in this module) moves into module.pooled_role: the same
+# role, not replaced (its unique_id survives), with every attribute as it was.
+run "pre_instance_role_state" {
+  command   = apply
+  state_key = "pre-instance-role"
+
+  module {
+    source = "./tests/fixtures/pre-instance-role"
+  }
+
+  variables {
+    name              = "tally"
+    pooled_namespace  = "tally"
+    oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+    oidc_issuer       = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+    kms_key_arn       = "arn:aws:kms:eu-west-1:111122223333:key/platform"
+    pooled_secrets = [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/pooled/store-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/pooled/signing-keys-GhIjKl",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/platform/store-ca-MnOpQr",
+    ]
+  }
+}
+
+run "pooled_role_moves_into_the_instance_role_module_unchanged" {
+  command   = apply
+  state_key = "pre-instance-role"
+
+  override_resource {
+    target = aws_secretsmanager_secret.pooled_store
+    values = {
+      arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/pooled/store-AbCdEf"
+    }
+  }
+
+  override_resource {
+    target = aws_secretsmanager_secret.pooled_signing_keys
+    values = {
+      arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/pooled/signing-keys-GhIjKl"
+    }
+  }
+
+  override_resource {
+    target = aws_secretsmanager_secret.store_ca
+    values = {
+      arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/platform/store-ca-MnOpQr"
+    }
+  }
+
+  assert {
+    condition     = module.pooled_role.unique_id == run.pre_instance_role_state.unique_id && output.pooled.role_arn == run.pre_instance_role_state.arn
+    error_message = "The pooled role must move into module.pooled_role, not be replaced."
+  }
+
+  assert {
+    condition = [module.pooled_role.name, module.pooled_role.description, module.pooled_role.max_session_duration, module.pooled_role.tags] == [
+      run.pre_instance_role_state.name,
+      run.pre_instance_role_state.description,
+      run.pre_instance_role_state.max_session_duration,
+      run.pre_instance_role_state.tags,
+    ]
+    error_message = "Name, description, session length and tags must stay as they were."
+  }
+
+  assert {
+    condition     = jsondecode(module.pooled_role.assume_role_policy) == jsondecode(run.pre_instance_role_state.assume_role_policy)
+    error_message = "The trust policy must stay as it was."
+  }
+
+  assert {
+    condition     = module.pooled_role.policy_name == run.pre_instance_role_state.policy_name && jsondecode(module.pooled_role.policy) == jsondecode(run.pre_instance_role_state.policy)
+    error_message = "The inline policy must stay as it was."
   }
 }

@@ -59,7 +59,7 @@ run "names_and_platform_dns_record" {
   }
 
   assert {
-    condition     = aws_iam_role.this.name == "tally-acme" && aws_secretsmanager_secret.this.name == "tally/acme/instance"
+    condition     = module.role.name == "tally-acme" && aws_secretsmanager_secret.this.name == "tally/acme/instance"
     error_message = "Role and secret names must carry the slug."
   }
 
@@ -78,7 +78,7 @@ run "trust_policy_admits_only_the_tenant_service_account" {
   command = apply
 
   assert {
-    condition = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Condition.StringEquals == {
+    condition = jsondecode(module.role.assume_role_policy).Statement[0].Condition.StringEquals == {
       "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub" = "system:serviceaccount:tally-acme:tally"
       "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:aud" = "sts.amazonaws.com"
     }
@@ -86,12 +86,12 @@ run "trust_policy_admits_only_the_tenant_service_account" {
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role.this.assume_role_policy).Statement[0].Principal.Federated == var.oidc_provider_arn
+    condition     = jsondecode(module.role.assume_role_policy).Statement[0].Principal.Federated == var.oidc_provider_arn
     error_message = "The role must trust the cluster's OIDC provider only."
   }
 
   assert {
-    condition     = length(jsondecode(aws_iam_role.this.assume_role_policy).Statement) == 1
+    condition     = length(jsondecode(module.role.assume_role_policy).Statement) == 1
     error_message = "The trust policy must have a single statement."
   }
 }
@@ -100,7 +100,7 @@ run "role_reads_only_its_own_secret" {
   command = apply
 
   assert {
-    condition = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Resource] == [
+    condition = [for s in jsondecode(module.role.policy).Statement : s.Resource] == [
       [
         "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf",
         "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/store-StUvWx",
@@ -113,12 +113,12 @@ run "role_reads_only_its_own_secret" {
   }
 
   assert {
-    condition     = toset(jsondecode(aws_iam_role_policy.this.policy).Statement[0].Action) == toset(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"])
+    condition     = toset(jsondecode(module.role.policy).Statement[0].Action) == toset(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"])
     error_message = "Secret access must be read-only."
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role_policy.this.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == jsondecode(aws_iam_role_policy.this.policy).Statement[0].Resource
+    condition     = jsondecode(module.role.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == jsondecode(module.role.policy).Statement[0].Resource
     error_message = "Decryption must be limited to those secrets' encryption context."
   }
 
@@ -142,7 +142,7 @@ run "tags_name_tenant_and_plan" {
   command = plan
 
   assert {
-    condition     = aws_iam_role.this.tags == tomap({ "environment" = "test", "tally:tenant" = "acme", "tally:plan" = "enterprise" })
+    condition     = module.role.tags == tomap({ "environment" = "test", "tally:tenant" = "acme", "tally:plan" = "enterprise" })
     error_message = "Tags must merge the caller's tags with tenant and plan."
   }
 
@@ -230,4 +230,57 @@ run "rejects_bad_namespace" {
   }
 
   expect_failures = [var.namespace]
+}
+
+# State written before modules/instance-role existed (aws_iam_role.this and
+# aws_iam_role_policy.this in this module) moves into module.role: the same role, not
+# replaced (its unique_id survives), with every attribute as it was.
+run "pre_instance_role_state" {
+  command   = apply
+  state_key = "pre-instance-role"
+
+  module {
+    source = "./tests/fixtures/pre-instance-role"
+  }
+
+  variables {
+    name_prefix          = "tally"
+    service_account_name = "tally"
+    readable_secrets = [
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/instance-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/store-StUvWx",
+      "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tally/acme/signing-keys-GhIjKl",
+      var.store_ca_secret_arn,
+    ]
+  }
+}
+
+run "role_moves_into_the_instance_role_module_unchanged" {
+  command   = apply
+  state_key = "pre-instance-role"
+
+  assert {
+    condition     = module.role.unique_id == run.pre_instance_role_state.unique_id && output.role_arn == run.pre_instance_role_state.arn
+    error_message = "The role must move into module.role, not be replaced."
+  }
+
+  assert {
+    condition = [module.role.name, module.role.description, module.role.max_session_duration, module.role.tags] == [
+      run.pre_instance_role_state.name,
+      run.pre_instance_role_state.description,
+      run.pre_instance_role_state.max_session_duration,
+      run.pre_instance_role_state.tags,
+    ]
+    error_message = "Name, description, session length and tags must stay as they were."
+  }
+
+  assert {
+    condition     = jsondecode(module.role.assume_role_policy) == jsondecode(run.pre_instance_role_state.assume_role_policy)
+    error_message = "The trust policy must stay as it was."
+  }
+
+  assert {
+    condition     = module.role.policy_name == run.pre_instance_role_state.policy_name && jsondecode(module.role.policy) == jsondecode(run.pre_instance_role_state.policy)
+    error_message = "The inline policy must stay as it was."
+  }
 }
