@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from storage.base import (
     RESERVED,
@@ -23,9 +23,7 @@ from storage.base import (
     LedgerEntry,
     Rider,
 )
-
-T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], T]
+from storage.sqlite_connection import Op, T
 
 # One row per number a ledger sequence issued, written in the increment's transaction.
 # Rows are never deleted with their sequence (a ledger sequence cannot be deleted),
