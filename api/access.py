@@ -124,17 +124,25 @@ class LineBuffer:
         self.delay = delay
         self.lines: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         _BUFFERS.add(self)
 
     def add(self, line: str, urgent: bool) -> None:
         self.lines.append(line)
         if urgent or not self.delay or len(self.lines) >= self.MAX_LINES:
             self.flush()
-        elif self.timer is None:
-            try:
-                self.timer = asyncio.get_running_loop().call_later(self.delay, self.flush)
-            except RuntimeError:  # no loop (a synchronous caller): write now
-                self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write now
+            self.flush()
+            return
+        # A timer of a loop that has stopped would never fire: schedule on this one.
+        if self.timer is None or self.loop is not loop:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.loop = loop
+            self.timer = loop.call_later(self.delay, self.flush)
 
     def flush(self) -> None:
         if self.timer is not None:

@@ -430,3 +430,25 @@ def test_the_production_default_batches_access_lines_and_development_writes_at_o
         ).access_log_flush_seconds
         == 0
     )
+
+
+def test_a_buffered_line_is_written_on_a_new_event_loop_even_if_the_old_one_stopped() -> None:
+    import asyncio
+
+    from api.access import LineBuffer
+
+    stream = io.StringIO()
+    buffer = LineBuffer(logging.StreamHandler(stream), delay=0.01)
+
+    async def add_and_leave(line: str) -> None:
+        buffer.add(line, urgent=False)
+
+    asyncio.run(add_and_leave("first"))  # its loop stops before the timer fires
+    assert stream.getvalue() == ""
+
+    async def add_and_wait() -> None:
+        buffer.add("second", urgent=False)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(add_and_wait())
+    assert stream.getvalue() == "first\nsecond\n"
