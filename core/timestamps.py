@@ -7,8 +7,9 @@ naive midnight; every ``from``/``to`` of the API takes this type instead.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import AwareDatetime, BeforeValidator
 
 RFC_3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
@@ -22,3 +23,8 @@ def _rfc3339(value: object) -> object:
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
+def timestamp_query(description: str, *, alias: str | None = None) -> Any:
+    """The ``Query`` of an optional ``Timestamp`` parameter, its pattern documented."""
+    return Query(alias=alias, description=description, json_schema_extra={"pattern": RFC_3339})

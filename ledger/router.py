@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 
 from audit.service import Actor
@@ -18,7 +18,7 @@ from core.limits import BodyLimitedRoute
 from core.openapi import errors
 from core.pagination import LimitQuery
 from core.requestctx import note_numbers
-from core.timestamps import RFC_3339, Timestamp
+from core.timestamps import Timestamp, timestamp_query
 from idempotency.dependencies import IDEMPOTENT, Idempotency, fingerprint, idempotency_key
 from idempotency.service import Claim, IdempotencyService
 from ledger.dependencies import (
@@ -51,19 +51,9 @@ admin_router = APIRouter(prefix="/admin/v1/tenants/{slug}/sequences", tags=["adm
 CSV = {"text/csv": {"schema": {"type": "string"}}}
 LEDGER_READ: dict[int | str, dict[str, Any]] = {200: {"content": CSV}, **errors(NotALedger)}
 FromQuery = Annotated[
-    Timestamp | None,
-    Query(
-        alias="from",
-        description="Issued at or after (RFC 3339).",
-        json_schema_extra={"pattern": RFC_3339},
-    ),
+    Timestamp | None, timestamp_query("Issued at or after (RFC 3339).", alias="from")
 ]
-ToQuery = Annotated[
-    Timestamp | None,
-    Query(
-        alias="to", description="Issued before (RFC 3339).", json_schema_extra={"pattern": RFC_3339}
-    ),
-]
+ToQuery = Annotated[Timestamp | None, timestamp_query("Issued before (RFC 3339).", alias="to")]
 
 
 def _json(model: BaseModel, status_code: int = 200) -> Response:

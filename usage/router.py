@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from auth.dependencies import CanRead, PlatformAdmin
-from core.timestamps import RFC_3339, Timestamp
+from core.timestamps import Timestamp, timestamp_query
 from sequences.schemas import NAME_PATTERN
 from tenants.dependencies import SlugPath, Tenants
 from usage.dependencies import Overview
@@ -33,18 +33,13 @@ SequenceQuery = Annotated[
 GranularityQuery = Annotated[Granularity, Query(description="UTC hours or UTC days.")]
 FromQuery = Annotated[
     Timestamp | None,
-    Query(
-        alias="from",
-        description="Start (inclusive; default: 24 hours or 30 days back), RFC 3339.",
-        json_schema_extra={"pattern": RFC_3339},
+    timestamp_query(
+        "Start (inclusive; default: 24 hours or 30 days back), RFC 3339.", alias="from"
     ),
 ]
 ToQuery = Annotated[
     Timestamp | None,
-    Query(
-        description="End (exclusive; default: the current bucket's end), RFC 3339.",
-        json_schema_extra={"pattern": RFC_3339},
-    ),
+    timestamp_query("End (exclusive; default: the current bucket's end), RFC 3339."),
 ]
 
 
