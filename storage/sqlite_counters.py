@@ -71,6 +71,14 @@ def _count(conn: sqlite3.Connection, item: Increment) -> int | None:
     # Founded only while its incarnation's definition exists, in this transaction:
     # a DELETE racing this first allocation either sees the counter (and deletes
     # it with the definition) or makes this insert a no-op.
+    return n if _found(conn, tenant, key, seq, shape, ticks=n) else None
+
+
+def _found(
+    conn: sqlite3.Connection, tenant: str, key: str, seq: str, counter: Counter, *, ticks: int
+) -> bool:
+    """Insert ``counter`` with ``ticks`` taken, only while its incarnation's definition
+    exists (``_LIVE``); False if the counter exists already or the definition does not."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO counters"
         " (tenant, key, seq, base, step, cap, ticks, incarnation)"
@@ -79,62 +87,47 @@ def _count(conn: sqlite3.Connection, item: Increment) -> int | None:
             tenant,
             key,
             seq,
-            shape.base,
-            shape.step,
-            shape.cap,
-            n,
-            shape.incarnation,
+            counter.base,
+            counter.step,
+            counter.cap,
+            ticks,
+            counter.incarnation,
             tenant,
             seq,
-            shape.incarnation,
+            counter.incarnation,
         ),
     )
-    return n if cur.rowcount == 1 else None
+    return cur.rowcount == 1
 
 
 def replace(tenant: str, key: str, seq: str, expected: Counter | None, new: Counter) -> Op[bool]:
     """``Store.replace_counter`` as one operation."""
 
     def op(conn: sqlite3.Connection) -> bool:
-        live = (tenant, seq, new.incarnation)
         if expected is None:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO counters"
-                " (tenant, key, seq, base, step, cap, ticks, incarnation)"
-                f" SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {_LIVE}",
-                (
-                    tenant,
-                    key,
-                    seq,
-                    new.base,
-                    new.step,
-                    new.cap,
-                    new.ticks,
-                    new.incarnation,
-                    *live,
-                ),
-            )
-        else:
-            cur = conn.execute(
-                "UPDATE counters SET base = ?, step = ?, cap = ?, ticks = ?, incarnation = ?"  # noqa: S608 - constant text, values bound
-                " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
-                f" AND ticks = ? AND incarnation = ? AND {_LIVE}",
-                (
-                    new.base,
-                    new.step,
-                    new.cap,
-                    new.ticks,
-                    new.incarnation,
-                    tenant,
-                    key,
-                    expected.base,
-                    expected.step,
-                    expected.cap,
-                    expected.ticks,
-                    expected.incarnation,
-                    *live,
-                ),
-            )
+            return _found(conn, tenant, key, seq, new, ticks=new.ticks)
+        cur = conn.execute(
+            "UPDATE counters SET base = ?, step = ?, cap = ?, ticks = ?, incarnation = ?"  # noqa: S608 - constant text, values bound
+            " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
+            f" AND ticks = ? AND incarnation = ? AND {_LIVE}",
+            (
+                new.base,
+                new.step,
+                new.cap,
+                new.ticks,
+                new.incarnation,
+                tenant,
+                key,
+                expected.base,
+                expected.step,
+                expected.cap,
+                expected.ticks,
+                expected.incarnation,
+                tenant,
+                seq,
+                new.incarnation,
+            ),
+        )
         return cur.rowcount == 1
 
     return op
