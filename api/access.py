@@ -107,68 +107,26 @@ _FIXED: dict[str, Any] = vars(logging.LogRecord(ACCESS_LOGGER, logging.INFO, "",
 _START: float = logging._startTime  # type: ignore[attr-defined]
 
 
-class LineBuffer:
-    """Access lines for one stream, written together at most ``delay`` seconds after
-    the first of them (one ``write`` and ``flush`` for a batch instead of one per
-    request: measured in ``make bench`` as the difference between ``strict`` and
-    ``strict-quiet``), or at once when ``delay`` is 0.
-
-    What a buffer holds is bounded (``MAX_LINES``) and written at shutdown (the
-    lifespan's end, and at exit); only a killed process loses its last ``delay``.
-    """
-
-    MAX_LINES = 512
-
-    def __init__(self, handler: logging.StreamHandler[Any], delay: float) -> None:
-        self.handler = handler
-        self.delay = delay
-        self.lines: list[str] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        _BUFFERS.add(self)
-
-    def add(self, line: str, urgent: bool) -> None:
-        self.lines.append(line)
-        if urgent or not self.delay or len(self.lines) >= self.MAX_LINES:
-            self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): write now
-            self.flush()
-            return
-        # A timer of a loop that has stopped would never fire: schedule on this one.
-        if self.timer is None or self.loop is not loop:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.loop = loop
-            self.timer = loop.call_later(self.delay, self.flush)
-
-    def flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if not self.lines:
-            return
-        data = "\n".join(self.lines) + "\n"
-        self.lines.clear()
-        self.handler.acquire()
-        try:
-            self.handler.stream.write(data)  # the handler's stream now (setStream)
-            self.handler.stream.flush()
-        except ValueError:  # the stream was closed under us (interpreter exit)
-            pass
-        finally:
-            self.handler.release()
+def _write_lines(handler: logging.StreamHandler[Any], lines: list[str]) -> None:
+    """One ``write`` and ``flush`` for a batch of lines, to the handler's stream now."""
+    data = "\n".join(lines) + "\n"
+    handler.acquire()
+    try:
+        handler.stream.write(data)  # the handler's stream now (setStream)
+        handler.stream.flush()
+    except ValueError:  # the stream was closed under us (interpreter exit)
+        pass
+    finally:
+        handler.release()
 
 
-_BUFFERS: weakref.WeakSet[LineBuffer] = weakref.WeakSet()
+_LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 
 
 def flush() -> None:
-    """Write every buffered access line now (the app's lifespan calls it at shutdown)."""
-    for buffer in list(_BUFFERS):
-        buffer.flush()
+    """Settle every pending request now (the app's lifespan calls it at shutdown)."""
+    for log in list(_LOGS):
+        log.settle()
 
 
 atexit.register(flush)
@@ -178,10 +136,27 @@ atexit.register(flush)
 Observe = Callable[[str, str, int, float], None]
 
 
+# What a finished request leaves to settle: (time, method, route, status, seconds, info).
+Entry = tuple[float, str, str, int, float, RequestInfo]
+
+
 class AccessLog:
     """The access line, the request id and, with ``observe``, the request histogram:
     one layer and one ``send`` wrapper for all three (each layer costs every request
-    a coroutine and a closure; measured in ``make bench``)."""
+    a coroutine and a closure; measured in ``make bench``).
+
+    With ``flush_seconds`` (production: ``TALLY_ACCESS_LOG_FLUSH_MS``, 50 ms) what a
+    finished request leaves behind, its histogram observation and its access line, is
+    settled in batches: at most ``flush_seconds`` after the first of them, or every
+    ``MAX_PENDING`` requests, and a batch's JSON lines are one ``write`` per stream.
+    Measured in ``make bench``, the same work done per request right after its response
+    cost the server several times what it costs done for a batch (docs/performance.md).
+    A 5xx settles at once, with everything before it, in order; the lifespan's end and
+    the interpreter's exit settle what is pending; only a killed process loses its last
+    ``flush_seconds``. With 0 (development) every request settles as it finishes.
+    """
+
+    MAX_PENDING = 512
 
     def __init__(
         self,
@@ -198,9 +173,12 @@ class AccessLog:
         self.observe = observe
         self.flush_seconds = flush_seconds
         self.log = logging.getLogger(ACCESS_LOGGER)
-        self._direct_key: tuple[Any, ...] | None = None
-        self._direct: list[LineBuffer] = []
-        self._buffers: dict[logging.Handler, LineBuffer] = {}
+        self._chain: tuple[logging.Handler, ...] | None = None
+        self._direct: dict[int, list[logging.StreamHandler[Any]]] = {}  # by level
+        self._pending: list[Entry] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        _LOGS.add(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -231,24 +209,88 @@ class AccessLog:
             try:
                 seconds = time.perf_counter() - started
                 method = scope["method"] if scope["method"] in _METHODS else "other"
-                route = route_of(scope)
-                if self.observe is not None:
-                    self.observe(method, route, status, seconds)
-                if self.enabled:
-                    self._write(method, route, info, status, seconds)
+                self._finished((time.time(), method, route_of(scope), status, seconds, info))
             finally:
                 CURRENT.reset(token)
 
-    def _write(
-        self, method: str, route: str, info: RequestInfo, status: int, seconds: float
-    ) -> None:
-        level = logging.ERROR if status >= 500 else logging.INFO
-        if not self.log.isEnabledFor(level):
+    def _finished(self, entry: Entry) -> None:
+        pending = self._pending
+        pending.append(entry)
+        if not self.flush_seconds or entry[3] >= 500 or len(pending) >= self.MAX_PENDING:
+            self.settle()
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): settle now
+            self.settle()
+            return
+        # A timer of a loop that has stopped would never fire: schedule on this one.
+        if self._timer is None or self._timer_loop is not loop:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_loop = loop
+            self._timer = loop.call_later(self.flush_seconds, self.settle)
+
+    def settle(self) -> None:
+        """Observe and write what finished requests left pending, in their order."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        entries, self._pending = self._pending, []
+        if not entries:
+            return
+        if self.observe is not None:
+            observe = self.observe
+            for _, method, route, status, seconds, _ in entries:
+                observe(method, route, status, seconds)
+        if self.enabled:
+            self._write(entries)
+
+    def _write(self, entries: list[Entry]) -> None:
+        batch: list[str] = []  # lines for the direct streams, written together
+        direct: list[logging.StreamHandler[Any]] = []
+        found: dict[int, list[logging.StreamHandler[Any]] | None] = {}  # by level
+        for now, method, route, status, seconds, info in entries:
+            level = logging.ERROR if status >= 500 else logging.INFO
+            if not self.log.isEnabledFor(level):
+                continue
+            line = self._line(now, level, method, route, status, seconds, info)
+            if level not in found:
+                found[level] = self._direct_streams(level) if self.json else None
+            streams = found[level]
+            if streams:
+                if streams != direct:
+                    self._write_batch(direct, batch)
+                    direct = streams
+                batch.append(line)
+                continue
+            # Lines already batched go first: each stream keeps the requests' order.
+            self._write_batch(direct, batch)
+            # A ready record straight to the handlers: Logger.info would also look up
+            # the caller's frame, and LogRecord.__init__ the process, thread and task.
+            self.log.handle(AccessRecord(level, line, now))
+        self._write_batch(direct, batch)
+
+    @staticmethod
+    def _write_batch(streams: list[logging.StreamHandler[Any]], batch: list[str]) -> None:
+        if batch:
+            for handler in streams:
+                _write_lines(handler, batch)
+            batch.clear()
+
+    def _line(
+        self,
+        now: float,
+        level: int,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        info: RequestInfo,
+    ) -> str:
         ms = seconds * 1000
-        now = time.time()
         if self.json:
-            line = (
+            return (
                 f'{{"time":"{utc_stamp(now)}",'
                 f'"level":"{"error" if level == logging.ERROR else "info"}",'
                 f'"logger":"{ACCESS_LOGGER}","message":"request",'
@@ -258,25 +300,17 @@ class AccessLog:
                 f'"route":{encode_basestring(route)},"method":"{method}",'
                 f'"status":{status},"duration_ms":{ms:.3f},"numbers":{info.numbers}}}'
             )
-        else:
-            line = (
-                f"{method} {route} {status} {ms:.1f}ms tenant={_text_value(info.tenant)}"
-                f" client={_text_value(info.client_id)} numbers={info.numbers}"
-            )
-        buffers = self._direct_streams(level) if self.json else None
-        if buffers:
-            for buffer in buffers:
-                buffer.add(line, urgent=level >= logging.ERROR)
-            return
-        # A ready record straight to the handlers: Logger.info would also look up the
-        # caller's frame, and LogRecord.__init__ the process, thread and task names.
-        self.log.handle(AccessRecord(level, line, now))
+        return (
+            f"{method} {route} {status} {ms:.1f}ms tenant={_text_value(info.tenant)}"
+            f" client={_text_value(info.client_id)} numbers={info.numbers}"
+        )
 
-    def _direct_streams(self, level: int) -> list[LineBuffer] | None:
+    def _direct_streams(self, level: int) -> list[logging.StreamHandler[Any]] | None:
         """The streams the access line would reach, when the logging machinery would
         only copy it there: every handler on the way a plain StreamHandler with the
         JSON formatter (which passes access lines through unchanged), no filters,
-        levels that admit it. Otherwise None, and the line goes through logging.
+        levels that admit it. Otherwise None (or empty), and the line goes through
+        logging.
 
         Found again whenever the configuration changes (the handler chain is compared
         on every call: a tuple, not a walk through the records machinery)."""
@@ -287,24 +321,20 @@ class AccessLog:
                 return None
             chain += logger.handlers
             logger = logger.parent if logger.propagate else None
-        key = (level, tuple(chain))
-        if key != self._direct_key:
-            self._direct_key = key
-            self._direct = [
-                self._buffer(h)
-                for h in chain
+        key = tuple(chain)
+        if key != self._chain:
+            self._chain, self._direct = key, {}
+        direct = self._direct.get(level)
+        if direct is None:
+            admitting = [h for h in chain if level >= h.level]
+            direct = [
+                h
+                for h in admitting
                 if type(h) is logging.StreamHandler
                 and isinstance(h.formatter, JsonFormatter)
                 and not h.filters
-                and level >= h.level
             ]
-            if len(self._direct) != len([h for h in chain if level >= h.level]):
-                self._direct = []  # some handler needs the record itself
-        return self._direct
-
-    def _buffer(self, handler: logging.StreamHandler[Any]) -> LineBuffer:
-        # One buffer per handler, whatever the level: its lines stay in order.
-        buffer = self._buffers.get(handler)
-        if buffer is None:
-            buffer = self._buffers[handler] = LineBuffer(handler, self.flush_seconds)
-        return buffer
+            if len(direct) != len(admitting):
+                direct = []  # some handler needs the record itself
+            self._direct[level] = direct
+        return direct

@@ -135,9 +135,9 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         le=10_000,
-        description="JSON access lines wait up to this long to be written together (one"
-        " write per batch); 0 writes each at once. Default 50 in production, 0 in"
-        " development.",
+        description="A finished request's access line and request-histogram observation"
+        " wait up to this long to be settled with others (one write per batch; a 5xx at"
+        " once); 0 settles each at once. Default 50 in production, 0 in development.",
     )
     headroom_scan_seconds: float = Field(
         default=300.0,

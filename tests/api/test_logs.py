@@ -432,23 +432,44 @@ def test_the_production_default_batches_access_lines_and_development_writes_at_o
     )
 
 
-def test_a_buffered_line_is_written_on_a_new_event_loop_even_if_the_old_one_stopped() -> None:
+def test_a_pending_request_is_settled_on_a_new_event_loop_even_if_the_old_one_stopped() -> None:
     import asyncio
 
-    from api.access import LineBuffer
+    from api.access import AccessLog
+    from core.requestctx import RequestInfo
 
     stream = io.StringIO()
-    buffer = LineBuffer(logging.StreamHandler(stream), delay=0.01)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tally.access")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers[:], logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    observed: list[str] = []
+    log = AccessLog(
+        None,  # type: ignore[arg-type]
+        json=True,
+        observe=lambda method, route, status, seconds: observed.append(route),
+        flush_seconds=0.01,
+    )
 
-    async def add_and_leave(line: str) -> None:
-        buffer.add(line, urgent=False)
+    def finish(request_id: str) -> None:
+        log._finished((0.0, "GET", f"/{request_id}", 200, 0.001, RequestInfo(request_id)))
 
-    asyncio.run(add_and_leave("first"))  # its loop stops before the timer fires
-    assert stream.getvalue() == ""
+    async def finish_and_leave() -> None:
+        finish("first")
 
-    async def add_and_wait() -> None:
-        buffer.add("second", urgent=False)
+    async def finish_and_wait() -> None:
+        finish("second")
         await asyncio.sleep(0.05)
 
-    asyncio.run(add_and_wait())
-    assert stream.getvalue() == "first\nsecond\n"
+    try:
+        asyncio.run(finish_and_leave())  # its loop stops before the timer fires
+        assert stream.getvalue() == "" and observed == []
+        asyncio.run(finish_and_wait())
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+    ids = [json.loads(x)["request_id"] for x in stream.getvalue().splitlines()]
+    assert ids == ["first", "second"]
+    assert observed == ["/first", "/second"]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -143,3 +144,67 @@ async def test_numbers_by_mode_and_sequences_near_exhaustion_are_exported(
     assert samples[("tally_sequences_near_exhaustion", frozenset())] == 1
     assert samples[("tally_sequence_headroom_min_percent", frozenset())] == 0.0
     assert ("process_cpu_seconds_total", frozenset()) in samples
+
+
+def test_the_request_histogram_exposes_what_prometheus_clients_histogram_would() -> None:
+    # The same series, counts and sums as the library's own Histogram for the same
+    # observations: values on a bound count in that bound's bucket (le), values past
+    # the last bound only in +Inf, each label set its own series.
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from api.metrics import _BUCKETS, RequestHistogram
+
+    ours, reference = CollectorRegistry(), CollectorRegistry()
+    mine = RequestHistogram()
+    ours.register(mine)
+    theirs = Histogram(
+        RequestHistogram.NAME,
+        "reference",
+        ["method", "route", "status"],
+        buckets=_BUCKETS,
+        registry=reference,
+    )
+    observations = [
+        ("POST", "/v1/sequences/{name}/next", 200, s)
+        for s in (0.0, 0.0004, 0.001, 0.0010001, 0.0025, 0.03, 1.0, 5.0, 5.0001, 60.0)
+    ] + [("GET", "unmatched", 404, 0.002), ("POST", "/v1/sequences/{name}/next", 409, 0.1)]
+    for method, route, status, seconds in observations:
+        mine.observe(method, route, status, seconds)
+        theirs.labels(method, route, str(status)).observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[Any]], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, frozenset(s.labels.items())): round(s.value, 9)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(ours), samples(reference)
+    assert got == want
+    assert len(got) == 3 * (len(_BUCKETS) + 3)  # 3 series: buckets, +Inf, count, sum
+
+
+async def test_in_production_observations_are_settled_with_the_access_lines(
+    settings: Settings,
+) -> None:
+    # TALLY_ACCESS_LOG_FLUSH_MS: a request's observation waits with its access line
+    # (api.access.AccessLog), and is scraped once its batch is settled.
+    port = free_port()
+    app = create_app(
+        with_metrics(settings, port).model_copy(update={"access_log_flush_ms": 10_000}),
+        clock=FrozenClock(),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        for _ in range(3):
+            assert (await client.get("/healthz")).status_code == 200
+        _, samples = await scrape(url)
+        assert http_count(samples, method="GET", route="/healthz", status="200") == 0
+        app.middleware_stack.settle()  # what the timer (or a 5xx) does
+        _, samples = await scrape(url)
+        assert http_count(samples, method="GET", route="/healthz", status="200") == 3
