@@ -116,6 +116,10 @@ def _write_lines(handler: logging.StreamHandler[Any], lines: list[str]) -> None:
         handler.stream.flush()
     except ValueError:  # the stream was closed under us (interpreter exit)
         pass
+    except Exception:
+        # What StreamHandler.emit does: report it on stderr, never fail the request
+        # (or the timer) over a log that cannot be written (a full disk, a closed pipe).
+        handler.handleError(AccessRecord(logging.INFO, lines[0], time.time()))
     finally:
         handler.release()
 

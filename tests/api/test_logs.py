@@ -473,3 +473,30 @@ def test_a_pending_request_is_settled_on_a_new_event_loop_even_if_the_old_one_st
     ids = [json.loads(x)["request_id"] for x in stream.getvalue().splitlines()]
     assert ids == ["first", "second"]
     assert observed == ["/first", "/second"]
+
+
+class FailingStream(io.StringIO):
+    def write(self, s: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("flush_ms", [0, 10_000])
+async def test_a_log_that_cannot_be_written_never_fails_the_request(
+    tmp_path: Path, flush_ms: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tmp_path, log_format="json", access_log_flush_ms=flush_ms)
+    app = create_app(settings, clock=FrozenClock())
+    with served_config(settings):
+        logging.getLogger().handlers[0].setStream(FailingStream())  # type: ignore[attr-defined]
+        async with app.router.lifespan_context(app):
+            h = bearer(app_token(app))
+            async for c in _client(app):
+                assert (
+                    await c.post("/v1/sequences", json={"name": "inv"}, headers=h)
+                ).status_code == 201
+                r = await c.post("/v1/sequences/inv/next", headers=h)
+                assert r.status_code == 200 and r.json()["value"] == 1
+                r = await c.post("/v1/sequences/inv/next", headers=h)
+                assert r.status_code == 200 and r.json()["value"] == 2
+    # Reported as the logging module reports a handler's failure, on stderr.
+    assert "--- Logging error ---" in capsys.readouterr().err
