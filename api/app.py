@@ -234,7 +234,7 @@ def create_app(
             await app.state.idempotency.close()
             await app.state.sequences.group.close()  # the group at the store finishes
             await recorder.close()  # the last counts reach the store before it closes
-            access.flush()  # the last access lines reach the log
+            access.flush()  # what finished requests left pending: lines, observations
             await app.state.external.jwks.close()
             if store is None:  # an injected store belongs to whoever injected it
                 await the_store.close()
