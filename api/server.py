@@ -1,6 +1,6 @@
 """The HTTP server ``tally serve`` runs: granian, with the edge limits from settings.
 
-Why granian and not uvicorn: measured against a real process (README, "The edge"),
+Why granian and not uvicorn: measured against a real process (docs/operations.md, "The edge"),
 uvicorn enforces no deadline for a request head (a connection that sends nothing, or
 one byte a second, stays open for ever) and no header count, and with httptools no
 header size either; granian (hyper underneath) enforces all three, answering 431 for

@@ -7,7 +7,7 @@ over-the-bound request matches nothing; the upsert then collides with the existi
 ``_id`` and raises ``DuplicateKeyError``, which here means "re-read", the same as two
 processes racing to create a counter. Tenant-scoped collections are sharded on
 ``{tenant: 1, _id: 1}``: every document carries ``tenant`` and every filter names it
-(``_key``), so each operation is routed to one shard (see the README).
+(``_key``), so each operation is routed to one shard (see docs/storage.md).
 
 The store is one class made of parts, each over the shared collections and ``_call``
 of ``storage.mongo_base``: the registry (``mongo_registry``), the audit trail

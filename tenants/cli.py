@@ -285,7 +285,7 @@ def tenants_usage(
     sequence: Annotated[str | None, typer.Option(help="One sequence; default all.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Numbers a tenant took over time (what the servers have flushed; see the README)."""
+    """Numbers a tenant took over time (what the servers flushed; docs/audit-and-usage.md)."""
     since, until = _instant("--from", start), _instant("--to", end)
 
     async def series(s: TenantService) -> UsageOut:

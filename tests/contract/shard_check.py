@@ -1,6 +1,6 @@
 """A MongoDB database double that refuses any operation a sharded cluster could not target.
 
-The tenant-scoped collections are sharded on ``{tenant: 1, _id: 1}`` (see the README),
+The tenant-scoped collections are sharded on ``{tenant: 1, _id: 1}`` (see docs/storage.md),
 so every document must carry ``tenant`` and every filter must name it (an upsert or a
 ``findAndModify`` without the full shard key is refused by a sharded cluster). The
 ``tenants`` registry is small and platform-wide; it stays unsharded.

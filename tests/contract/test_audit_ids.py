@@ -8,7 +8,7 @@ from tests.contract.test_store import make_entry
 
 
 def audit_id(n: int) -> str:
-    """The documented id of a tenant's n-th entry (README, Audit trail)."""
+    """The documented id of a tenant's n-th entry (docs/audit-and-usage.md, Audit trail)."""
     return f"{n:019d}"
 
 
@@ -85,7 +85,8 @@ async def test_a_cursor_names_a_place_in_the_own_trail_only(store: Store) -> Non
 async def test_a_reused_slug_continues_its_trail_and_never_reuses_an_id(store: Store) -> None:
     await store.append_audit("acme", make_entry("a0"))
     await store.delete_tenant("acme", with_data=True)
-    # The trail outlives the tenant (README), so a cursor a client kept stays valid.
+    # The trail outlives the tenant (docs/audit-and-usage.md), so a cursor a client kept
+    # stays valid.
     assert await store.append_audit("acme", make_entry("a1")) == audit_id(2)
     assert [e.id for e in await store.list_audit("acme", after=None, limit=10)] == [
         audit_id(1),

@@ -1,4 +1,4 @@
-"""Ledger sequences with real server processes: the README's invoice session as written,
+"""Ledger sequences with real server processes: docs/ledger.md's invoice session as written,
 and the gap report's invariant through three SIGKILLs under load."""
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import pytest
 from tests.e2e.conftest import SERVERS, TALLY, cli, running_server
 
 pytestmark = pytest.mark.e2e
-README = Path(__file__).resolve().parents[2] / "README.md"
+LEDGER_DOC = Path(__file__).resolve().parents[2] / "docs" / "ledger.md"
 
 
 def ledger_session() -> str:
     match = re.search(
         r"<!-- ledger-session:start -->\s*```sh\n(.*?)```\s*<!-- ledger-session:end -->",
-        README.read_text(),
+        LEDGER_DOC.read_text(),
         re.S,
     )
-    assert match, "README lost its ledger session block"
+    assert match, "docs/ledger.md lost its ledger session block"
     return match.group(1)
 
 
