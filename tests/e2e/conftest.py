@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -45,47 +46,98 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# A port free_port() found can be taken before the server binds it: by another xdist
+# worker's server, or as the local end of a client connection (a load test elsewhere). The
+# server then exits at once saying so, and starts again on another port.
+ADDRESS_IN_USE = "Address already in use"
+START_ATTEMPTS = 5
+
+
+def _start(env: dict[str, str], workers: int) -> tuple[str, subprocess.Popen[bytes], IO[str]]:
+    """A started ``tally serve`` on a free port: its URL, process and log file."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        log = open(Path(env["TALLY_KEYS_DIR"]).parent / f"server-{port}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [str(TALLY), "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if _ready(url, proc, log, retry=attempt < START_ATTEMPTS):
+                return url, proc, log
+        except ServerFailed:
+            _stop(proc)
+            raise
+        except BaseException:
+            _stop(proc)
+            log.close()
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _ready(url: str, proc: subprocess.Popen[bytes], log: IO[str], *, retry: bool) -> bool:
+    """Wait until the server answers /readyz: True; False if its port was taken."""
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            log.close()
+            if retry and ADDRESS_IN_USE in Path(log.name).read_text(errors="replace"):
+                return False  # somebody took the port first: another one
+            raise ServerFailed(f"server exited with {proc.returncode}: see {log.name}", log)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise ServerFailed("server did not become ready in 30 s", log)
+        time.sleep(0.1)
+
+
+class ServerFailed(RuntimeError):
+    def __init__(self, message: str, log: IO[str]) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _print_tail(log: IO[str]) -> None:
+    """Show the server's side of a failure in pytest's captured output (CI has no files)."""
+    if not log.closed:
+        log.flush()
+    tail = Path(log.name).read_text(errors="replace").splitlines()[-40:]
+    print(f"--- last lines of {log.name} ---", *tail, sep="\n")
+
+
 @contextmanager
 def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
     """Start ``tally serve`` and wait until /readyz answers; SIGTERM it afterwards."""
-    port = free_port()
-    log = open(Path(env["TALLY_KEYS_DIR"]).parent / f"server-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [str(TALLY), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    try:
+        url, proc, log = _start(env, workers)
+    except ServerFailed as failed:
+        _print_tail(failed.log)
+        failed.log.close()
+        raise
     SERVERS[url] = proc
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: see {log.name}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready in 30 s")
-            time.sleep(0.1)
         yield url
     except BaseException:
-        # Show the server's side of a failure in pytest's captured output (CI has no files).
-        log.flush()
-        tail = Path(log.name).read_text(errors="replace").splitlines()[-40:]
-        print(f"--- last lines of {log.name} ---", *tail, sep="\n")
+        _print_tail(log)
         raise
     finally:
         SERVERS.pop(url, None)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         log.close()
 
 
