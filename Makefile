@@ -5,6 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make test` runs pytest in xdist workers, one per core (2 on this kind of machine; more
+# measured slower here, the suite is mostly CPU-bound on 2 cores), at most 4: much of it
+# waits on real processes (servers, terraform, chromium, the Bigtable emulator).
+# worksteal: an idle worker takes half of a busy one's queue, so a run of long e2e tests
+# does not leave one worker busy at the end. Not loadgroup/loadscope: they key tests by node
+# id, and under pytest 9 schemathesis gives every operation's test the same id, so all but
+# one would not run. PYTEST_XDIST= (empty) runs serially, as plain `pytest` does.
+PYTEST_XDIST ?= -n auto --maxprocesses 4 --dist worksteal
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION ?= >=3.3.30,<4
 
@@ -49,7 +57,7 @@ lint: $(VENV)/.stamp-dev
 
 # pytest exits 5 when it collected nothing; that must fail, not pass.
 pytest: $(VENV)/.stamp-dev $(CHECKOV_VENV)/bin/checkov
-	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest $(PYTEST_XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint pytest
