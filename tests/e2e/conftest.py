@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +14,11 @@ from typing import IO
 import httpx
 import pytest
 
+from bench.servers import free_port, stop
+
 TALLY = Path(sys.executable).parent / "tally"
 # The process behind each running server's URL (a test may kill one outright).
 SERVERS: dict[str, subprocess.Popen[bytes]] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -69,10 +62,10 @@ def _start(env: dict[str, str], workers: int) -> tuple[str, subprocess.Popen[byt
             if _ready(url, proc, log, retry=attempt < START_ATTEMPTS):
                 return url, proc, log
         except ServerFailed:
-            _stop(proc)
+            stop(proc)
             raise
         except BaseException:
-            _stop(proc)
+            stop(proc)
             log.close()
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -103,15 +96,6 @@ class ServerFailed(RuntimeError):
         self.log = log
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _print_tail(log: IO[str]) -> None:
     """Show the server's side of a failure in pytest's captured output (CI has no files)."""
     if not log.closed:
@@ -137,7 +121,7 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
         raise
     finally:
         SERVERS.pop(url, None)
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
