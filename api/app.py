@@ -38,7 +38,7 @@ from ledger.router import router as ledger_router
 from ledger.service import LedgerService
 from sequences.allocator import BlockPolicy
 from sequences.router import admin_router as sequences_admin_router
-from sequences.router import next_numbers, seed_counter, seed_router
+from sequences.router import next_numbers, seed_router
 from sequences.router import router as sequences_router
 from sequences.service import SequenceService, TimezoneLookup
 from storage import Store, open_store
@@ -74,11 +74,11 @@ class TallyApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         if self.fast_path:
-            # Same endpoints, same exception handlers; only FastAPI's routing is skipped.
+            # The endpoints' own steps and exception handlers; FastAPI's routing skipped.
             inner = FastPath(
                 inner,
+                state=self.state,
                 next_endpoint=next_numbers,
-                seed_endpoint=seed_counter,
                 handlers=self.exception_handlers,
             )
         return AccessLog(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import Depends, Request
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
 
 from auth.errors import InvalidToken, MissingScope, MissingToken, OAuthError
@@ -58,8 +59,13 @@ async def get_verifier(request: Request) -> TokenVerifier:
 
 async def authenticate(request: Request) -> TokenPrincipal:
     """The caller's verified token; 401 if missing, invalid, or its tenant/client is not."""
-    verifier = await get_verifier(request)
-    headers = request.headers.getlist("authorization")
+    return await bearer(request.app.state, request.headers.getlist("authorization"))
+
+
+async def bearer(state: State, headers: list[str]) -> TokenPrincipal:
+    """``authenticate`` from the app's state and the request's Authorization headers
+    (the fast path, ``api.fastpath``, reads them from the ASGI scope: no ``Request``)."""
+    verifier: TokenVerifier = state.verifier
     if not headers:
         raise MissingToken()
     if len(headers) > 1:  # which one would a proxy or a log have looked at?
@@ -72,12 +78,12 @@ async def authenticate(request: Request) -> TokenPrincipal:
         principal = verifier.verify(token.strip())
     except InvalidToken:
         # Not one of ours: maybe from a tenant's registered identity provider.
-        external: ExternalVerifier | None = getattr(request.app.state, "external", None)
+        external: ExternalVerifier | None = getattr(state, "external", None)
         if external is None:
             raise
         principal = await external.verify(token.strip())
     note_caller(principal.tenant, principal.client_id)
-    admit: Admit | None = getattr(request.app.state, "admit", None)
+    admit: Admit | None = getattr(state, "admit", None)
     if admit is not None:
         await admit(principal)
     return principal
@@ -111,11 +117,16 @@ def tenant_of(principal: TokenPrincipal) -> str:
     return principal.tenant
 
 
+def tenant_scoped(principal: TokenPrincipal, scope: str) -> TokenPrincipal:
+    """``principal`` if it holds ``scope`` (else 403) and is bound to a tenant (else 401)."""
+    _has_scope(principal, scope)
+    tenant_of(principal)
+    return principal
+
+
 def _tenant_scoped(scope: str) -> Callable[[Request], Awaitable[TokenPrincipal]]:
     async def check(request: Request) -> TokenPrincipal:
-        principal = _has_scope(await authenticate(request), scope)
-        tenant_of(principal)
-        return principal
+        return tenant_scoped(await authenticate(request), scope)
 
     check.__name__ = f"tenant_{scope.replace(':', '_')}"
     REQUIREMENTS[check] = Requirement(scope, tenant_bound=True)

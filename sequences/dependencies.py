@@ -9,11 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from auth.dependencies import can_next
+from auth.schemas import TokenPrincipal
 from core.errors import PayloadTooLarge, UnsupportedMediaType
-from core.limits import JSON_ONLY, body_deadline, is_json
+from core.limits import JSON_ONLY, BodyDeadline, is_json
 from sequences.schemas import NAME_MAX, NAME_PATTERN, NextRequest
 from sequences.service import SequenceService
 
@@ -31,12 +34,11 @@ MAX_NEXT_BODY = 4096
 NAME_DESCRIPTION = "1-64 of a-z 0-9 . _ -, starting with a letter or digit."
 
 
-async def _body(request: Request) -> bytes:
+async def _body(deadline: BodyDeadline, receive: Receive) -> bytes:
     """The request body; a small one arrives in one ASGI message (Starlette's
     ``request.body()`` costs a stream generator and a weakref set on top)."""
-    deadline = body_deadline(request)
     until = deadline.start()
-    message = await deadline.receive(request.receive, until)
+    message = await deadline.receive(receive, until)
     chunks = [message.get("body", b"")]
     size = len(chunks[0])
     while True:
@@ -44,7 +46,7 @@ async def _body(request: Request) -> bytes:
             raise PayloadTooLarge(f"The body of next must be at most {MAX_NEXT_BODY} bytes.")
         if not message.get("more_body"):
             break
-        message = await deadline.receive(request.receive, until)
+        message = await deadline.receive(receive, until)
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
     if message["type"] == "http.disconnect":
@@ -74,7 +76,20 @@ async def next_call(request: Request) -> NextCall:
     bad name or body. ``next_numbers``' ``openapi_extra`` documents what it reads.
     """
     principal = await can_next(request)
-    name: str = request.path_params["name"]
+    return await read_next(
+        request.app.state,
+        principal,
+        request.path_params["name"],
+        request.headers.get("content-type"),
+        request.receive,
+    )
+
+
+async def read_next(
+    state: State, principal: TokenPrincipal, name: str, content_type: str | None, receive: Receive
+) -> NextCall:
+    """``next_call`` once the caller is known, from what a request carries (the fast
+    path, ``api.fastpath``, passes them straight from the ASGI scope)."""
     if not _NAME.fullmatch(name):
         raise RequestValidationError(
             [
@@ -86,10 +101,10 @@ async def next_call(request: Request) -> NextCall:
                 }
             ]
         )
-    raw = await _body(request)
+    raw = await _body(state.body_deadline, receive)
     count, reference = 1, None
     if raw.strip():  # no body, or only blanks: one number; `null` is no object: a 422
-        if not is_json(request.headers.get("content-type")):
+        if not is_json(content_type):
             raise UnsupportedMediaType(JSON_ONLY)
         try:
             parsed = NextRequest.model_validate_json(raw)
@@ -101,7 +116,7 @@ async def next_call(request: Request) -> NextCall:
             ) from None
     return NextCall(
         principal.tenant,
-        request.app.state.sequences,
+        state.sequences,
         name,
         count,
         raw,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
+from starlette.datastructures import State
 
 from audit.service import Actor
 from auth.dependencies import CanRead, CanWrite, PlatformAdmin, authenticates_itself, can_next
+from auth.schemas import TokenPrincipal
 from core.errors import Unprocessable
 from core.limits import BodyLimitedRoute
 from core.openapi import errors
@@ -78,18 +80,27 @@ async def next_numbers(request: Request) -> Response:
     call = await next_call(request)
     key = idempotency_key(request)
     if key is None:
-        return await _next(request, call, None)
+        return _json(await issue(request.app.state, call, None))
     idem: IdempotencyService = request.app.state.idempotency
-    return await idem.guard(
-        call.tenant, key, fingerprint(request, call.body), lambda c: _next(request, call, c)
-    )
+
+    async def once(claim: Claim | None) -> Response:
+        return _json(await issue(request.app.state, call, claim))
+
+    return await idem.guard(call.tenant, key, fingerprint(request, call.body), once)
 
 
-async def _next(request: Request, call: NextCall, claim: Claim | None) -> Response:
+def _json(body: bytes) -> Response:
+    # The hot path: serialised once, skipping FastAPI's re-validation of the response
+    # model and jsonable_encoder (response_model above still documents the shape).
+    return Response(body, media_type="application/json")
+
+
+async def issue(state: State, call: NextCall, claim: Claim | None) -> bytes:
+    """The numbers of one ``next`` call, as its JSON answer (also the fast path's)."""
     service, tenant, name, count = call.service, call.tenant, call.name, call.count
     if count > 1:  # one number is within every limit: skip the lookups on the hot path
         limit = service.max_batch
-        plan_limit = await request.app.state.tenants.max_batch_of(tenant)
+        plan_limit = await state.tenants.max_batch_of(tenant)
         if plan_limit is not None and plan_limit < limit:
             limit = plan_limit  # the tenant's plan caps batches below the instance's maximum
         if count > limit:
@@ -108,9 +119,7 @@ async def _next(request: Request, call: NextCall, claim: Claim | None) -> Respon
             idempotency_key=claim.key if claim else None,
         )
     note_numbers(alloc.count)
-    # The hot path: serialise once, skipping FastAPI's re-validation of the response
-    # model and jsonable_encoder (response_model above still documents the shape).
-    return Response(next_json(seq, alloc), media_type="application/json")
+    return next_json(seq, alloc)
 
 
 @router.post(
@@ -202,10 +211,15 @@ async def seed_counter(request: Request) -> Response:
     # Like next_numbers, it reads the caller itself (no declared dependencies), so the
     # fast path (api.fastpath) can call this very function.
     principal = await can_next(request)
-    service: SequenceService = request.app.state.sequences
+    return PlainTextResponse(await seed_number(request.app.state, principal))
+
+
+async def seed_number(state: State, principal: TokenPrincipal) -> str:
+    """The seed API's answer for a caller already authorised (also the fast path's)."""
+    service: SequenceService = state.sequences
     alloc = await service.next_default(principal.tenant)
     note_numbers(alloc.count)
-    return PlainTextResponse(str(alloc.first))
+    return str(alloc.first)
 
 
 @admin_router.get("", response_model=SequencePage)

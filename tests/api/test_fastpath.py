@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from api.app import create_app
 from api.fastpath import FastPath
@@ -78,6 +80,10 @@ SCRIPT: list[Step] = [
     ("POST", "/getCounter", {}),  # 405
     ("GET", "/getCounter/", {}),
     ("GET", "/getCounter", {}),
+    ("GET", "/getCounter", {"idem": "g-1"}),  # the seed API has no keyed form: a number
+    # The fast path reads the head itself: the first Content-Type counts, as in Starlette.
+    ("POST", "/v1/sequences/small/next", {"content": b"1", "type": ["text/plain", "a/json"]}),
+    ("POST", "/v1/sequences/keyed/next", {"json": {}, "type": ["application/json", "text/x"]}),
 ]
 
 
@@ -109,7 +115,9 @@ async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any,
                 if "idem" in kwargs:
                     headers.append(("Idempotency-Key", kwargs.pop("idem")))
                 if "type" in kwargs:
-                    headers.append(("Content-Type", kwargs.pop("type")))
+                    media = kwargs.pop("type")
+                    for value in [media] if isinstance(media, str) else media:
+                        headers.append(("Content-Type", value))
                 r = await c.request(method, path, headers=headers, **kwargs)
                 answers.append((method, path, r.status_code, sorted(r.headers.items()), r.content))
         return answers
@@ -157,3 +165,37 @@ async def test_an_unexpected_error_is_the_same_500_problem_either_way(
     assert status == 500 and ("content-type", "application/problem+json") in headers
     assert ("x-request-id", "parity-1") in headers
     assert b"injected" not in body  # no internals leak
+
+
+async def test_a_plain_next_or_seed_call_makes_no_starlette_request_or_response(
+    both: tuple[Settings, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the fast path is for (docs/performance.md): the hot answers are sent as two
+    ASGI messages, with no Request, Headers or Response objects per request."""
+    fast, _ = both
+    made: list[str] = []
+    for cls in (Request, Response):
+        original = cls.__init__
+
+        def counting(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
+            made.append(type(self).__name__)
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    app = create_app(fast, clock=FrozenClock())
+    async with app.router.lifespan_context(app):
+        auth = {"Authorization": f"Bearer {app_token(app)}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
+            created = await c.post("/v1/sequences", json={"name": "hot"}, headers=auth)
+            assert created.status_code == 201 and made  # the router makes them
+            made.clear()
+            hot = await c.post("/v1/sequences/hot/next", json={"count": 2}, headers=auth)
+            seed = await c.get("/getCounter", headers=auth)
+            assert (hot.status_code, hot.json()["value"], seed.text) == (200, 1, "1")
+            assert made == []
+            keyed = await c.post(
+                "/v1/sequences/hot/next", headers={**auth, "Idempotency-Key": "k-1"}
+            )
+            assert keyed.json()["value"] == 3
+            assert "Request" in made  # a keyed call goes through the endpoint itself
