@@ -44,6 +44,7 @@ from sequences.schemas import (
     LEDGER_MAX_BATCH,
     Mode,
     NextOut,
+    Reset,
     SequenceCreate,
     SequenceHeadroom,
     SequenceOut,
@@ -290,8 +291,13 @@ class SequenceService:
         """
         seq = await self.get(tenant, name)
         at = self.clock.now()
-        local = local_time(at, await self.timezone_of(tenant))
-        period = period_of(seq.reset, local)
+        if seq.reset is Reset.never and seq.template is None and not seq.ledger:
+            # Nothing reads the tenant's local time (no period, format or entry): skip
+            # its zone lookup and conversion on the hot path; the instant is the same.
+            local, period = at, ""
+        else:
+            local = local_time(at, await self.timezone_of(tenant))
+            period = period_of(seq.reset, local)
         rider: Rider | None = None
         if seq.ledger:
             if count > LEDGER_MAX_BATCH:
