@@ -120,7 +120,8 @@ class BigtableStore(BigtableRegistry, BigtableAudit, BigtableUsage, BigtableLedg
 
     async def close(self) -> None:
         if self._client is not None:
-            client, self._client, self._table, self._counters = self._client, None, None, None
+            client, self._client, self._table = self._client, None, None
+            self._counters = self._idempotency = None  # "not started" again, not a closed channel
             await client.close()
 
     async def ping(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,22 @@ async def test_start_creates_the_table_once_and_again_is_harmless(bt_store: Bigt
         assert await again.get_sequence("acme", "invoices") is not None
     finally:
         await again.close()
+
+
+async def test_a_closed_store_refuses_every_call_as_not_started(bigtable_host: str) -> None:
+    store = BigtableStore(BigtableURL("tally-test", "tally", None, f"x{uuid.uuid4().hex[:10]}_"))
+    await store.start()
+    await store.close()
+    now = datetime.now(UTC)
+    calls = [
+        store.get_sequence("acme", "invoices"),
+        store.read_counter("acme", "invoices"),
+        store.release_idempotency("acme", "k-1"),
+        store.sweep_idempotency(now),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable, match="not started"):
+            await call
 
 
 async def test_a_lost_emulator_answers_503_with_retry_after(
