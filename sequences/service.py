@@ -38,13 +38,12 @@ from sequences.errors import (
 )
 from sequences.group import GroupCommit
 from sequences.models import Allocation, Sequence, capacity
-from sequences.periods import counter_key, local_time, period_of
+from sequences.periods import Reset, counter_key, local_time, period_of
 from sequences.schemas import (
     FORMATTED_RANGE_LIMIT,
     LEDGER_MAX_BATCH,
     Mode,
     NextOut,
-    Reset,
     SequenceCreate,
     SequenceHeadroom,
     SequenceOut,
