@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 from pathlib import Path
 from typing import Annotated
@@ -36,7 +37,7 @@ app.command("smoke")(ops_cli.smoke)
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
     factory: Annotated[
         str,
@@ -61,7 +62,7 @@ def serve(
 
     from api.app import load_keys
     from api.logs import log_format, logging_config
-    from api.server import server
+    from api.server import check_can_listen, server
     from auth.keys import KeyRingError
 
     settings = load_settings()
@@ -78,20 +79,27 @@ def serve(
         # The message never holds the URL itself: it may carry a password.
         reason = exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
         fail(f"cannot open the store named by TALLY_STORE_URL: {reason}", 2)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+    # Last before granian, whose own failure to bind is a Rust panic and a traceback.
+    try:
+        check_can_listen(host, port)
+    except ValueError:
+        fail(f"--host must be an IP address such as 127.0.0.1 or 0.0.0.0, not {host!r}", 2)
+    except OSError as exc:
+        hint = _BIND_HINTS.get(exc.errno or 0, "")
+        fail(f"cannot listen on {address}: {exc.strerror or exc}{hint}", 2)
     if log_format(settings) == "text":
         typer.echo(
-            f"Tally on http://{host}:{port} (store: {settings.store_kind}).\n"
+            f"Tally on http://{address} (store: {settings.store_kind}).\n"
             "Get a development token:\n"
             "  .venv/bin/tally token --tenant demo\n"
             'then: curl -H "Authorization: Bearer $TOKEN" -X POST '
-            f"http://{host}:{port}/v1/sequences -H 'content-type: application/json' "
+            f"http://{address}/v1/sequences -H 'content-type: application/json' "
             '-d \'{"name": "invoices"}\'',
             err=True,
         )
     else:  # a log platform reads stdout: one JSON object per line, nothing else
-        logging.getLogger("tally").info(
-            "serving on %s:%s, store %s", host, port, settings.store_kind
-        )
+        logging.getLogger("tally").info("serving on %s, store %s", address, settings.store_kind)
     # SIGTERM: stop accepting, finish the requests in flight, then the lifespan's
     # shutdown (the usage recorder's last flush) in every worker. The same logging
     # config again in each worker; api.access writes the access lines, not granian.
@@ -104,6 +112,13 @@ def serve(
         app=factory,
         reload_paths=(reload_dir or _source_dirs()) if reload else None,
     ).serve()
+
+
+_BIND_HINTS = {
+    errno.EADDRINUSE: " (another process listens there: stop it or choose another --port)",
+    errno.EACCES: " (ports below 1024 need root or CAP_NET_BIND_SERVICE: choose another --port)",
+    errno.EADDRNOTAVAIL: " (no interface of this machine has that address: check --host)",
+}
 
 
 def _source_dirs() -> list[Path]:

@@ -14,9 +14,11 @@ wait in the kernel's listen backlog). The body deadline is the app's
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,21 @@ def server(
         reload=reload_paths is not None,
         reload_paths=reload_paths,
     )
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go: an OSError now instead of granian's panic later.
+
+    granian binds with SO_REUSEADDR and SO_REUSEPORT; this probe sets SO_REUSEADDR only.
+    So a port with connections left in TIME_WAIT passes, as it does for granian, but a
+    port another process listens on fails even when that process set SO_REUSEPORT too
+    (another ``tally serve``), which granian would otherwise share silently with it.
+    ``host`` must be an IP address (granian resolves no names): ValueError otherwise.
+    """
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def worker_app() -> FastAPI:
