@@ -9,8 +9,8 @@ hot routes by their shape and runs the very steps their registered endpoints run
 (``auth.dependencies.bearer`` and ``tenant_scoped``, ``sequences.dependencies.read_next``,
 ``sequences.router.issue`` and ``seed_number``), reading the headers straight from the
 ASGI scope and sending the answer as two ASGI messages: no Starlette ``Request``,
-``Headers`` or ``Response`` per request (measured: ~5 µs of a 44 µs in-process
-``next``). A ``next`` with an ``Idempotency-Key`` goes through the registered endpoint
+``Headers`` or ``Response`` per request (in-process, a cached ``next`` went from 48 to
+39 µs; docs/performance.md). A ``next`` with an ``Idempotency-Key`` goes through the registered endpoint
 itself (``next_numbers``), as does everything with the fast path switched off
 (``TALLY_FAST_PATH=false``). Errors are answered by the app's own exception handlers
 (RFC 9457 problem+json), with a ``Request`` made only then; tests/api/test_fastpath.py
