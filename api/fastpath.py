@@ -10,11 +10,11 @@ hot routes by their shape and runs the very steps their registered endpoints run
 ``sequences.router.issue`` and ``seed_number``), reading the headers straight from the
 ASGI scope and sending the answer as two ASGI messages: no Starlette ``Request``,
 ``Headers`` or ``Response`` per request (in-process, a cached ``next`` went from 48 to
-39 µs; docs/performance.md). A ``next`` with an ``Idempotency-Key`` goes through the registered endpoint
-itself (``next_numbers``), as does everything with the fast path switched off
-(``TALLY_FAST_PATH=false``). Errors are answered by the app's own exception handlers
-(RFC 9457 problem+json), with a ``Request`` made only then; tests/api/test_fastpath.py
-checks that every answer matches the router's byte for byte.
+39 µs; docs/performance.md). A ``next`` with an ``Idempotency-Key`` goes through the
+registered endpoint itself (``next_numbers``), as does everything with the fast path
+switched off (``TALLY_FAST_PATH=false``). Errors are answered by the app's own
+exception handlers (RFC 9457 problem+json), with a ``Request`` made only then;
+tests/api/test_fastpath.py checks that every answer matches the router's byte for byte.
 """
 
 from __future__ import annotations
