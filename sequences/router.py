@@ -208,8 +208,8 @@ async def advance_sequence(
 @authenticates_itself(can_next)
 async def seed_counter(request: Request) -> Response:
     """The next number of the tenant's `default` sequence, as plain text (seed API)."""
-    # Like next_numbers, it reads the caller itself (no declared dependencies), so the
-    # fast path (api.fastpath) can call this very function.
+    # Like next_numbers, it reads the caller itself (no declared dependencies); the fast
+    # path (api.fastpath) runs the same two steps, can_next's and seed_number.
     principal = await can_next(request)
     return PlainTextResponse(await seed_number(request.app.state, principal))
 
