@@ -141,7 +141,8 @@ class BigtableBase:
     async def _delete_range(self, start: bytes, end: bytes) -> None:
         rows = await self._scan(start, end, row_filter=KEYS_ONLY)
         for i in range(0, len(rows), _DELETE_BATCH):
-            entries = [RowMutationEntry(r.row_key, DeleteAllFromRow()) for r in rows[i : i + 1000]]
+            batch = rows[i : i + _DELETE_BATCH]
+            entries = [RowMutationEntry(r.row_key, DeleteAllFromRow()) for r in batch]
             await self._call(self.table.bulk_mutate_rows(entries))
 
     async def _update_versioned(self, row_key: bytes, record: Any, expected_revision: int) -> bool:
