@@ -47,6 +47,13 @@ def serve(
             help="Another ASGI app factory to serve the same way (make bench's yardsticks).",
         ),
     ] = "api.app:create_app",
+    interface: Annotated[
+        str,
+        typer.Option(
+            hidden=True,
+            help="asgi, or rsgi for an --app that speaks granian's RSGI (make bench's rsgi-limit).",
+        ),
+    ] = "asgi",
     reload: Annotated[
         bool, typer.Option(help="Restart on source changes (development, `make dev`).")
     ] = False,
@@ -62,8 +69,11 @@ def serve(
 
     from api.app import load_keys
     from api.logs import log_format, logging_config
-    from api.server import check_can_listen, server
+    from api.server import TALLY_APP, check_can_listen, server
     from auth.keys import KeyRingError
+
+    if interface not in ("asgi", "rsgi") or (interface == "rsgi" and factory == TALLY_APP):
+        fail("--interface is asgi, or rsgi for another --app: Tally itself speaks ASGI", 2)
 
     settings = load_settings()
     log_config = logging_config(settings)
@@ -110,6 +120,7 @@ def serve(
         workers=workers,
         log_config=log_config,
         app=factory,
+        rsgi=interface == "rsgi",
         reload_paths=(reload_dir or _source_dirs()) if reload else None,
     ).serve()
 

@@ -40,6 +40,7 @@ def server(
     workers: int,
     log_config: dict[str, Any] | None = None,
     app: str = TALLY_APP,
+    rsgi: bool = False,
     reload_paths: list[Path] | None = None,
 ) -> Any:
     """A granian server for the app factory ``app``, configured from ``settings``."""
@@ -58,7 +59,9 @@ def server(
         target,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,  # with the lifespan: it owns the store and the recorder
+        # ASGI with the lifespan: it owns the store and the recorder. RSGI only for
+        # make bench's rsgi-limit yardstick (bench.rsgi_counter).
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         factory=True,
         workers=workers,
         loop=Loops.uvloop,

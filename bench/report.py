@@ -84,6 +84,7 @@ def comparisons(results: list[Result]) -> list[tuple[str, str]]:
     """Informational ratios: Tally against what users pick instead, and its switches."""
     by = {r.name: r for r in results}
     pairs = [
+        ("raw counter on RSGI / on ASGI (same server)", "rsgi-limit", "asgi-limit"),
         ("strict / Redis INCR, 1 key", "strict", "redis-1key"),
         ("spread / Redis INCR, 1,000 keys", "spread", "redis-1000keys"),
         ("strict / bare FastAPI", "strict", "fastapi"),

@@ -6,6 +6,8 @@ log on, Prometheus metrics on as the chart enables them); the yardsticks run on 
 same command through its hidden ``--app`` option:
 
 - ``asgi-limit``: a raw ASGI counter (``bench.asgi_counter``): the server's limit;
+- ``rsgi-limit``: the same counter on granian's RSGI interface (``bench.rsgi_counter``):
+  how much of that limit is the ASGI exchange itself;
 - ``fastapi``: bare FastAPI with an in-memory counter (``bench.baseline_app``);
 - ``redis-1key`` / ``redis-1000keys``: Redis ``INCR`` with ``appendfsync always``
   (durable, what users pick instead), redis-server started here on a free port and
@@ -79,6 +81,7 @@ class Config:
     redis_keys: int | None = None
     ledger: bool = False  # the hot sequence keeps a ledger (issue 10)
     idempotent: bool = False  # every request carries a fresh Idempotency-Key (issue 10)
+    rsgi: bool = False  # the app speaks granian's RSGI (the rsgi-limit yardstick)
 
 
 def ledger_configurations() -> list[Config]:
@@ -102,6 +105,13 @@ def configurations(workers: int) -> list[Config]:
             "raw ASGI counter (no framework, auth or store): the server's limit",
             kind="yardstick",
             app="bench.asgi_counter:create_app",
+        ),
+        Config(
+            "rsgi-limit",
+            "the same raw counter on granian's RSGI interface: what ASGI itself costs",
+            kind="yardstick",
+            app="bench.rsgi_counter:create_app",
+            rsgi=True,
         ),
         Config(
             "fastapi",
@@ -356,7 +366,7 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
         hot = tokens.mint(HOT_TENANT)
         port = servers.free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = servers.http_command(config.app, port, config.workers)
+        cmd = servers.http_command(config.app, port, config.workers, rsgi=config.rsgi)
         log = workdir / "server.log"
         with servers.running(cmd, env, log) as proc:
             servers.wait_http(proc, url + ("/readyz" if config.kind == "tally" else "/"), log)

@@ -29,11 +29,13 @@ def free_port() -> int:
         return port
 
 
-def http_command(app: str, port: int, workers: int) -> list[str]:
+def http_command(app: str, port: int, workers: int, *, rsgi: bool = False) -> list[str]:
     cmd = [str(BIN / "tally"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)]
     if app != "api.app:create_app":
         cmd += ["--app", app]
+    if rsgi:
+        cmd += ["--interface", "rsgi"]
     return cmd
 
 

@@ -1,0 +1,43 @@
+"""The raw counter of ``bench.asgi_counter`` on granian's RSGI interface instead of ASGI.
+
+``make bench`` serves it with ``tally serve --app bench.rsgi_counter:create_app
+--interface rsgi`` (the same server, options and logging) as the row ``rsgi-limit``:
+what granian's own side of a request costs without the ASGI exchange (its scope dict,
+``receive`` and two ``send`` messages). Tally speaks ASGI; the row says how much a move
+to RSGI could win at most (docs/performance.md). Same body shape, and the request body
+is read (and dropped), as Tally must.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+_HEADERS = [("content-type", "application/json")]
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.counter = itertools.count(1)
+
+    def __rsgi_init__(self, loop: Any) -> None:  # granian's hooks: nothing to set up
+        pass
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        pass
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        if scope.proto != "http":
+            return
+        await protocol()  # the whole body
+        value = next(self.counter)
+        body = b'{"sequence":"orders","value":"%d","first":%d,"last":%d,"count":1}' % (
+            value,
+            value,
+            value,
+        )
+        protocol.response_bytes(200, _HEADERS, body)
+
+
+def create_app() -> Counter:
+    return Counter()
