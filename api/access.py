@@ -26,6 +26,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable
+from contextvars import Token
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -65,9 +66,14 @@ def request_id_of(scope: Scope) -> str:
     """The client's ``X-Request-ID`` if it is sane, else a new one (``_new_id``)."""
     for key, value in scope["headers"]:
         if key == HEADER:
-            if _SANE_ID.fullmatch(value):
-                return str(value.decode("ascii"))
-            break
+            return request_id(value)
+    return _new_id()
+
+
+def request_id(value: bytes | None) -> str:
+    """The id for a request whose first ``X-Request-ID`` header is ``value``."""
+    if value is not None and _SANE_ID.fullmatch(value):
+        return str(value.decode("ascii"))
     return _new_id()
 
 
@@ -216,6 +222,30 @@ class AccessLog:
                 self._finished((time.time(), method, route_of(scope), status, seconds, info))
             finally:
                 CURRENT.reset(token)
+
+    def begin(self, header: str | None) -> tuple[RequestInfo, Token[RequestInfo | None]]:
+        """What ``__call__`` does before the app, for a server that calls no ASGI app
+        (api.rsgi's hot routes): the request's id, from its first ``X-Request-ID``
+        value ``header``, and its ``RequestInfo`` made current. Echo the id yourself."""
+        info = RequestInfo(request_id(header.encode("latin-1") if header is not None else None))
+        return info, CURRENT.set(info)
+
+    def finish(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        started: float,
+        info: RequestInfo,
+        token: Token[RequestInfo | None],
+    ) -> None:
+        """What ``__call__`` does after the app, for ``begin``'s request."""
+        try:
+            seconds = time.perf_counter() - started
+            label = method if method in _METHODS else "other"
+            self._finished((time.time(), label, route, status, seconds, info))
+        finally:
+            CURRENT.reset(token)
 
     def _finished(self, entry: Entry) -> None:
         pending = self._pending

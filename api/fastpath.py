@@ -60,27 +60,30 @@ class FastPath:
         self.next_endpoint = next_endpoint  # what a keyed `next` goes through
         self.handlers = handlers
 
+    def hot(self, method: str, path: str) -> tuple[str | None, str] | None:
+        """``(name, route)`` of a hot request (name None: ``/getCounter``), else None."""
+        if method == "POST" and (match := _NEXT.fullmatch(path)) is not None:
+            return match[1], NEXT_ROUTE
+        if method == "GET" and path == SEED_ROUTE:
+            return None, SEED_ROUTE
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method: str = scope["method"]
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        if method == "POST" and (match := _NEXT.fullmatch(path)) is not None:
-            name = match[1]
-            scope["path_params"] = {"name": name}
-            # For api.metrics and api.access: no router sets scope["route"].
-            scope["tally.route"] = NEXT_ROUTE
-        elif method == "GET" and path == SEED_ROUTE:
-            name = None
-            scope["path_params"] = {}
-            scope["tally.route"] = SEED_ROUTE
-        else:
+        hot = self.hot(scope["method"], path)
+        if hot is None:
             await self.app(scope, receive, send)
             return
+        name, route = hot
+        scope["path_params"] = {"name": name} if name is not None else {}
+        # For api.metrics and api.access: no router sets scope["route"].
+        scope["tally.route"] = route
         # What the hot routes read of the head, in one pass over it (ASGI names are
         # lower-case; values decoded as Starlette's Headers decode them).
         authorization: list[str] = []
@@ -99,16 +102,9 @@ class FastPath:
             if keyed:
                 response = await self.next_endpoint(Request(scope, receive))
             else:
-                body, media = await self._answer(receive, name, authorization, content_type)
+                body, media = await self.answer(receive, name, authorization, content_type)
         except Exception as exc:
-            # Outside ServerErrorMiddleware (api.app.TallyApp): an unexpected error gets
-            # the app's handler for Exception (500 problem+json, the traceback logged
-            # once), as through the router.
-            handler = self._handler_for(exc)
-            if handler is None:
-                raise
-            answer = handler(Request(scope, receive), exc)
-            response = await answer if inspect.isawaitable(answer) else answer
+            response = await self.error(scope, receive, exc)
         if response is not None:
             await response(scope, receive, send)
             return
@@ -121,20 +117,34 @@ class FastPath:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(
+    async def answer(
         self,
         receive: Receive,
         name: str | None,
         authorization: list[str],
         content_type: str | None,
     ) -> tuple[bytes, bytes]:
-        """The 200 answer's body and media type; raises what the endpoints raise."""
+        """The 200 answer's body and media type; raises what the endpoints raise.
+        (Also api.rsgi's, with the head read from RSGI's scope.)"""
         state = self.state
         principal = tenant_scoped(await bearer(state, authorization), _SCOPE)
         if name is None:
             return (await seed_number(state, principal)).encode(), _TEXT
         call = await read_next(state, principal, name, content_type, receive)
         return await issue(state, call, None), _JSON
+
+    async def error(self, scope: Scope, receive: Receive, exc: Exception) -> Response:
+        """The app's answer to ``exc``. Outside ServerErrorMiddleware (api.app.TallyApp),
+        an unexpected error gets the app's handler for Exception (500 problem+json, the
+        traceback logged once), as through the router; re-raised if none handles it."""
+        handler = self._handler_for(exc)
+        if handler is None:
+            raise exc
+        if "path_params" not in scope:
+            hot = self.hot(scope["method"], scope["path"])
+            scope["path_params"] = {"name": hot[0]} if hot and hot[0] is not None else {}
+        answer = handler(Request(scope, receive), exc)
+        return await answer if inspect.isawaitable(answer) else answer
 
     def _handler_for(self, exc: Exception) -> HTTPExceptionHandler | None:
         for cls in type(exc).__mro__:

@@ -21,11 +21,12 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from api.rsgi import TallyRSGI
 
 TALLY_APP = "api.app:create_app"
 _PR_SET_PDEATHSIG = 1
@@ -59,9 +60,9 @@ def server(
         target,
         address=host,
         port=port,
-        # ASGI with the lifespan: it owns the store and the recorder. RSGI only for
-        # make bench's rsgi-limit yardstick (bench.rsgi_counter).
-        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
+        # Tally itself on RSGI (api.rsgi: the hot routes natively, the ASGI app behind a
+        # bridge, its lifespan run from RSGI's hooks); make bench's yardsticks as they are.
+        interface=Interfaces.RSGI if rsgi or app == TALLY_APP else Interfaces.ASGI,
         factory=True,
         workers=workers,
         loop=Loops.uvloop,
@@ -104,12 +105,13 @@ def check_can_listen(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> TallyRSGI:
     """The app factory each granian worker calls; the worker dies with its supervisor."""
     from api.app import create_app
+    from api.rsgi import TallyRSGI
 
     _die_with_supervisor()
-    return create_app()
+    return TallyRSGI(create_app())
 
 
 def _die_with_supervisor() -> None:

@@ -1,0 +1,212 @@
+"""Tally on granian's RSGI interface: the hot routes answered natively, the rest of the
+ASGI app through a small bridge.
+
+``make bench`` measured granian's ASGI exchange (the scope dict, ``receive``, two
+``send`` messages crossing into Rust) at ~10 µs of a raw request's 27 µs (the
+``rsgi-limit`` row: 1.60 times the ASGI counter), and the ASGI layers a hot request still
+passes (FastAPI's and Starlette's ``__call__``, the access-log wrapper, the fast path's
+dispatch) at as much again. Here a plain ``POST /v1/sequences/{name}/next`` and
+``GET /getCounter`` skip all of it: the head is read from RSGI's scope, the endpoints'
+own steps run (``api.fastpath.FastPath.answer``), and the answer is one
+``proto.response_bytes``. The access log, the request id and the request histogram
+are kept exactly as ``api.access.AccessLog`` keeps them (``AccessLog.begin`` /
+``finish``), and errors are answered by the app's own exception handlers.
+
+Everything else (a keyed ``next``, every other route, ``TALLY_FAST_PATH=false``) goes
+through ``bridge``: an ASGI scope, ``receive`` and ``send`` made of RSGI's, to the very
+ASGI app the tests drive in-process. The ASGI lifespan runs from RSGI's start and stop
+hooks (``Lifespan``). Starlette and FastAPI speak only ASGI (encode/starlette
+discussion 2287), and the one adapter on PyPI (``rsgiadapter`` 0.0.6) folds repeated
+headers into one, which would hide a second ``Authorization`` header Tally refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message
+
+from api.access import AccessLog
+from api.fastpath import FastPath
+
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+
+class Lifespan:
+    """The ASGI lifespan protocol driven from RSGI's synchronous hooks, which granian
+    calls on the worker's loop before it serves and after it stopped serving."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": _ASGI, "state": {}}
+        self._task = loop.create_task(self._run(scope))
+        self._expect(loop, "startup")
+
+    async def _run(self, scope: dict[str, Any]) -> None:
+        await self.app(scope, self._inbox.get, self._outbox.put)
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is not None and not self._task.done():
+            self._expect(loop, "shutdown")
+
+    def _expect(self, loop: asyncio.AbstractEventLoop, phase: str) -> None:
+        self._inbox.put_nowait({"type": f"lifespan.{phase}"})
+        answer = loop.run_until_complete(self._answer())
+        if answer.get("type") != f"lifespan.{phase}.complete":
+            raise RuntimeError(f"lifespan {phase} failed: {answer.get('message', answer)}")
+
+    async def _answer(self) -> Message:
+        assert self._task is not None
+        reply = asyncio.ensure_future(self._outbox.get())
+        await asyncio.wait({reply, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if reply.done():
+            return reply.result()
+        reply.cancel()
+        self._task.result()  # raises what the app raised
+        return {"type": "lifespan.ended", "message": "the app returned"}
+
+
+def asgi_scope(scope: Any, app: Any) -> dict[str, Any]:
+    """The ASGI HTTP scope of an RSGI one (its path is already percent-decoded)."""
+    path: str = scope.path
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": scope.http_version,
+        "method": scope.method,
+        "scheme": scope.scheme,
+        "path": path,
+        "raw_path": path.encode("utf-8"),
+        "query_string": scope.query_string.encode("latin-1"),
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()],
+        "client": _address(scope.client),
+        "server": _address(scope.server),
+        "app": app,
+    }
+
+
+def _address(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else 0
+
+
+def _receiver(proto: Any) -> Any:
+    """ASGI ``receive`` over RSGI: the body chunk by chunk (never all of it at once: a
+    route caps what it reads), then ``http.disconnect`` once the client has gone."""
+    chunks = proto.__aiter__()
+    done = False
+
+    async def receive() -> Message:
+        nonlocal done
+        if not done:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+        await proto.client_disconnect()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _headers(raw: Any) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any) -> None:
+    """Serve one request of the ASGI ``app`` on RSGI's ``proto``."""
+    started: Message | None = None
+    stream: Any = None
+
+    async def send(message: Message) -> None:
+        nonlocal started, stream
+        if message["type"] == "http.response.start":
+            started = message
+            return
+        if message["type"] != "http.response.body" or started is None:
+            return
+        body = message.get("body", b"")
+        if stream is None and not message.get("more_body", False):
+            proto.response_bytes(started["status"], _headers(started.get("headers", ())), body)
+            return
+        if stream is None:
+            stream = proto.response_stream(started["status"], _headers(started.get("headers", ())))
+        if body:
+            await stream.send_bytes(body)
+
+    await app(scope, _receiver(proto), send)
+
+
+class TallyRSGI:
+    """What ``tally serve`` hands granian: the ASGI ``app`` on the RSGI interface."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lifespan = Lifespan(app)
+        self.log: AccessLog | None = None
+        self.fast: FastPath | None = None
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lifespan.start(loop)
+        stack = self.app.middleware_stack  # built by the lifespan's first call
+        if isinstance(stack, AccessLog) and isinstance(stack.app, FastPath):
+            self.log, self.fast = stack, stack.app
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lifespan.stop(loop)
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":  # no websockets here (api.server turns them off)
+            return
+        fast, log = self.fast, self.log
+        if fast is not None and log is not None:
+            hot = fast.hot(scope.method, scope.path)
+            if hot is not None and not (hot[0] is not None and "idempotency-key" in scope.headers):
+                await self._hot(scope, proto, fast, log, *hot)
+                return
+        await bridge(self.app, asgi_scope(scope, self.app), proto)
+
+    async def _hot(
+        self,
+        scope: Any,
+        proto: Any,
+        fast: FastPath,
+        log: AccessLog,
+        name: str | None,
+        route: str,
+    ) -> None:
+        headers = scope.headers
+        info, token = log.begin(headers.get("x-request-id"))
+        started = time.perf_counter()
+        status = 500
+        receive = _receiver(proto)
+        try:
+            authorization = [v for k, v in headers.items() if k == "authorization"]
+            try:
+                body, media = await fast.answer(
+                    receive, name, authorization, headers.get("content-type")
+                )
+                status = 200
+                response_headers = [("content-type", media.decode("latin-1"))]
+            except Exception as exc:
+                response = await fast.error(asgi_scope(scope, self.app), receive, exc)
+                status, body = response.status_code, bytes(response.body)
+                response_headers = [
+                    h for h in _headers(response.raw_headers) if h[0] != "content-length"
+                ]
+            response_headers.append(("x-request-id", info.request_id))
+            proto.response_bytes(status, response_headers, body)
+        finally:
+            log.finish(scope.method, route, status, started, info, token)
