@@ -16,8 +16,9 @@ Everything else (a keyed ``next``, every other route, ``TALLY_FAST_PATH=false``)
 through ``bridge``: an ASGI scope, ``receive`` and ``send`` made of RSGI's, to the very
 ASGI app the tests drive in-process. The ASGI lifespan runs from RSGI's start and stop
 hooks (``Lifespan``). Starlette and FastAPI speak only ASGI (encode/starlette
-discussion 2287), and the one adapter on PyPI (``rsgiadapter`` 0.0.6) folds repeated
-headers into one, which would hide a second ``Authorization`` header Tally refuses.
+discussion 2287). The one adapter on PyPI (``rsgiadapter`` 0.0.6) never reports a
+client's disconnect, buffers whole responses, and runs a lifespan only if one is
+passed to it, at import and at interpreter exit rather than in each worker.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ connection whose head has not arrived within ``TALLY_HTTP_HEADER_TIMEOUT_SECONDS
 and holding at most ``TALLY_HTTP_MAX_CONNECTIONS`` connections per worker (the rest
 wait in the kernel's listen backlog). The body deadline is the app's
 (``core.limits.BodyDeadline``): hyper has none.
+
+Tally's own app is served on granian's RSGI interface (``api.rsgi``: the hot routes
+answered natively, the ASGI app behind a bridge): the same limits apply to both.
 """
 
 from __future__ import annotations
