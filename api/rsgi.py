@@ -12,7 +12,8 @@ own steps run (``api.fastpath.FastPath.answer``), and the answer is one
 are kept exactly as ``api.access.AccessLog`` keeps them (``AccessLog.begin`` /
 ``finish``), and errors are answered by the app's own exception handlers.
 
-Everything else (a keyed ``next``, every other route, ``TALLY_FAST_PATH=false``) goes
+A keyed ``next`` runs its endpoint (``next_numbers``) here too. Everything else (every
+other route, ``TALLY_FAST_PATH=false``) goes
 through ``bridge``: an ASGI scope, ``receive`` and ``send`` made of RSGI's, to the very
 ASGI app the tests drive in-process. The ASGI lifespan runs from RSGI's start and stop
 hooks (``Lifespan``). Starlette and FastAPI speak only ASGI (encode/starlette
@@ -28,6 +29,8 @@ import time
 from typing import Any
 
 from granian.rsgi import ProtocolClosed  # type: ignore[attr-defined]  # re-exported
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message
 
 from api.access import AccessLog
@@ -186,7 +189,7 @@ class TallyRSGI:
         fast, log = self.fast, self.log
         if fast is not None and log is not None:
             hot = fast.hot(scope.method, scope.path)
-            if hot is not None and not (hot[0] is not None and "idempotency-key" in scope.headers):
+            if hot is not None:
                 await self._hot(scope, proto, fast, log, *hot)
                 return
         await bridge(self.app, asgi_scope(scope, self.app), proto)
@@ -210,14 +213,21 @@ class TallyRSGI:
         )
         try:
             authorization = [v for k, v in headers.items() if k == "authorization"]
+            response: Response | None = None
             try:
-                body, media = await fast.answer(
-                    receive, name, authorization, headers.get("content-type")
-                )
-                status = 200
-                response_headers = [("content-type", media.decode("latin-1"))]
+                if name is not None and "idempotency-key" in headers:
+                    # A keyed next: the endpoint itself, as on ASGI (api.fastpath).
+                    asgi = {**asgi_scope(scope, self.app), "path_params": {"name": name}}
+                    response = await fast.next_endpoint(Request(asgi, receive))
+                else:
+                    body, media = await fast.answer(
+                        receive, name, authorization, headers.get("content-type")
+                    )
+                    status = 200
+                    response_headers = [("content-type", media.decode("latin-1"))]
             except Exception as exc:
                 response = await fast.error(asgi_scope(scope, self.app), receive, exc)
+            if response is not None:
                 status, body = response.status_code, bytes(response.body)
                 response_headers = [
                     h for h in _headers(response.raw_headers) if h[0] != "content-length"
