@@ -73,7 +73,7 @@ def serve(
     from auth.keys import KeyRingError
 
     if interface not in ("asgi", "rsgi") or (interface == "rsgi" and factory == TALLY_APP):
-        fail("--interface is asgi, or rsgi for another --app: Tally itself speaks ASGI", 2)
+        fail("--interface is asgi or rsgi, for another --app (Tally itself is always on RSGI)", 2)
 
     settings = load_settings()
     log_config = logging_config(settings)

@@ -48,6 +48,6 @@ def test_each_raw_counter_answers_next_with_the_same_counting_body(
     }
 
 
-def test_tally_itself_is_never_served_on_rsgi(e2e_env: dict[str, str]) -> None:
-    assert_one_line(serve(e2e_env, "--interface", "rsgi"), "--interface", "ASGI")
+def test_interface_is_only_for_another_app(e2e_env: dict[str, str]) -> None:
+    assert_one_line(serve(e2e_env, "--interface", "rsgi"), "--interface", "--app")
     assert_one_line(serve(e2e_env, "--interface", "wsgi", "--app", "x:y"), "--interface")
