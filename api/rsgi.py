@@ -25,6 +25,7 @@ passed to it, at import and at interpreter exit rather than in each worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -233,6 +234,7 @@ class TallyRSGI:
                     h for h in _headers(response.raw_headers) if h[0] != "content-length"
                 ]
             response_headers.append(("x-request-id", info.request_id))
-            proto.response_bytes(status, response_headers, body)
+            with contextlib.suppress(ProtocolClosed):  # the client left: no one to answer
+                proto.response_bytes(status, response_headers, body)
         finally:
             log.finish(scope.method, route, status, started, info, token)
