@@ -87,6 +87,26 @@ SCRIPT: list[Step] = [
 ]
 
 
+def step_request(
+    i: int, options: dict[str, Any], tokens: dict[str, str]
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The headers of step ``i`` of SCRIPT and the httpx arguments left over."""
+    kwargs = dict(options)
+    auth = kwargs.pop("auth", "{token}")
+    # A fixed request id per step: both paths must echo it (a generated one would
+    # differ between the two runs).
+    headers: list[tuple[str, str]] = [("X-Request-ID", f"parity-{i}")]
+    for value in [auth] if isinstance(auth, str) else auth or []:
+        headers.append(("Authorization", tokens.get(value, value)))
+    if "idem" in kwargs:
+        headers.append(("Idempotency-Key", kwargs.pop("idem")))
+    if "type" in kwargs:
+        media = kwargs.pop("type")
+        for value in [media] if isinstance(media, str) else media:
+            headers.append(("Content-Type", value))
+    return headers, kwargs
+
+
 async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any, ...]]:
     app = create_app(settings, clock=FrozenClock())
     assert isinstance(app.build_middleware_stack().app, FastPath) is settings.fast_path
@@ -105,19 +125,7 @@ async def _answers(settings: Settings, explode: bool = False) -> list[tuple[Any,
         answers = []
         async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as c:
             for i, (method, path, options) in enumerate(SCRIPT if not explode else SCRIPT[:2]):
-                kwargs = dict(options)
-                auth = kwargs.pop("auth", "{token}")
-                # A fixed request id per step: both paths must echo it (a generated one
-                # would differ between the two runs).
-                headers: list[tuple[str, str]] = [("X-Request-ID", f"parity-{i}")]
-                for value in [auth] if isinstance(auth, str) else auth or []:
-                    headers.append(("Authorization", tokens.get(value, value)))
-                if "idem" in kwargs:
-                    headers.append(("Idempotency-Key", kwargs.pop("idem")))
-                if "type" in kwargs:
-                    media = kwargs.pop("type")
-                    for value in [media] if isinstance(media, str) else media:
-                        headers.append(("Content-Type", value))
+                headers, kwargs = step_request(i, options, tokens)
                 r = await c.request(method, path, headers=headers, **kwargs)
                 answers.append((method, path, r.status_code, sorted(r.headers.items()), r.content))
         return answers

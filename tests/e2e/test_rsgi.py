@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_fastpath import SCRIPT
+from tests.api.test_fastpath import SCRIPT, step_request
 from tests.e2e.conftest import cli, running_server, server_env
 
 pytestmark = pytest.mark.e2e
@@ -31,17 +31,7 @@ def _answers(env: dict[str, str]) -> list[tuple[Any, ...]]:
     answers = []
     with running_server(env) as url, httpx.Client(base_url=url, timeout=10) as c:
         for i, (method, path, options) in enumerate(SCRIPT):
-            kwargs = dict(options)
-            auth = kwargs.pop("auth", "{token}")
-            headers: list[tuple[str, str]] = [("X-Request-ID", f"parity-{i}")]
-            for value in [auth] if isinstance(auth, str) else auth or []:
-                headers.append(("Authorization", tokens.get(value, value)))
-            if "idem" in kwargs:
-                headers.append(("Idempotency-Key", kwargs.pop("idem")))
-            if "type" in kwargs:
-                media = kwargs.pop("type")
-                for value in [media] if isinstance(media, str) else media:
-                    headers.append(("Content-Type", value))
+            headers, kwargs = step_request(i, options, tokens)
             r = c.request(method, path, headers=headers, **kwargs)
             if path.endswith("/next") or path.startswith("/getCounter"):
                 # A redirect names the server's own address: the port differs.
