@@ -93,11 +93,29 @@ def asgi_scope(scope: Any, app: Any) -> dict[str, Any]:
         "raw_path": path.encode("utf-8"),
         "query_string": scope.query_string.encode("latin-1"),
         "root_path": "",
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()],
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in header_items(scope)],
         "client": _address(scope.client),
         "server": _address(scope.server),
         "app": app,
     }
+
+
+# What stands for a header value granian's RSGI could not give as text (anything but
+# visible ASCII: RFC 9110's obs-text): it leaves the name in ``keys()`` and the value
+# out of ``items()``. On ASGI the app saw those bytes and refused them where it reads
+# them (a 400 for such an Idempotency-Key, a 401 for such a token); a value that is no
+# printable ASCII keeps that, where dropping the header would ignore a client's key.
+UNREADABLE = "\x7f"
+
+
+def header_items(scope: Any) -> list[tuple[str, str]]:
+    """The head as (name, value) pairs, with ``UNREADABLE`` for what RSGI left out."""
+    headers = scope.headers
+    items: list[tuple[str, str]] = headers.items()
+    if len(items) < len(headers.keys()):
+        given = {k for k, _ in items}
+        items = items + [(k, UNREADABLE) for k in headers.keys() if k not in given]  # noqa: SIM118 - not a dict
+    return items
 
 
 def _address(value: str | None) -> tuple[str, int] | None:
@@ -205,6 +223,7 @@ class TallyRSGI:
         route: str,
     ) -> None:
         headers = scope.headers
+        items = header_items(scope)
         info, token = log.begin(headers.get("x-request-id"))
         started = time.perf_counter()
         status = 500
@@ -213,7 +232,7 @@ class TallyRSGI:
             proto, whole=length is not None and length.isdigit() and int(length) <= MAX_NEXT_BODY
         )
         try:
-            authorization = [v for k, v in headers.items() if k == "authorization"]
+            authorization = [v for k, v in items if k == "authorization"]
             response: Response | None = None
             try:
                 if name is not None and "idempotency-key" in headers:

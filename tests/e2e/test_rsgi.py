@@ -10,6 +10,8 @@ and body, including its ``X-Request-ID`` echo and every error's problem+json.
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,43 @@ def test_the_native_hot_routes_answer_exactly_as_the_router_through_the_bridge(
     assert all(("x-request-id", f"parity-{a[0]}") in a[4] for a in got)
     seeds = [a for a in got if a[1:3] == ("GET", "/getCounter") and a[3] == 200]
     assert [a[5] for a in seeds[:2]] == [b"1", b"2"]
+
+
+def _raw(url: str, head: bytes) -> tuple[int, bytes]:
+    """One request sent as raw bytes (httpx refuses a header value that is not ASCII)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+def test_a_key_that_is_not_ascii_is_refused_not_ignored(e2e_env: dict[str, str]) -> None:
+    """granian's RSGI leaves such a value out of the headers it gives (it keeps the name):
+    the key must still be refused with 400, as on ASGI, and no number issued."""
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    with running_server(e2e_env) as url:
+        created = httpx.post(f"{url}/v1/sequences", json={"name": "keyed"}, headers=auth)
+        assert created.status_code == 201
+        for path, body in (("/v1/sequences/keyed/next", b""), ("/v1/sequences", b'{"name":"k2"}')):
+            head = (
+                (
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                ).encode()
+                + b"Idempotency-Key: \xff\xfe\r\nConnection: close\r\n\r\n"
+                + body
+            )
+            status, answer = _raw(url, head)
+            assert status == 400, answer
+            assert json.loads(answer)["status"] == 400
+        after = httpx.post(f"{url}/v1/sequences/keyed/next", headers=auth)
+        assert after.json()["value"] == 1  # the refused call took nothing
+        assert httpx.get(f"{url}/v1/sequences/k2", headers=auth).status_code == 404
