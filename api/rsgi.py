@@ -90,8 +90,10 @@ def asgi_scope(scope: Any, app: Any) -> dict[str, Any]:
         "method": scope.method,
         "scheme": scope.scheme,
         "path": path,
-        "raw_path": path.encode("utf-8"),
-        "query_string": scope.query_string.encode("latin-1"),
+        # granian decodes both from UTF-8 (a query's percent-escapes stay as sent): back
+        # to those bytes. "replace" only for what no encoder can take (lone surrogates).
+        "raw_path": path.encode("utf-8", "replace"),
+        "query_string": scope.query_string.encode("utf-8", "replace"),
         "root_path": "",
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in header_items(scope)],
         "client": _address(scope.client),

@@ -100,3 +100,13 @@ def test_a_key_that_is_not_ascii_is_refused_not_ignored(e2e_env: dict[str, str])
         after = httpx.post(f"{url}/v1/sequences/keyed/next", headers=auth)
         assert after.json()["value"] == 1  # the refused call took nothing
         assert httpx.get(f"{url}/v1/sequences/k2", headers=auth).status_code == 404
+
+
+def test_a_query_or_path_with_bytes_beyond_ascii_is_answered(e2e_env: dict[str, str]) -> None:
+    """granian's RSGI hands the path and query as text decoded from UTF-8; the bridge
+    must give the ASGI app bytes again, not fail on them."""
+    with running_server(e2e_env) as url:
+        for target in ("/healthz?note=\u20ac", "/v1/sequences/\u20ac"):
+            head = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            status, answer = _raw(url, head.encode("utf-8"))
+            assert status in (200, 401), answer  # answered: healthy, or no token
