@@ -140,9 +140,6 @@ class FastPath:
         handler = self._handler_for(exc)
         if handler is None:
             raise exc
-        if "path_params" not in scope:
-            hot = self.hot(scope["method"], scope["path"])
-            scope["path_params"] = {"name": hot[0]} if hot and hot[0] is not None else {}
         answer = handler(Request(scope, receive), exc)
         return await answer if inspect.isawaitable(answer) else answer
 

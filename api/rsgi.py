@@ -80,8 +80,9 @@ class Lifespan:
         return {"type": "lifespan.ended", "message": "the app returned"}
 
 
-def asgi_scope(scope: Any, app: Any) -> dict[str, Any]:
-    """The ASGI HTTP scope of an RSGI one (its path is already percent-decoded)."""
+def asgi_scope(scope: Any, app: Any, items: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The ASGI HTTP scope of an RSGI one (its path is already percent-decoded);
+    ``items``: its ``header_items``, if they were read already."""
     path: str = scope.path
     return {
         "type": "http",
@@ -95,7 +96,10 @@ def asgi_scope(scope: Any, app: Any) -> dict[str, Any]:
         "raw_path": path.encode("utf-8", "replace"),
         "query_string": scope.query_string.encode("utf-8", "replace"),
         "root_path": "",
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in header_items(scope)],
+        "headers": [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in (header_items(scope) if items is None else items)
+        ],
         "client": _address(scope.client),
         "server": _address(scope.server),
         "app": app,
@@ -236,10 +240,14 @@ class TallyRSGI:
         try:
             authorization = [v for k, v in items if k == "authorization"]
             response: Response | None = None
+            # The ASGI view of the request, made only for what needs a Request: a keyed
+            # next, or an error's handler. path_params as the fast path sets them.
+            params = {"name": name} if name is not None else {}
+            asgi: dict[str, Any] | None = None
             try:
                 if name is not None and "idempotency-key" in headers:
                     # A keyed next: the endpoint itself, as on ASGI (api.fastpath).
-                    asgi = {**asgi_scope(scope, self.app), "path_params": {"name": name}}
+                    asgi = {**asgi_scope(scope, self.app, items), "path_params": params}
                     response = await fast.next_endpoint(Request(asgi, receive))
                 else:
                     body, media = await fast.answer(
@@ -248,7 +256,9 @@ class TallyRSGI:
                     status = 200
                     response_headers = [("content-type", media.decode("latin-1"))]
             except Exception as exc:
-                response = await fast.error(asgi_scope(scope, self.app), receive, exc)
+                if asgi is None:
+                    asgi = {**asgi_scope(scope, self.app, items), "path_params": params}
+                response = await fast.error(asgi, receive, exc)
             if response is not None:
                 status, body = response.status_code, bytes(response.body)
                 response_headers = [
