@@ -73,17 +73,17 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
-        self._writer = Connection(self.path, busy_timeout_ms, "tally-sqlite-w")
+        self._writer = Connection(self.path, busy_timeout_ms, "tally-sqlite-w", patient=True)
         self._reader = Connection(self.path, busy_timeout_ms, "tally-sqlite-r")
         self._small = ledger_sql.WriteBatch(self._commit)
 
     async def _commit(self, op: Op[T]) -> T:
         """Run ``op`` in one write transaction on the writer thread."""
-        return await self._writer.run(lambda c: write(c, op))
+        return await self._writer.run(lambda c: write(c, op, self._writer.busy_timeout_ms))
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self._writer.run(sqlite_schema.init)
+        await self._writer.run(lambda c: sqlite_schema.init(c, self._writer.busy_timeout_ms))
 
     async def close(self) -> None:
         self._writer.close()

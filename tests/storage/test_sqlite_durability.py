@@ -129,3 +129,114 @@ async def test_processes_contending_for_one_file_queue_and_never_fail(tmp_path: 
     failures = [w for each in won for w in each if w.startswith("failed")]
     assert not failures, failures[0]
     assert sorted(k for each in won for k in each) == sorted(f"k{i}" for i in range(KEYS))
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def busy_for(attempts: int) -> Any:
+    calls = {"n": 0}
+
+    def call() -> str:
+        calls["n"] += 1
+        if calls["n"] <= attempts:
+            exc = sqlite3.OperationalError("database is locked")
+            exc.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise exc
+        return "locked it"
+
+    return call, calls
+
+
+def test_the_writer_retries_a_held_lock_every_few_milliseconds_at_most() -> None:
+    # SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between attempts; a
+    # commit of another worker holds the lock about 1 ms, so a writer that lost the race
+    # slept up to 10 ms for it (the p99 of two workers). The writer's own wait: 0.1 ms
+    # doubling, never more than 2 ms.
+    from storage.sqlite_connection import LONGEST_WAIT, patiently
+
+    fake = FakeTime()
+    call, calls = busy_for(8)
+    assert patiently(call, 10_000, sleep=fake.sleep, clock=fake.clock) == "locked it"
+    assert calls["n"] == 9
+    assert fake.sleeps == pytest.approx(
+        [0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.002, 0.002, 0.002]
+    )
+    assert max(fake.sleeps) == LONGEST_WAIT
+
+
+def test_the_writer_gives_up_once_the_busy_timeout_has_passed() -> None:
+    from storage.sqlite_connection import patiently
+
+    fake = FakeTime()
+    call, calls = busy_for(10**6)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        patiently(call, 50, sleep=fake.sleep, clock=fake.clock)
+    assert fake.now == pytest.approx(0.050)  # the whole budget, and not a sleep beyond it
+    assert calls["n"] == len(fake.sleeps) + 1
+
+
+def test_an_error_other_than_busy_is_not_retried() -> None:
+    from storage.sqlite_connection import patiently
+
+    fake = FakeTime()
+
+    def broken() -> None:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorcode = sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+        raise exc
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        patiently(broken, 10_000, sleep=fake.sleep, clock=fake.clock)
+    assert fake.sleeps == []
+
+
+async def test_a_write_waits_for_another_process_s_lock_then_commits(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path, busy_timeout_ms=5_000)
+    await store.start()
+    try:
+        await store.create_sequence("acme", record("inv"))
+        # SQLite's own sleeping busy handler is off on the writer: it waits in patiently.
+        assert (
+            await store._writer.run(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0]) == 0
+        )
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another worker, mid-commit
+        waiting = asyncio.ensure_future(store.allocate("acme", "inv", "inv", SHAPE, 1))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        other.close()
+        assert await asyncio.wait_for(waiting, 5) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_store_failure(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path, busy_timeout_ms=200)
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.create_sequence("acme", record("inv"))
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.allocate("acme", "inv", "inv", SHAPE, 1)
+        other.execute("ROLLBACK")
+        assert await store.allocate("acme", "inv", "inv", SHAPE, 1) == 1  # nothing consumed
+    finally:
+        other.close()
+        await store.close()
