@@ -71,6 +71,11 @@ async def bearer(state: State, headers: list[str]) -> TokenPrincipal:
     if len(headers) > 1:  # which one would a proxy or a log have looked at?
         raise InvalidToken("Send exactly one Authorization header.")
     header = headers[0]
+    if not (header.isascii() and header.isprintable()):
+        # A token is ASCII (RFC 6750). Such bytes reach the app decoded as latin-1 on
+        # ASGI, and as api.rsgi.UNREADABLE on RSGI, which cannot give them: either way
+        # the same answer, an invalid token, whichever server carried it.
+        raise InvalidToken("The Authorization header must be printable ASCII.")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingToken()

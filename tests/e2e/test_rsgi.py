@@ -110,3 +110,29 @@ def test_a_query_or_path_with_bytes_beyond_ascii_is_answered(e2e_env: dict[str, 
             head = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             status, answer = _raw(url, head.encode("utf-8"))
             assert status in (200, 401), answer  # answered: healthy, or no token
+
+
+def test_a_token_that_is_not_ascii_is_an_invalid_token_as_on_asgi(
+    e2e_env: dict[str, str],
+) -> None:
+    """granian's RSGI leaves such an Authorization value out too (api.rsgi passes it on
+    as UNREADABLE): the answer must be the 401 invalid_token that the ASGI app gives
+    for the same bytes (tests/auth/test_attacks.py), on a native and a bridged route."""
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    with running_server(e2e_env) as url:
+        for method, path in (
+            ("POST", "/v1/sequences/orders/next"),
+            ("GET", "/getCounter"),
+            ("GET", "/v1/sequences"),  # through the bridge to the router
+        ):
+            head = (
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".encode()
+                + b"Authorization: Bearer "
+                + token.encode()[:20]
+                + b"\xc3\xa9\r\nConnection: close\r\n\r\n"
+            )
+            status, answer = _raw(url, head)
+            assert status == 401, answer
+            assert json.loads(answer)["type"].endswith("/invalid-token"), answer
+        good = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/getCounter", headers=good).text == "1"  # nothing taken
