@@ -65,9 +65,11 @@ def patiently(
 class Connection:
     """One thread that owns one connection; callables run there in order.
 
-    With ``patient``, SQLite's busy handler is off on this connection (busy_timeout 0)
-    and ``busy_timeout_ms`` is the budget of ``patiently``: for the writer, whose every
-    wait for the lock goes through it (``write``, the schema's set-up).
+    With ``patient``, SQLite's busy handler is off on this connection once it is set
+    up (busy_timeout 0), and ``busy_timeout_ms`` is the budget of ``patiently``: for the
+    writer, whose every wait for a lock goes through it (``write``, the schema's
+    set-up). In WAL mode nothing else it runs waits for a lock: once it holds the write
+    lock, its statements and COMMIT never do (a checkpoint after it is passive).
     """
 
     def __init__(
@@ -86,10 +88,13 @@ class Connection:
             conn = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False, timeout=0
             )
-            busy = 0 if self._patient else int(self.busy_timeout_ms)
-            conn.execute(f"PRAGMA busy_timeout = {busy}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # These read the schema: they wait, as every reader does, while another
+            # process holds the file's exclusive lock (switching a new one to WAL).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            if self._patient:
+                conn.execute("PRAGMA busy_timeout = 0")
             self._local.conn = conn
         return conn
 
