@@ -162,12 +162,19 @@ def _receiver(proto: Any, whole: bool = False) -> Any:
     return receive
 
 
+def _within(scope: Any, limit: int) -> bool:
+    """Whether the request declares a ``Content-Length`` of at most ``limit`` bytes."""
+    length: str | None = scope.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= limit
+
+
 def _headers(raw: Any) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
 
 
-async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any) -> None:
-    """Serve one request of the ASGI ``app`` on RSGI's ``proto``."""
+async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any, whole: bool = False) -> None:
+    """Serve one request of the ASGI ``app`` on RSGI's ``proto``; ``whole`` as for
+    ``_receiver``."""
     started: Message | None = None
     stream: Any = None
 
@@ -187,7 +194,7 @@ async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any) -> None:
         if body:
             await stream.send_bytes(body)
 
-    await app(scope, _receiver(proto), send)
+    await app(scope, _receiver(proto, whole), send)
 
 
 class TallyRSGI:
@@ -198,9 +205,13 @@ class TallyRSGI:
         self.lifespan = Lifespan(app)
         self.log: AccessLog | None = None
         self.fast: FastPath | None = None
+        # A body no larger than this (TALLY_MAX_BODY_BYTES: no route accepts more) is
+        # read in one call into granian when its Content-Length declares so.
+        self.max_body = 0
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.lifespan.start(loop)
+        self.max_body = self.app.state.settings.max_body_bytes  # set by the lifespan
         stack = self.app.middleware_stack  # built by the lifespan's first call
         if isinstance(stack, AccessLog) and isinstance(stack.app, FastPath):
             self.log, self.fast = stack, stack.app
@@ -217,7 +228,7 @@ class TallyRSGI:
             if hot is not None:
                 await self._hot(scope, proto, fast, log, *hot)
                 return
-        await bridge(self.app, asgi_scope(scope, self.app), proto)
+        await bridge(self.app, asgi_scope(scope, self.app), proto, _within(scope, self.max_body))
 
     async def _hot(
         self,
@@ -233,10 +244,7 @@ class TallyRSGI:
         info, token = log.begin(headers.get("x-request-id"))
         started = time.perf_counter()
         status = 500
-        length = headers.get("content-length")
-        receive = _receiver(
-            proto, whole=length is not None and length.isdigit() and int(length) <= MAX_NEXT_BODY
-        )
+        receive = _receiver(proto, _within(scope, MAX_NEXT_BODY))
         try:
             authorization = [v for k, v in items if k == "authorization"]
             response: Response | None = None
