@@ -45,7 +45,7 @@ from storage.base import (
     UsageRow,
 )
 from storage.errors import AlreadyExists
-from storage.sqlite_connection import Connection, Op, T, write
+from storage.sqlite_connection import Connection, Op, T, wait_patiently, write
 
 _SEQUENCE_COLUMNS = "name, config, created_at, updated_at, revision, incarnation"
 
@@ -73,7 +73,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
-        self._writer = Connection(self.path, busy_timeout_ms, "tally-sqlite-w", patient=True)
+        self._writer = Connection(self.path, busy_timeout_ms, "tally-sqlite-w")
         self._reader = Connection(self.path, busy_timeout_ms, "tally-sqlite-r")
         self._small = ledger_sql.WriteBatch(self._commit)
 
@@ -84,6 +84,7 @@ class SQLiteStore:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await self._writer.run(lambda c: sqlite_schema.init(c, self._writer.busy_timeout_ms))
+        await self._writer.run(wait_patiently)
 
     async def close(self) -> None:
         self._writer.close()

@@ -62,22 +62,23 @@ def patiently(
         wait = min(wait * 2, LONGEST_WAIT)
 
 
+def wait_patiently(conn: sqlite3.Connection) -> None:
+    """Turn SQLite's busy handler off on the writer's ``conn`` once its file is in WAL
+    mode: its waits for the write lock then all go through ``patiently`` (``write``).
+    In WAL mode nothing else the writer runs waits for a lock: holding the write lock,
+    its statements and COMMIT never do, and the checkpoint after a commit is passive.
+    In any other journal mode (a file system without WAL), COMMIT waits for readers:
+    the handler stays on."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
 class Connection:
-    """One thread that owns one connection; callables run there in order.
+    """One thread that owns one connection; callables run there in order."""
 
-    With ``patient``, SQLite's busy handler is off on this connection once it is set
-    up (busy_timeout 0), and ``busy_timeout_ms`` is the budget of ``patiently``: for the
-    writer, whose every wait for a lock goes through it (``write``, the schema's
-    set-up). In WAL mode nothing else it runs waits for a lock: once it holds the write
-    lock, its statements and COMMIT never do (a checkpoint after it is passive).
-    """
-
-    def __init__(
-        self, path: Path, busy_timeout_ms: int, name: str, *, patient: bool = False
-    ) -> None:
+    def __init__(self, path: Path, busy_timeout_ms: int, name: str) -> None:
         self._path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._patient = patient
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._local = threading.local()
         self._closed = False
@@ -89,12 +90,8 @@ class Connection:
                 self._path, isolation_level=None, check_same_thread=False, timeout=0
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            # These read the schema: they wait, as every reader does, while another
-            # process holds the file's exclusive lock (switching a new one to WAL).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            if self._patient:
-                conn.execute("PRAGMA busy_timeout = 0")
             self._local.conn = conn
         return conn
 

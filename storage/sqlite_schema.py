@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 from storage import sqlite_ledger as ledger_sql
-from storage.sqlite_connection import patiently, write
+from storage.sqlite_connection import write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sequences (
@@ -113,8 +113,7 @@ _AUDIT_INDEXES = (
 def init(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """Create or upgrade the schema (the writer's connection, outside a transaction;
     ``busy_timeout_ms``: how long to wait for another process's lock)."""
-    # Switching a new file to WAL takes an exclusive lock: another worker may hold it.
-    patiently(lambda: conn.execute("PRAGMA journal_mode = WAL"), busy_timeout_ms)
+    conn.execute("PRAGMA journal_mode = WAL")
     # executescript() would COMMIT our BEGIN IMMEDIATE early; run statements singly.
     statements = [s for s in (_SCHEMA + ledger_sql.SCHEMA + _TENANT_SCHEMA).split(";") if s.strip()]
 

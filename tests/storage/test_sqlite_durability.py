@@ -240,3 +240,19 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_store_failure(tmp_path: Pa
     finally:
         other.close()
         await store.close()
+
+
+def test_the_busy_handler_stays_on_where_the_file_is_not_in_wal_mode(tmp_path: Path) -> None:
+    # In rollback-journal mode a COMMIT waits for readers: only SQLite's handler covers it.
+    from storage.sqlite_connection import wait_patiently
+
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        wait_patiently(conn)
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        conn.execute("PRAGMA journal_mode = WAL")
+        wait_patiently(conn)
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    finally:
+        conn.close()
