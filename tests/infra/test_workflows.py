@@ -100,6 +100,13 @@ def test_ci_runs_the_suite_mongodb_audit_and_checkov_then_pushes_the_image_by_di
     for name in ("test", "mongodb", "audit"):
         python = next(s for s in steps(jobs[name]) if "setup-python" in s.get("uses", ""))
         assert python["with"]["cache"] == "pip", f"{name} caches pip downloads"
+    # The whole suite on the Python the image ships and on the newest one supported.
+    shipped = re.search(r"^FROM python:(\d+\.\d+)", (REPO / "deploy/Dockerfile").read_text(), re.M)
+    assert shipped is not None
+    versions = jobs["test"]["strategy"]["matrix"]["python"]
+    assert shipped[1] in versions and "3.13" in versions, versions
+    python = next(s for s in steps(jobs["test"]) if "setup-python" in s.get("uses", ""))
+    assert python["with"]["python-version"] == "${{ matrix.python }}"
     image = jobs["image"]
     assert set(image["needs"]) == {"test", "mongodb", "audit"}
     assert "refs/heads/main" in image["if"] and "push" in image["if"]
