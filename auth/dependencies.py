@@ -71,10 +71,12 @@ async def bearer(state: State, headers: list[str]) -> TokenPrincipal:
     if len(headers) > 1:  # which one would a proxy or a log have looked at?
         raise InvalidToken("Send exactly one Authorization header.")
     header = headers[0]
-    if not (header.isascii() and header.isprintable()):
-        # A token is ASCII (RFC 6750). Such bytes reach the app decoded as latin-1 on
-        # ASGI, and as api.rsgi.UNREADABLE on RSGI, which cannot give them: either way
-        # the same answer, an invalid token, whichever server carried it.
+    if not header.isascii() or "\x7f" in header:
+        # A token is ASCII (RFC 6750). Bytes beyond it reach the app decoded as latin-1
+        # on ASGI, and as api.rsgi.UNREADABLE (DEL) on RSGI, which cannot give them:
+        # either way the same answer, an invalid token, whichever server carried it.
+        # (Other control characters never pass the server's parser; str.isprintable
+        # would cost 1.2 µs a request on a 570-character header, these two 0.08.)
         raise InvalidToken("The Authorization header must be printable ASCII.")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
