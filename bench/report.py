@@ -35,10 +35,20 @@ class Result:
 LIMIT = {"granian": "asgi-limit"}
 
 
+def limit_of(r: Result) -> str | None:
+    """The row ``r`` is a fraction of: the raw ASGI counter on the same server, with as
+    many workers (``asgi-limit-x2`` for a ``--workers 2`` row)."""
+    base = LIMIT.get(r.server)
+    if base is None:
+        return None
+    return base if r.workers == 1 else f"{base}-x{r.workers}"
+
+
 def add_ratios(results: list[Result]) -> None:
     by = {r.name: r for r in results}
     for r in results:
-        limit = by.get(LIMIT.get(r.server, ""))
+        name = limit_of(r)
+        limit = by.get(name) if name is not None else None
         if limit is not None and limit.requests_per_s:
             r.x_limit = r.requests_per_s / limit.requests_per_s
 

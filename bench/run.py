@@ -178,6 +178,16 @@ def configurations(workers: int) -> list[Config]:
     ]
     configs += ledger_configurations()
     if workers > 1:
+        # The limit with as many workers: the x limit column divides by it.
+        configs.append(
+            Config(
+                f"asgi-limit-x{workers}",
+                f"raw ASGI counter; {workers} workers",
+                kind="yardstick",
+                app="bench.asgi_counter:create_app",
+                workers=workers,
+            )
+        )
         for base in ("strict", "cached", "spread"):
             c = next(c for c in configs if c.name == base)
             configs.append(
