@@ -6,8 +6,8 @@ commit is being fsynced). The event loop never waits on a commit. An operation i
 plain ``(conn) -> result`` (``Op``); ``write`` runs one inside ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` on the writer's connection.
 
-The writer waits for the write lock itself (``patiently``) instead of through SQLite's
-busy handler. That handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between attempts, while
+On a WAL file (``wait_patiently``), the writer waits for the write lock itself
+(``patiently``) instead of through SQLite's busy handler. That handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between attempts, while
 another process (a second ``tally serve`` worker on the same file) holds the lock for
 one group commit, about a millisecond. So a writer that lost the race once slept 5 or
 10 ms at a time. With two workers (``python -m bench.run --workers 2``, four alternating
