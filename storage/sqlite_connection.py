@@ -9,11 +9,12 @@ plain ``(conn) -> result`` (``Op``); ``write`` runs one inside ``BEGIN IMMEDIATE
 On a WAL file (``wait_patiently``), the writer waits for the write lock itself
 (``patiently``) instead of through SQLite's busy handler. That handler sleeps 1, 2, 5,
 10, 15, 20, 25 ... ms between attempts, while another process (a second ``tally serve``
-worker on the same file) holds the lock for one group commit, about a millisecond. So a writer that lost the race once slept 5 or
-10 ms at a time. With two workers (``python -m bench.run --workers 2``, four alternating
-runs), strict ``next`` had a p99 of 25-44 ms and spread 75-205 ms; retrying after 0.1 ms,
-doubling up to 2 ms, brought them to 8-11 and 13-17 ms, and spread went from 8,241-8,851
-to 10,261-10,765 req/s. The same ``busy_timeout`` still bounds the wait.
+worker on the same file) holds the lock for one group commit, about a millisecond. So
+a writer that lost the race once slept 5 or 10 ms at a time. With two workers
+(``python -m bench.run --workers 2``, four alternating runs), strict ``next`` had a p99
+of 25-44 ms and spread 75-205 ms; retrying after 0.1 ms, doubling up to 2 ms, brought
+them to 8-11 and 13-17 ms, and spread went from 8,241-8,851 to 10,261-10,765 req/s.
+The same ``busy_timeout`` still bounds the wait.
 """
 
 from __future__ import annotations
