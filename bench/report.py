@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,17 @@ class Result:
     issued: int | None = None
     acknowledged: int | None = None
     x_limit: float | None = None  # / the raw ASGI counter on the same server
+    # With --rounds N: every round's req/s; the row's figures are the median round's.
+    rounds: list[float] = field(default_factory=list)
+
+
+def median(runs: list[Result]) -> Result:
+    """The round with the median req/s (the lower of the two middle ones for an even
+    count), all its figures kept together, with every round's req/s beside them."""
+    if len(runs) == 1:
+        return runs[0]
+    ordered = sorted(runs, key=lambda r: r.requests_per_s)
+    return replace(ordered[(len(ordered) - 1) // 2], rounds=[r.requests_per_s for r in runs])
 
 
 LIMIT = {"granian": "asgi-limit"}
@@ -152,7 +163,14 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"({m['cpu_model']}), {m['memory']}, Python {m['python']}; wrk "
         f"{meta['connections']} connections, {meta['duration']} s after {meta['warmup']} s "
         "warm-up; servers, wrk and redis-benchmark on the same machine "
-        f"(load average {meta['load_start']:.2f} at the start).",
+        f"(load average {meta['load_start']:.2f} at the start)."
+        + (
+            f" Each row run {meta['rounds']} times, interleaved with the others; req/s is"
+            " the median round's, every round's range beside it, and the other figures"
+            " are that round's."
+            if meta.get("rounds", 1) > 1
+            else ""
+        ),
         "",
         f"Command: `{meta['command']}`. Tally as shipped: `tally serve` "
         "(TALLY_ENVIRONMENT=production, access log on, Prometheus metrics on as the chart "
@@ -164,8 +182,11 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
     ]
     for r in results:
         ratio = f"{r.x_limit:.2f}" if r.x_limit is not None else "—"
+        rps = f"{r.requests_per_s:,.0f}"
+        if r.rounds:
+            rps += f" ({min(r.rounds):,.0f}-{max(r.rounds):,.0f})"
         lines.append(
-            f"| {r.name} | {r.server} | {r.requests_per_s:,.0f} | {r.numbers_per_s:,.0f} | "
+            f"| {r.name} | {r.server} | {rps} | {r.numbers_per_s:,.0f} | "
             f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {ratio} | "
             f"{r.status_errors + r.socket_errors} | {r.description} |"
         )

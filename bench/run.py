@@ -473,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=1, help="also run rows with N workers")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every row N times, interleaved, and report the median round",
+    )
+    parser.add_argument(
         "--store",
         help="a MongoDB or bigtable:// URL for Tally instead of fresh SQLite files",
     )
@@ -492,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         help="serve Tally from another checkout (e.g. `git archive` of an older commit)",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     # A stopped bench stops its servers too (the `finally` blocks run on SIGTERM).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     missing = [
@@ -524,18 +532,27 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, configs: list[Config], argv: list[str] | None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_start = os.getloadavg()[0]
-    results: list[report.Result] = []
-    for config in configs:
-        print(f"bench: {config.name} ({config.description}) ...", file=sys.stderr, flush=True)
-        result = run_redis(config, args) if config.kind == "redis" else run_http(config, args)
-        results.append(result)
-        print(
-            f"  {result.requests_per_s:,.0f} req/s, {result.numbers_per_s:,.0f} numbers/s, "
-            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-            f"errors {result.status_errors + result.socket_errors}, load {result.load_before:.2f}",
-            file=sys.stderr,
-            flush=True,
-        )
+    runs: dict[str, list[report.Result]] = {c.name: [] for c in configs}
+    # Round after round of every row: a row's rounds are spread over the whole run, so
+    # a slow minute of the machine weighs on one round of each row, not on one row.
+    for n in range(1, args.rounds + 1):
+        for config in configs:
+            also = f", round {n} of {args.rounds}" if args.rounds > 1 else ""
+            print(
+                f"bench: {config.name} ({config.description}{also}) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            result = run_redis(config, args) if config.kind == "redis" else run_http(config, args)
+            runs[config.name].append(result)
+            print(
+                f"  {result.requests_per_s:,.0f} req/s, {result.numbers_per_s:,.0f} numbers/s, "
+                f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors "
+                f"{result.status_errors + result.socket_errors}, load {result.load_before:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    results = [report.median(runs[c.name]) for c in configs]
     report.add_ratios(results)
     meta: dict[str, Any] = {
         "started": started,
@@ -546,6 +563,7 @@ def _run(args: argparse.Namespace, configs: list[Config], argv: list[str] | None
         "connections": args.connections,
         "duration": args.duration,
         "warmup": args.warmup,
+        "rounds": args.rounds,
         "store": store_label(args.store),
         "targets": report.targets(results),
         "comparisons": report.comparisons(results),

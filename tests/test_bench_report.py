@@ -41,3 +41,39 @@ def test_workers_2_adds_the_raw_counter_on_two_workers_with_the_tally_rows() -> 
     assert set(two) == {"asgi-limit-x2", "strict-x2", "cached-x2", "spread-x2"}
     assert two["asgi-limit-x2"].app == "bench.asgi_counter:create_app"
     assert not any(c.workers > 1 for c in configurations(1))
+
+
+def test_rounds_report_the_median_round_whole_with_every_round_beside_it() -> None:
+    from bench.report import markdown, median
+
+    runs = [row("cached", 900), row("cached", 1200), row("cached", 1000)]
+    runs[2].p99_ms = 7.5  # the median round's own figures travel with it
+    middle = median(runs)
+    assert middle.requests_per_s == 1000 and middle.p99_ms == 7.5
+    assert middle.rounds == [900, 1200, 1000]
+    assert median([row("a", 3), row("a", 1), row("a", 4), row("a", 2)]).requests_per_s == 2
+    assert median([row("one", 5)]).rounds == []  # one round: nothing beside it
+    meta = {
+        "machine": {"cpus": 2, "cpu_model": "x", "memory": "1 GiB", "python": "3"},
+        "started": "now",
+        "commit": "abc",
+        "connections": 64,
+        "duration": 5,
+        "warmup": 1,
+        "load_start": 0.5,
+        "command": "python -m bench.run --rounds 3",
+        "rounds": 3,
+    }
+    table = markdown([middle], meta)
+    assert "| cached | granian | 1,000 (900-1,200) |" in table
+    assert "Each row run 3 times" in table
+
+
+def test_rounds_below_one_are_refused() -> None:
+    import pytest
+
+    from bench.run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--rounds", "0"])
+    assert exc.value.code == 2
