@@ -216,12 +216,7 @@ class AccessLog:
                 exc.tally_request_id = info.request_id  # type: ignore[attr-defined]
             raise
         finally:
-            try:
-                seconds = time.perf_counter() - started
-                method = scope["method"] if scope["method"] in _METHODS else "other"
-                self._finished((time.time(), method, route_of(scope), status, seconds, info))
-            finally:
-                CURRENT.reset(token)
+            self.finish(scope["method"], route_of(scope), status, started, info, token)
 
     def begin(self, header: str | None) -> tuple[RequestInfo, Token[RequestInfo | None]]:
         """What ``__call__`` does before the app, for a server that calls no ASGI app
@@ -239,7 +234,8 @@ class AccessLog:
         info: RequestInfo,
         token: Token[RequestInfo | None],
     ) -> None:
-        """What ``__call__`` does after the app, for ``begin``'s request."""
+        """After the app: the request observed and logged, its context reset (``__call__``
+        and, for ``begin``'s request, api.rsgi's hot routes)."""
         try:
             seconds = time.perf_counter() - started
             label = method if method in _METHODS else "other"
