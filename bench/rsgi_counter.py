@@ -3,9 +3,9 @@
 ``make bench`` serves it with ``tally serve --app bench.rsgi_counter:create_app
 --interface rsgi`` (the same server, options and logging) as the row ``rsgi-limit``:
 what granian's own side of a request costs without the ASGI exchange (its scope dict,
-``receive`` and two ``send`` messages). Tally speaks ASGI; the row says how much a move
-to RSGI could win at most (docs/performance.md). Same body shape, and the request body
-is read (and dropped), as Tally must.
+``receive`` and two ``send`` messages): the limit of Tally's native hot routes
+(``api.rsgi``), as ``asgi-limit`` is of the ASGI app (docs/performance.md). Same body
+shape, and the request body is read (and dropped), as Tally must.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,25 +178,15 @@ def configurations(workers: int) -> list[Config]:
     ]
     configs += ledger_configurations()
     if workers > 1:
-        # The limit with as many workers: the x limit column divides by it.
-        configs.append(
-            Config(
-                f"asgi-limit-x{workers}",
-                f"raw ASGI counter; {workers} workers",
-                kind="yardstick",
-                app="bench.asgi_counter:create_app",
-                workers=workers,
-            )
-        )
-        for base in ("strict", "cached", "spread"):
+        # The limit with as many workers (the x limit column divides by it), then Tally's.
+        for base in ("asgi-limit", "strict", "cached", "spread"):
             c = next(c for c in configs if c.name == base)
             configs.append(
-                Config(
-                    f"{base}-x{workers}",
-                    f"{c.description}; {workers} workers",
+                replace(
+                    c,
+                    name=f"{base}-x{workers}",
+                    description=f"{c.description}; {workers} workers",
                     env=dict(c.env),
-                    mode=c.mode,
-                    route=c.route,
                     workers=workers,
                 )
             )
