@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from wsgiref.simple_server import WSGIServer
@@ -18,6 +19,7 @@ from api.access import AccessLog
 from api.fastpath import FastPath
 from api.logs import log_format
 from api.metrics import Metrics
+from api.server import worker_count
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
 from auth import router as oauth
@@ -134,21 +136,33 @@ def wire_tenants(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
     return tenants
 
 
-def serve_metrics(app: FastAPI, metrics: Metrics, port: int, host: str) -> WSGIServer | None:
-    """Start the metrics listener (a thread); None if the port is taken."""
+def serve_metrics(
+    app: FastAPI, metrics: Metrics, port: int, host: str, ports: int = 1
+) -> WSGIServer | None:
+    """Start the metrics listener (a thread) on the first free port of ``port`` and the
+    ``ports - 1`` after it (``tally serve --workers N``: a port per worker); None if
+    every one is taken."""
     metrics.watch(app)
-    try:
-        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        # Typically a second worker process: the first one already serves the port.
-        log.warning(
-            "metrics port %s unavailable (%s): this process's metrics are not exported;"
-            " run one worker per metrics port",
-            port,
-            exc.strerror,
-        )
-        return None
-    return server
+    last = min(port + ports - 1, 65535)
+    reason = ""
+    for candidate in range(port, last + 1):
+        try:
+            server, _thread = start_http_server(candidate, addr=host, registry=metrics.registry)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            continue
+        if ports > 1:
+            log.info("metrics of this worker (pid %d) on port %d", os.getpid(), candidate)
+        return server
+    span = f"{port}" if last == port else f"{port}-{last}"
+    # Typically another worker (or another `tally serve`) already serves the port(s).
+    log.warning(
+        "metrics port %s unavailable (%s): this process's metrics are not exported;"
+        " run one worker per metrics port",
+        span,
+        reason,
+    )
+    return None
 
 
 def create_app(
@@ -213,7 +227,9 @@ def create_app(
                 app.state.overview, interval=settings.headroom_scan_seconds
             )
         if metrics is not None and settings.metrics_port is not None:
-            exporter = serve_metrics(app, metrics, settings.metrics_port, settings.metrics_host)
+            exporter = serve_metrics(
+                app, metrics, settings.metrics_port, settings.metrics_host, worker_count()
+            )
         # Everything made so far lives as long as the app: move it out of the cyclic
         # GC's reach, or every full collection walks it (measured: 70 ms pauses).
         gc.freeze()

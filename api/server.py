@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 TALLY_APP = "api.app:create_app"
 _PR_SET_PDEATHSIG = 1
 _SUPERVISOR = "TALLY_SUPERVISOR_PID"  # set for the workers, never by a user
+# How many workers the supervisor runs (set for them, never by a user): each exports its
+# metrics on a port of its own, TALLY_METRICS_PORT and the ones after it (api.app).
+WORKERS = "TALLY_SERVE_WORKERS"
 
 
 def server(
@@ -53,6 +56,7 @@ def server(
     from granian.server import Server
 
     os.environ[_SUPERVISOR] = str(os.getpid())
+    os.environ[WORKERS] = str(workers)
     # Workers start as fresh interpreters, not forks: the store check before them may
     # have started gRPC (Bigtable) threads, and a forked gRPC client hangs the worker.
     multiprocessing.set_start_method("spawn", force=True)
@@ -106,6 +110,12 @@ def check_can_listen(host: str, port: int) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
+
+
+def worker_count() -> int:
+    """The workers of the ``tally serve`` this process is one of; 1 outside one."""
+    value = os.environ.get(WORKERS, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def worker_app() -> TallyRSGI:

@@ -116,7 +116,9 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=65535,
-        description="Serve Prometheus metrics on this port (its own listener); unset: off.",
+        description="Serve Prometheus metrics on this port (its own listener); unset: off."
+        " With `tally serve --workers N`, each worker takes the first free one of this port"
+        " and the N - 1 after it.",
     )
     metrics_host: str = Field(default="127.0.0.1", description="Interface of the metrics port.")
     fast_path: bool = Field(

@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from api.server import WORKERS
 from core.clock import FrozenClock
 from core.settings import Settings
 from tenants.schemas import TenantCreate
 from tests.conftest import app_token, bearer
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, two_free_ports
 
 
 def with_metrics(settings: Settings, port: int) -> Settings:
@@ -111,6 +112,27 @@ async def test_a_taken_metrics_port_is_a_warning_not_an_outage(
                 async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                     assert (await c.get("/healthz")).status_code == 200
     assert f"metrics port {port} unavailable" in caplog.text
+
+
+async def test_with_workers_a_taken_metrics_port_passes_to_the_next_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = two_free_ports()
+    monkeypatch.setenv(WORKERS, "2")  # as `tally serve --workers 2` sets it for each worker
+    with socket.socket() as taken:  # the port another worker took first
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        app = create_app(with_metrics(settings, port))
+        with caplog.at_level(logging.INFO, logger="tally"):
+            async with app.router.lifespan_context(app):
+                _text, samples = await scrape(f"http://127.0.0.1:{port + 1}/metrics")
+                assert ("tally_cached_leases", frozenset()) in samples
+                # Two workers have two ports: a third process finds both taken.
+                third = create_app(with_metrics(settings, port))
+                async with third.router.lifespan_context(third):
+                    pass
+    assert f"on port {port + 1}" in caplog.text
+    assert f"metrics port {port}-{port + 1} unavailable" in caplog.text
 
 
 def test_metrics_port_is_validated() -> None:

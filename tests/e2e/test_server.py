@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import cli, free_port, running_server
+from tests.e2e.conftest import cli, free_port, running_server, two_free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -154,3 +156,46 @@ def test_metrics_are_served_on_their_own_port_not_the_api_port(e2e_env: dict[str
     assert 'route="/getCounter",status="200"' in text
     assert 'tally_numbers_issued_total{mode="strict"} 1.0' in text
     assert token not in text
+
+
+def issued_by(text: str, route: str) -> float:
+    """The 200 answers a scrape counts for ``route``."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tally_http_request_duration_seconds_count"
+        and s.labels == {"method": "GET", "route": route, "status": "200"}
+    )
+
+
+def test_each_worker_exports_its_metrics_on_a_port_of_its_own(e2e_env: dict[str, str]) -> None:
+    # With one metrics port, only the worker that bound it first was scraped: the
+    # others' requests and numbers were invisible to Prometheus.
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    first = two_free_ports()
+    env = {**e2e_env, "TALLY_METRICS_PORT": str(first)}
+    scrapes = [f"http://127.0.0.1:{port}/metrics" for port in (first, first + 1)]
+    with running_server(env, workers=2) as url:
+        h = {"Authorization": f"Bearer {token}"}
+        # A connection each: the kernel spreads them over both workers' sockets.
+        values = [int(httpx.get(f"{url}/getCounter", headers=h).text) for _ in range(40)]
+        assert sorted(values) == list(range(1, 41))
+        deadline = time.monotonic() + 20
+        while True:  # a worker counts a request with its access line, up to 50 ms later
+            try:
+                texts = [httpx.get(u, timeout=5).text for u in scrapes]
+            except httpx.TransportError:
+                texts = []
+            if texts and sum(issued_by(t, "/getCounter") for t in texts) == 40:
+                break
+            assert time.monotonic() < deadline, f"scrapes never added up to 40: {texts}"
+            time.sleep(0.2)
+    issued = [
+        s.value
+        for t in texts
+        for family in text_string_to_metric_families(t)
+        for s in family.samples
+        if s.name == "tally_numbers_issued_total" and s.labels == {"mode": "strict"}
+    ]
+    assert len(issued) == 2 and sum(issued) == 40
