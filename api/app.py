@@ -18,8 +18,7 @@ from api import access, health, landing, openapi, problems
 from api.access import AccessLog
 from api.fastpath import FastPath
 from api.logs import log_format
-from api.metrics import Metrics
-from api.server import worker_count
+from api.metrics import Metrics, worker_count
 from audit.router import admin_router as audit_admin_router
 from audit.router import router as audit_router
 from auth import router as oauth

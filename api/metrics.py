@@ -19,6 +19,7 @@ several processes each with its own port.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,16 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# How many workers `tally serve` runs (api.server sets it for them, never a user): each
+# exports its metrics on a port of its own, TALLY_METRICS_PORT and the ones after it.
+WORKERS = "TALLY_SERVE_WORKERS"
+
+
+def worker_count() -> int:
+    """The workers of the ``tally serve`` this process is one of; 1 outside one."""
+    value = os.environ.get(WORKERS, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 class RequestHistogram(Collector):

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.metrics import WORKERS
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 TALLY_APP = "api.app:create_app"
 _PR_SET_PDEATHSIG = 1
 _SUPERVISOR = "TALLY_SUPERVISOR_PID"  # set for the workers, never by a user
-# How many workers the supervisor runs (set for them, never by a user): each exports its
-# metrics on a port of its own, TALLY_METRICS_PORT and the ones after it (api.app).
-WORKERS = "TALLY_SERVE_WORKERS"
 
 
 def server(
@@ -110,12 +108,6 @@ def check_can_listen(host: str, port: int) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
-
-
-def worker_count() -> int:
-    """The workers of the ``tally serve`` this process is one of; 1 outside one."""
-    value = os.environ.get(WORKERS, "")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def worker_app() -> TallyRSGI:

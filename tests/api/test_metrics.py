@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.server import WORKERS
+from api.metrics import WORKERS
 from core.clock import FrozenClock
 from core.settings import Settings
 from tenants.schemas import TenantCreate
