@@ -6,9 +6,12 @@ import csv
 import io
 import json
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.servers import on_cpus
 
 # Every script ends with this: one machine-readable line of wrk's own summary.
 _DONE = """
@@ -88,18 +91,28 @@ end
     )
 
 
-def wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> dict[str, Any]:
+def wrk(
+    url: str,
+    script: Path,
+    seconds: float,
+    connections: int,
+    threads: int,
+    cpus: Collection[int] = (),
+) -> dict[str, Any]:
     out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
+        on_cpus(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            cpus,
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -119,13 +132,17 @@ class RedisRun:
     seconds: float
 
 
-def redis_benchmark(port: int, *, requests: int, connections: int, keys: int | None) -> RedisRun:
+def redis_benchmark(
+    port: int, *, requests: int, connections: int, keys: int | None, cpus: Collection[int] = ()
+) -> RedisRun:
     """``INCR`` from ``connections`` clients; ``keys``: spread over that many keys."""
     cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(connections)]
     cmd += ["-n", str(requests), "-t", "incr", "--csv"]
     if keys:
         cmd += ["-r", str(keys)]  # INCR counter:__rand_int__ over `keys` keys
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        on_cpus(cmd, cpus), capture_output=True, text=True, check=True, timeout=600
+    )
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     row = next(r for r in rows if r["test"].upper().startswith("INCR"))
     rps = float(row["rps"])

@@ -162,8 +162,8 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"Tally benchmark, {meta['started']}, commit {meta['commit']} — {m['cpus']} cores "
         f"({m['cpu_model']}), {m['memory']}, Python {m['python']}; wrk "
         f"{meta['connections']} connections, {meta['duration']} s after {meta['warmup']} s "
-        "warm-up; servers, wrk and redis-benchmark on the same machine "
-        f"(load average {meta['load_start']:.2f} at the start)."
+        f"warm-up; {meta.get('placement', 'servers, wrk and redis-benchmark sharing the machine')}"
+        f" (load average {meta['load_start']:.2f} at the start)."
         + (
             f" Each row run {meta['rounds']} times, interleaved with the others; req/s is"
             " the median round's, every round's range beside it, and the other figures"

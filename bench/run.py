@@ -318,13 +318,17 @@ def run_redis(config: Config, args: argparse.Namespace) -> report.Result:
     with tempfile.TemporaryDirectory(prefix=f"tally-bench-{config.name}-") as tmp:
         workdir = Path(tmp)
         port = servers.free_port()
-        cmd = servers.redis_command(port, workdir)
+        cmd = servers.on_cpus(servers.redis_command(port, workdir), args.placement.server)
         with servers.running(cmd, dict(os.environ), workdir / "redis.log") as proc:
             servers.wait_redis(proc, port)
 
             def bench(n: int) -> load.RedisRun:
                 return load.redis_benchmark(
-                    port, requests=n, connections=args.connections, keys=config.redis_keys
+                    port,
+                    requests=n,
+                    connections=args.connections,
+                    keys=config.redis_keys,
+                    cpus=args.placement.load,
                 )
 
             warm = bench(20_000)
@@ -366,7 +370,10 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
         hot = tokens.mint(HOT_TENANT)
         port = servers.free_port()
         url = f"http://127.0.0.1:{port}"
+        # One worker: one CPU, the load on the others; more workers share every CPU.
+        place = args.placement if config.workers == 1 else servers.Placement()
         cmd = servers.http_command(config.app, port, config.workers, rsgi=config.rsgi)
+        cmd = servers.on_cpus(cmd, place.server)
         log = workdir / "server.log"
         with servers.running(cmd, env, log) as proc:
             servers.wait_http(proc, url + ("/readyz" if config.kind == "tally" else "/"), log)
@@ -395,12 +402,14 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
                     script.write_text(load.fresh_keys(hot, body))
                 else:
                     script.write_text(load.one_request("POST", hot, body))
-            warm = load.wrk(target, script, args.warmup, args.connections, args.threads)
+            warm = load.wrk(target, script, args.warmup, args.connections, args.threads, place.load)
             load_before = os.getloadavg()[0]
             profiler = None
             if config.name in args.profile:
                 profiler = _profiler(proc.pid, config.name, args.duration)
-            data = load.wrk(target, script, args.duration, args.connections, args.threads)
+            data = load.wrk(
+                target, script, args.duration, args.connections, args.threads, place.load
+            )
             if profiler is not None:
                 profiler.wait(timeout=60)
             issued = None
@@ -487,7 +496,14 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT,
         help="serve Tally from another checkout (e.g. `git archive` of an older commit)",
     )
+    parser.add_argument(
+        "--share-cpus",
+        action="store_true",
+        help="run every server on all CPUs, with the load generators (by default a"
+        " one-worker server gets one CPU and wrk the others; see bench.servers.Placement)",
+    )
     args = parser.parse_args(argv)
+    args.placement = servers.this_machine(share=args.share_cpus)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     # A stopped bench stops its servers too (the `finally` blocks run on SIGTERM).
@@ -554,6 +570,7 @@ def _run(args: argparse.Namespace, configs: list[Config], argv: list[str] | None
         "duration": args.duration,
         "warmup": args.warmup,
         "rounds": args.rounds,
+        "placement": args.placement.describe(),
         "store": store_label(args.store),
         "targets": report.targets(results),
         "comparisons": report.comparisons(results),

@@ -8,18 +8,68 @@ names the yardstick's factory), so every HTTP row runs on the same server (grani
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The CPUs a one-worker server and the load generators run on (empty: any).
+
+    A pod of the chart has one core (its CPU limit), and its clients run elsewhere.
+    wrk on the server's own cores would take CPU from the very process it measures, so
+    the bench gives each one-worker server one CPU and the load generators the others
+    (``taskset``). Rows with more workers than that need the cores the load runs on:
+    they share them all, as ``--share-cpus`` makes every row do.
+    """
+
+    server: tuple[int, ...] = ()
+    load: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        if not self.server:
+            return "servers, wrk and redis-benchmark sharing the machine's cores"
+        return (
+            f"each one-worker server on CPU {_cpus(self.server)} (one core, as the chart's"
+            f" CPU limit gives a pod), wrk and redis-benchmark on CPU {_cpus(self.load)};"
+            " rows with more workers share all of them"
+        )
+
+
+def placement(cpus: Collection[int], *, share: bool, taskset: bool) -> Placement:
+    """One CPU of ``cpus`` for the server, the rest for the load, when there are two
+    or more, ``taskset`` exists and the caller does not ``share``."""
+    ordered = sorted(cpus)
+    if share or not taskset or len(ordered) < 2:
+        return Placement()
+    return Placement(server=(ordered[0],), load=tuple(ordered[1:]))
+
+
+def this_machine(*, share: bool) -> Placement:
+    """``placement`` of the CPUs this process may run on (none known off Linux)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    return placement(cpus, share=share, taskset=bool(shutil.which("taskset")))
+
+
+def on_cpus(cmd: list[str], cpus: Collection[int]) -> list[str]:
+    """``cmd`` bound to ``cpus`` (and so are the processes it starts); as it is if empty."""
+    return ["taskset", "--cpu-list", _cpus(cpus), *cmd] if cpus else cmd
+
+
+def _cpus(cpus: Collection[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
 
 
 def free_port() -> int:

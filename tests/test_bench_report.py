@@ -77,3 +77,40 @@ def test_rounds_below_one_are_refused() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--rounds", "0"])
     assert exc.value.code == 2
+
+
+def test_a_one_worker_server_gets_one_cpu_and_the_load_the_others() -> None:
+    from bench.servers import Placement, placement
+
+    assert placement({1, 0, 2}, share=False, taskset=True) == Placement((0,), (1, 2))
+    # Nothing to split, no taskset, or asked to share: every process on every CPU.
+    assert placement({0}, share=False, taskset=True) == Placement()
+    assert placement({0, 1}, share=False, taskset=False) == Placement()
+    assert placement({0, 1}, share=True, taskset=True) == Placement()
+    assert "on CPU 0 " in Placement((0,), (1,)).describe()
+    assert "sharing" in Placement().describe()
+
+
+def test_a_command_on_cpus_runs_there_and_so_do_its_children() -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from bench.servers import on_cpus
+    from tests.tools import missing
+
+    assert on_cpus(["wrk"], ()) == ["wrk"]
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if shutil.which("taskset") is None or len(cpus) < 2:
+        missing("taskset (util-linux) and two CPUs are needed to pin the bench's processes")
+    # A child of the bound process: granian's workers are children of `tally serve`.
+    grandchild = "import os; print(sorted(os.sched_getaffinity(0)))"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    out = subprocess.run(
+        on_cpus([sys.executable, "-c", child], (cpus[-1],)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"[{cpus[-1]}]"
