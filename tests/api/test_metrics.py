@@ -127,7 +127,7 @@ async def test_with_workers_a_taken_metrics_port_passes_to_the_next_one(
             async with app.router.lifespan_context(app):
                 _text, samples = await scrape(f"http://127.0.0.1:{port + 1}/metrics")
                 assert ("tally_cached_leases", frozenset()) in samples
-                # Two workers have two ports: a third process finds both taken.
+                # Two workers, two ports: a third app finds both taken.
                 third = create_app(with_metrics(settings, port))
                 async with third.router.lifespan_context(third):
                     pass
