@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import cli, free_port, running_server, two_free_ports
+from tests.e2e.conftest import SERVERS, cli, free_port, running_server, two_free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -199,3 +202,52 @@ def test_each_worker_exports_its_metrics_on_a_port_of_its_own(e2e_env: dict[str,
         if s.name == "tally_numbers_issued_total" and s.labels == {"mode": "strict"}
     ]
     assert len(issued) == 2 and sum(issued) == 40
+
+
+def workers_of(supervisor: int) -> list[int]:
+    """The pids of granian's worker processes (spawned interpreters) under ``supervisor``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == supervisor and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def scrape_all(urls: list[str], deadline: float) -> list[str]:
+    """Every url's scrape, retried until each answers or ``deadline`` passes."""
+    while True:
+        try:
+            return [httpx.get(u, timeout=5).text for u in urls]
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"not every metrics port answered: {urls}"
+            time.sleep(0.2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_worker_started_again_after_a_crash_exports_on_the_port_it_left(
+    e2e_env: dict[str, str],
+) -> None:
+    first = two_free_ports()
+    env = {**e2e_env, "TALLY_METRICS_PORT": str(first)}
+    scrapes = [f"http://127.0.0.1:{port}/metrics" for port in (first, first + 1)]
+    with running_server(env, workers=2) as url:
+        scrape_all(scrapes, time.monotonic() + 30)
+        supervisor = SERVERS[url].pid
+        workers = workers_of(supervisor)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while workers[0] in workers_of(supervisor) or len(workers_of(supervisor)) < 2:
+            assert time.monotonic() < deadline, "granian did not start the worker again"
+            time.sleep(0.2)
+        # Both ports answer again: the new worker took the one its predecessor left.
+        texts = scrape_all(scrapes, time.monotonic() + 30)
+        assert all("tally_numbers_issued_total" in t for t in texts)
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
