@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.servers import Placement
+
 
 @dataclass
 class Result:
@@ -162,7 +164,7 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"Tally benchmark, {meta['started']}, commit {meta['commit']} — {m['cpus']} cores "
         f"({m['cpu_model']}), {m['memory']}, Python {m['python']}; wrk "
         f"{meta['connections']} connections, {meta['duration']} s after {meta['warmup']} s "
-        f"warm-up; {meta.get('placement', 'servers, wrk and redis-benchmark sharing the machine')}"
+        f"warm-up; {meta.get('placement') or Placement().describe()}"
         f" (load average {meta['load_start']:.2f} at the start)."
         + (
             f" Each row run {meta['rounds']} times, interleaved with the others; req/s is"

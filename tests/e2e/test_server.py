@@ -161,15 +161,14 @@ def test_metrics_are_served_on_their_own_port_not_the_api_port(e2e_env: dict[str
     assert token not in text
 
 
-def issued_by(text: str, route: str) -> float:
-    """The 200 answers a scrape counts for ``route``."""
-    return sum(
+def values_of(text: str, name: str, **labels: str) -> list[float]:
+    """The values of a scrape's samples called ``name`` with exactly ``labels``."""
+    return [
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "tally_http_request_duration_seconds_count"
-        and s.labels == {"method": "GET", "route": route, "status": "200"}
-    )
+        if s.name == name and s.labels == labels
+    ]
 
 
 def test_each_worker_exports_its_metrics_on_a_port_of_its_own(e2e_env: dict[str, str]) -> None:
@@ -190,17 +189,21 @@ def test_each_worker_exports_its_metrics_on_a_port_of_its_own(e2e_env: dict[str,
                 texts = [httpx.get(u, timeout=5).text for u in scrapes]
             except httpx.TransportError:
                 texts = []
-            if texts and sum(issued_by(t, "/getCounter") for t in texts) == 40:
+            answered = [
+                values_of(
+                    t,
+                    "tally_http_request_duration_seconds_count",
+                    method="GET",
+                    route="/getCounter",
+                    status="200",
+                )
+                for t in texts
+            ]
+            if texts and sum(sum(v) for v in answered) == 40:
                 break
             assert time.monotonic() < deadline, f"scrapes never added up to 40: {texts}"
             time.sleep(0.2)
-    issued = [
-        s.value
-        for t in texts
-        for family in text_string_to_metric_families(t)
-        for s in family.samples
-        if s.name == "tally_numbers_issued_total" and s.labels == {"mode": "strict"}
-    ]
+    issued = [v for t in texts for v in values_of(t, "tally_numbers_issued_total", mode="strict")]
     assert len(issued) == 2 and sum(issued) == 40
 
 
