@@ -13,6 +13,15 @@ from bench.servers import Placement
 
 
 @dataclass
+class Groups:
+    """A strict row's group commits (warm-up included), from the server's own metrics."""
+
+    commits: int
+    increments: int  # coalescing makes a hot counter's whole flight one increment
+    seconds: float  # summed: each from leaving the event loop to its results back
+
+
+@dataclass
 class Result:
     name: str
     description: str
@@ -31,9 +40,21 @@ class Result:
     # included); issued may exceed acknowledged by what was in flight when wrk stopped.
     issued: int | None = None
     acknowledged: int | None = None
+    answered: int | None = None  # 2xx answers, warm-up included
+    groups: Groups | None = None
     x_limit: float | None = None  # / the raw ASGI counter on the same server
     # With --rounds N: every round's req/s; the row's figures are the median round's.
     rounds: list[float] = field(default_factory=list)
+
+
+def group_line(r: Result) -> str:
+    g = r.groups
+    assert g is not None and g.commits
+    answers = f"{r.answered / g.commits:.1f}" if r.answered is not None else "—"
+    return (
+        f"| {r.name} | {g.commits:,} | {answers} | {g.increments / g.commits:.1f}"
+        f" | {g.seconds / g.commits * 1000:.2f} |"
+    )
 
 
 def median(runs: list[Result]) -> Result:
@@ -211,4 +232,16 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
             "|---|---:|---:|",
         ]
         lines += [f"| {r.name} | {r.issued:,} | {r.acknowledged:,} |" for r in checks]
+    grouped = [r for r in results if r.groups is not None and r.groups.commits]
+    if grouped:
+        lines += [
+            "",
+            "Strict rows, group commits (from the server's metrics, warm-up included; a "
+            "commit's time runs from its group leaving the event loop to its results "
+            "coming back, so it holds the fsync and the waits for the writer thread):",
+            "",
+            "| row | commits | answers per commit | increments per commit | ms per commit |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [group_line(r) for r in grouped]
     return "\n".join(lines) + "\n"

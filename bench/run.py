@@ -314,6 +314,41 @@ def _issued_spread(url: str, tokens: list[str]) -> int:
     return total
 
 
+def group_commits(scrapes: list[str]) -> report.Groups:
+    """The group commits the workers' metrics count (``tally_store_group_commit_*``),
+    summed over every worker's scrape: how many, the increments they carried, and the
+    seconds they took from the group leaving the event loop until its results were back."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    want = {
+        "tally_store_group_commit_seconds_count": "commits",
+        "tally_store_group_commit_seconds_sum": "seconds",
+        "tally_store_group_commit_increments_total": "increments",
+    }
+    found = {"commits": 0.0, "seconds": 0.0, "increments": 0.0}
+    for text in scrapes:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in want:
+                    found[want[sample.name]] += sample.value
+    return report.Groups(
+        commits=int(found["commits"]),
+        increments=int(found["increments"]),
+        seconds=found["seconds"],
+    )
+
+
+def _scrape_workers(env: dict[str, str], workers: int) -> list[str]:
+    """Each worker's metrics (``tally serve`` gives worker i the port ``TALLY_METRICS_PORT``
+    + i, or the next free one); a port nobody answers on is left out."""
+    first = int(env["TALLY_METRICS_PORT"])
+    scrapes = []
+    for port in range(first, first + workers):
+        with contextlib.suppress(httpx.TransportError):
+            scrapes.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+    return scrapes
+
+
 def run_redis(config: Config, args: argparse.Namespace) -> report.Result:
     with tempfile.TemporaryDirectory(prefix=f"tally-bench-{config.name}-") as tmp:
         workdir = Path(tmp)
@@ -413,7 +448,9 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
             if profiler is not None:
                 profiler.wait(timeout=60)
             issued = None
+            groups = None
             if config.kind == "tally" and config.mode == "strict":
+                groups = group_commits(_scrape_workers(env, config.workers))
                 if config.route == "spread":
                     issued = _issued_spread(url, spread_tokens)
                 else:
@@ -443,6 +480,8 @@ def run_http(config: Config, args: argparse.Namespace) -> report.Result:
         load_before=load_before,
         issued=issued,
         acknowledged=(ok + ok_warm) * config.count if issued is not None else None,
+        answered=ok + ok_warm,
+        groups=groups,
     )
 
 

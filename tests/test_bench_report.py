@@ -11,6 +11,19 @@ def row(name: str, rps: float, workers: int = 1, server: str = "granian") -> Res
     return Result(name, "", server, workers, 1, rps, rps, 1.0, 2.0, int(rps), 0, 0, 0.0)
 
 
+# What markdown() needs of a run's meta.
+META = {
+    "machine": {"cpus": 2, "cpu_model": "x", "memory": "1 GiB", "python": "3"},
+    "started": "now",
+    "commit": "abc",
+    "connections": 64,
+    "duration": 5,
+    "warmup": 1,
+    "load_start": 0.5,
+    "command": "python -m bench.run --rounds 3",
+}
+
+
 def test_a_row_is_a_fraction_of_the_limit_with_as_many_workers() -> None:
     results = [
         row("asgi-limit", 1000),
@@ -53,20 +66,28 @@ def test_rounds_report_the_median_round_whole_with_every_round_beside_it() -> No
     assert middle.rounds == [900, 1200, 1000]
     assert median([row("a", 3), row("a", 1), row("a", 4), row("a", 2)]).requests_per_s == 2
     assert median([row("one", 5)]).rounds == []  # one round: nothing beside it
-    meta = {
-        "machine": {"cpus": 2, "cpu_model": "x", "memory": "1 GiB", "python": "3"},
-        "started": "now",
-        "commit": "abc",
-        "connections": 64,
-        "duration": 5,
-        "warmup": 1,
-        "load_start": 0.5,
-        "command": "python -m bench.run --rounds 3",
-        "rounds": 3,
-    }
-    table = markdown([middle], meta)
+    table = markdown([middle], META | {"rounds": 3})
     assert "| cached | granian | 1,000 (900-1,200) |" in table
     assert "Each row run 3 times" in table
+
+
+def test_strict_rows_report_their_group_commits_per_commit() -> None:
+    from bench.report import Groups, markdown
+
+    strict = row("strict", 10_000)
+    strict.answered = 28_000
+    strict.groups = Groups(commits=1_000, increments=1_000, seconds=2.5)
+    spread = row("spread", 8_000)
+    spread.answered = 24_000
+    spread.groups = Groups(commits=1_000, increments=24_000, seconds=3.0)
+    cached = row("cached", 14_000)  # no group commits: not in the table
+    idle = row("strict-idle", 1)
+    idle.groups = Groups(commits=0, increments=0, seconds=0.0)  # nothing to divide by
+    table = markdown([strict, spread, cached, idle], META)
+    assert "| strict | 1,000 | 28.0 | 1.0 | 2.50 |" in table
+    assert "| spread | 1,000 | 24.0 | 24.0 | 3.00 |" in table
+    group_rows = table.split("ms per commit |")[1]
+    assert "| cached |" not in group_rows and "strict-idle" not in group_rows
 
 
 def test_rounds_below_one_are_refused() -> None:

@@ -94,6 +94,26 @@ async def test_requests_and_numbers_are_counted_by_route_template_and_status(
     assert "PROPFIND" not in text  # unknown methods do not become label values
 
 
+async def test_the_bench_reads_group_commits_from_every_workers_scrape(
+    served: tuple[FastAPI, httpx.AsyncClient, str],
+) -> None:
+    from bench.run import group_commits
+
+    app, client, url = served
+    h = bearer(app_token(app))
+    assert (await client.post("/v1/sequences", json={"name": "inv"}, headers=h)).status_code == 201
+    for _ in range(3):  # one after another: a group commit each
+        assert (await client.post("/v1/sequences/inv/next", headers=h)).status_code == 200
+    text, samples = await scrape(url)
+    one = group_commits([text])
+    assert one.commits == samples[("tally_store_group_commit_seconds_count", frozenset())] >= 3
+    assert one.increments == samples[("tally_store_group_commit_increments_total", frozenset())]
+    assert one.seconds == samples[("tally_store_group_commit_seconds_sum", frozenset())] > 0
+    two = group_commits([text, text])  # two workers' scrapes add up
+    assert (two.commits, two.increments) == (2 * one.commits, 2 * one.increments)
+    assert two.seconds == 2 * one.seconds
+
+
 async def test_metrics_are_off_unless_a_port_is_set(app: FastAPI) -> None:
     assert app.build_middleware_stack().observe is None  # type: ignore[attr-defined]
 
