@@ -339,8 +339,9 @@ def group_commits(scrapes: list[str]) -> report.Groups:
 
 
 def _scrape_workers(env: dict[str, str], workers: int) -> list[str]:
-    """Each worker's metrics (``tally serve`` gives worker i the port ``TALLY_METRICS_PORT``
-    + i, or the next free one); a port nobody answers on is left out."""
+    """Each worker's metrics: a worker of ``tally serve --workers N`` exports on the first
+    free port of ``TALLY_METRICS_PORT`` … ``+ N - 1``; a port nobody answers on is left
+    out."""
     first = int(env["TALLY_METRICS_PORT"])
     scrapes = []
     for port in range(first, first + workers):
