@@ -300,5 +300,5 @@ def create_app(
     app.metrics = metrics
     # No app.dependency_overrides here: while that dict is non-empty FastAPI rebuilds
     # every dependency's signature on every request. Routes that need this app's
-    # settings use ``core.settings.app_settings``.
+    # settings read ``request.app.state.settings`` (``auth.router.app_settings``).
     return app

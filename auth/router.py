@@ -16,7 +16,7 @@ from auth.service import TokenIssuer
 from auth.tokens import TokenVerifier
 from core.errors import RequestTimeout
 from core.openapi import errors
-from core.settings import Settings, app_settings
+from core.settings import Settings
 from storage.errors import StoreUnavailable
 
 router = APIRouter(tags=["oauth"])
@@ -37,6 +37,12 @@ def get_token_issuer(request: Request) -> TokenIssuer:
 
 Issuer = Annotated[TokenIssuer, Depends(get_token_issuer)]
 Verifier = Annotated[TokenVerifier, Depends(get_verifier)]
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the running app was created with (not ``get_settings()``'s)."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _oauth_error(description: str, codes: list[str], **headers: Any) -> dict[str, Any]:

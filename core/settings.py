@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -306,14 +305,8 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings (CLI, ``create_app()`` without arguments).
 
-    Routes use ``app_settings`` (the app's own copy) rather than overriding this
-    dependency: any ``app.dependency_overrides`` entry makes FastAPI re-inspect every
-    dependency on every request.
+    Routes read the app's own copy (``request.app.state.settings``) rather than
+    overriding this dependency: any ``app.dependency_overrides`` entry makes FastAPI
+    re-inspect every dependency on every request.
     """
     return load_settings()
-
-
-async def app_settings(request: Request) -> Settings:
-    """FastAPI dependency: the settings the running app was created with."""
-    settings: Settings = request.app.state.settings
-    return settings
