@@ -5,7 +5,6 @@ Each test has a table of its own (``table_prefix``), created by the servers at s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import cli, running_server, server_env
+from tests.e2e.conftest import cli, in_lanes, running_server, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bigtable]
 
@@ -52,17 +51,12 @@ def two_servers(
 async def take(
     urls: tuple[str, str], headers: dict[str, str], name: str, calls: int, body: object = None
 ) -> list[httpx.Response]:
-    """``calls`` concurrent ``next`` calls, alternating between the two servers."""
-    async with (
-        httpx.AsyncClient(base_url=urls[0], timeout=60) as a,
-        httpx.AsyncClient(base_url=urls[1], timeout=60) as b,
-    ):
-        return await asyncio.gather(
-            *(
-                (a, b)[i % 2].post(f"/v1/sequences/{name}/next", json=body or {}, headers=headers)
-                for i in range(calls)
-            )
-        )
+    """``calls`` ``next`` calls, 80 in flight at once, alternating between the two servers."""
+
+    async def one(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await client.post(f"/v1/sequences/{name}/next", json=body or {}, headers=headers)
+
+    return await in_lanes(urls, calls, one, lanes=80)
 
 
 def create(url: str, headers: dict[str, str], **spec: object) -> None:

@@ -7,26 +7,22 @@ import asyncio
 import httpx
 import pytest
 
-from tests.e2e.conftest import cli, running_server
+from tests.e2e.conftest import cli, in_lanes, running_server
 
 pytestmark = pytest.mark.e2e
 
 
 async def take(url: str, token: str, requests: int, count: int) -> list[int]:
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=32)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
-        async def one() -> list[int]:
-            r = await client.post(
-                "/v1/sequences/tickets/next", json={"count": count}, headers=headers
-            )
-            assert r.status_code == 200, r.text
-            body = r.json()
-            assert body["last"] - body["value"] == count - 1
-            return list(range(body["value"], body["last"] + 1))
+    async def one(client: httpx.AsyncClient, i: int) -> list[int]:
+        r = await client.post("/v1/sequences/tickets/next", json={"count": count}, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["last"] - body["value"] == count - 1
+        return list(range(body["value"], body["last"] + 1))
 
-        slices = await asyncio.gather(*(one() for _ in range(requests)))
+    slices = await in_lanes([url], requests, one, lanes=32)
     return [n for s in slices for n in s]
 
 

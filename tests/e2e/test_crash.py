@@ -17,7 +17,7 @@ import signal
 import httpx
 import pytest
 
-from tests.e2e.conftest import SERVERS, cli, running_server
+from tests.e2e.conftest import SERVERS, cli, open_lanes, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -42,11 +42,11 @@ async def test_sigkill_under_load_never_repeats_a_number(e2e_env: dict[str, str]
         for name, mode in (("orders", "strict"), ("tickets", "cached")):
             r = httpx.post(f"{url}/v1/sequences", json={"name": name, "mode": mode}, headers=h)
             assert r.status_code == 201, r.text
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with open_lanes([url], 32, timeout=10) as clients:
+            names = [name for name in received for _ in range(16)]
             workers = [
                 asyncio.create_task(hammer(client, name, token, received[name]))
-                for name in received
-                for _ in range(16)
+                for client, name in zip(clients, names, strict=True)
             ]
             deadline = asyncio.get_running_loop().time() + 60
             while min(len(v) for v in received.values()) < 3000:  # well under way
@@ -107,8 +107,8 @@ async def test_sigkill_under_spread_load_repeats_nothing_and_strict_continues_ab
             h = {"Authorization": f"Bearer {tokens[tenant]}"}
             r = httpx.post(f"{url}/v1/sequences", json={"name": name}, headers=h)
             assert r.status_code == 201, r.text
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            workers = [asyncio.create_task(spread(client)) for _ in range(32)]
+        async with open_lanes([url], 32, timeout=10) as clients:
+            workers = [asyncio.create_task(spread(client)) for client in clients]
             deadline = asyncio.get_running_loop().time() + 60
             while sum(len(v) for v in received.values()) < 3000:  # well under way
                 broken = [t for t in workers if t.done()]

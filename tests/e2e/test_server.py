@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -12,21 +11,29 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import SERVERS, cli, free_port, running_server, two_free_ports
+from tests.e2e.conftest import (
+    SERVERS,
+    cli,
+    free_port,
+    in_lanes,
+    running_server,
+    two_free_ports,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-async def take(client: httpx.AsyncClient, token: str, n: int) -> list[int]:
+async def take(url: str, token: str, n: int) -> list[int]:
+    """``n`` nexts of ``orders`` from the server at ``url``, 64 in flight at once."""
     headers = {"Authorization": f"Bearer {token}"}
 
-    async def one() -> int:
-        r = await client.post("/v1/sequences/orders/next", headers=headers)
+    async def one(lane: httpx.AsyncClient, i: int) -> int:
+        r = await lane.post("/v1/sequences/orders/next", headers=headers)
         assert r.status_code == 200, r.text
         value: int = r.json()["value"]
         return value
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
+    return await in_lanes([url], n, one)
 
 
 async def test_two_workers_2000_concurrent_then_restart_continues(
@@ -37,21 +44,20 @@ async def test_two_workers_2000_concurrent_then_restart_continues(
     token = minted.stdout.strip()
     assert token.count(".") == 2 and "\n" not in token
 
-    limits = httpx.Limits(max_connections=64)
     with running_server(e2e_env, workers=2) as url:
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             r = await client.post(
                 "/v1/sequences",
                 json={"name": "orders"},
                 headers={"Authorization": f"Bearer {token}"},
             )
             assert r.status_code == 201, r.text
-            values = await take(client, token, 2000)
+            values = await take(url, token, 2000)
     assert sorted(values) == list(range(1, 2001)), "duplicates or gaps across two workers"
 
     with running_server(e2e_env, workers=1) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            after = await take(client, token, 1)
+            after = await take(url, token, 1)
             r = await client.get("/getCounter", headers={"Authorization": f"Bearer {token}"})
             usage = await client.get(
                 "/v1/usage",
