@@ -26,7 +26,7 @@ T = TypeVar("T")
 # Concurrent load goes through lanes: one client per request in flight, each with one
 # connection. httpcore's pool walks its connections once per connection on every request
 # (O(connections²)), so 1,000 nexts through one client of 100 connections took the test
-# itself 15 to 30 s of CPU; through 64 lanes, under a second. A new client loads the CA
+# itself 15 to 30 s of CPU; through 64 lanes, about one second. A new client loads the CA
 # bundle (about 27 ms) unless it is given a context, so the lanes share this one.
 _TLS = ssl.create_default_context()
 
