@@ -31,7 +31,7 @@ import jwt
 
 from auth.errors import InvalidToken
 from auth.schemas import TENANT_SCOPES, TokenPrincipal
-from auth.tokens import LEEWAY_SECONDS
+from auth.tokens import LEEWAY_SECONDS, current_expiry
 from core.clock import Clock, SystemClock
 
 log = logging.getLogger("tally.auth.external")
@@ -248,11 +248,7 @@ class ExternalVerifier:
 
 
 def _principal(claims: dict[str, Any], registered: ExternalIssuer, now: float) -> TokenPrincipal:
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-        raise InvalidToken()
-    if iat > now + LEEWAY_SECONDS or exp + LEEWAY_SECONDS <= now:
-        raise InvalidToken()
+    expires_at = current_expiry(claims.get("exp"), claims.get("iat"), now)
     client = claims.get(registered.client_claim)
     if not isinstance(client, str) or not client:
         raise InvalidToken()
@@ -270,7 +266,7 @@ def _principal(claims: dict[str, Any], registered: ExternalIssuer, now: float) -
         subject=sub if isinstance(sub, str) and sub else client,
         tenant=registered.tenant,
         scopes=scopes,
-        expires_at=float(exp),
+        expires_at=expires_at,
         client_id=client,
         issuer=registered.issuer,
     )

@@ -157,6 +157,30 @@ class TokenVerifier:
         return principal_from_claims(claims, now)
 
 
+# A NumericDate Tally accepts: at most the end of the year 9999. JSON numbers have no
+# size limit, and PyJWT checks ``exp`` with ``int()``, so a signed ``exp`` of 10**400
+# would pass it and then overflow ``float()``.
+_LATEST = 253_402_300_799
+
+
+def current_expiry(exp: object, iat: object, now: float) -> float:
+    """``exp`` in seconds once ``exp`` and ``iat`` are checked: numbers (not booleans, not
+    beyond the year 9999), issued by now and not yet expired (each with
+    ``LEEWAY_SECONDS``). InvalidToken otherwise."""
+    expires, issued = _numeric_date(exp), _numeric_date(iat)
+    if issued > now + LEEWAY_SECONDS or expires + LEEWAY_SECONDS <= now:
+        raise InvalidToken()
+    return expires
+
+
+def _numeric_date(claim: object) -> float:
+    if isinstance(claim, bool) or not isinstance(claim, int | float):
+        raise InvalidToken()
+    if not -_LATEST <= claim <= _LATEST:  # also NaN, which compares false
+        raise InvalidToken()
+    return float(claim)
+
+
 def principal_from_claims(claims: dict[str, Any], now: float) -> TokenPrincipal:
     """Check claim types (not just presence) and build the principal."""
     tid, sub, scope, exp, iat = (
@@ -170,15 +194,11 @@ def principal_from_claims(claims: dict[str, Any], now: float) -> TokenPrincipal:
         raise InvalidToken()
     if not isinstance(sub, str) or not sub or not isinstance(scope, str):
         raise InvalidToken()
-    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
-        raise InvalidToken()
-    if iat > now + LEEWAY_SECONDS or exp + LEEWAY_SECONDS <= now:
-        raise InvalidToken()
     return TokenPrincipal(
         subject=sub,
         tenant=tid,
         scopes=frozenset(scope.split()),
-        expires_at=float(exp),
+        expires_at=current_expiry(exp, iat, now),
         client_id=str(claims.get("client_id", sub)),
         issuer=str(claims.get("iss", "")),
     )

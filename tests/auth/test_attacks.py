@@ -211,8 +211,22 @@ async def test_kid_injection_or_non_string_kid_is_refused(
         {"exp": None},
         {"iat": None},
         {"exp": "tomorrow"},
+        # JSON numbers have no size limit: PyJWT's int() takes these, float() did not.
+        {"exp": 10**400},
+        {"iat": -(10**400)},
+        {"exp": True},
     ],
-    ids=["expired", "future-nbf", "future-iat", "missing-exp", "missing-iat", "string-exp"],
+    ids=[
+        "expired",
+        "future-nbf",
+        "future-iat",
+        "missing-exp",
+        "missing-iat",
+        "string-exp",
+        "exp-beyond-a-float",
+        "iat-beyond-a-float",
+        "boolean-exp",
+    ],
 )
 async def test_time_claims_out_of_bounds_are_refused(
     client: httpx.AsyncClient,

@@ -157,8 +157,20 @@ async def test_idp_tokens_never_grant_platform_admin(
         {"iat": int(time.time()) + 3600},
         {"client_id": None},
         {"scope": 42},
+        {"exp": 10**400},  # signed by the tenant's own provider: PyJWT's int() takes it
+        {"iat": -(10**400)},
     ],
-    ids=["wrong-aud", "no-aud", "no-exp", "expired", "future-iat", "no-client", "bad-scope"],
+    ids=[
+        "wrong-aud",
+        "no-aud",
+        "no-exp",
+        "expired",
+        "future-iat",
+        "no-client",
+        "bad-scope",
+        "exp-beyond-a-float",
+        "iat-beyond-a-float",
+    ],
 )
 async def test_idp_tokens_with_bad_claims_are_refused(
     client: httpx.AsyncClient, idps: tuple[Provider, Provider], claims: dict[str, Any]
