@@ -108,20 +108,36 @@ def asgi_scope(scope: Any, app: Any, items: list[tuple[str, str]] | None = None)
 
 # What stands for a header value granian's RSGI could not give as text (anything but
 # visible ASCII: RFC 9110's obs-text): it leaves the name in ``keys()`` and the value
-# out of ``items()``. On ASGI the app saw those bytes and refused them where it reads
-# them (a 400 for such an Idempotency-Key, a 401 for such a token); a value that is no
-# printable ASCII keeps that, where dropping the header would ignore a client's key.
+# out of ``items()``, and ``get()`` is None when it was the name's first value. On ASGI
+# the app saw those bytes and refused them where it reads them (a 400 for such an
+# Idempotency-Key, a 401 for such a token, "exactly one" when it came with another); a
+# value that is no printable ASCII keeps that, where dropping it would ignore a
+# client's key or let a second Authorization header pass.
 UNREADABLE = "\x7f"
+# The headers the app reads: for these, a first value granian left out is found even
+# when a readable one of the same name follows it. An unreadable value after a readable
+# one cannot be seen through RSGI at all: the app sees only the readable ones.
+_READ = ("authorization", "idempotency-key", "content-type", "x-request-id")
 
 
 def header_items(scope: Any) -> list[tuple[str, str]]:
-    """The head as (name, value) pairs, with ``UNREADABLE`` for what RSGI left out."""
+    """The head as (name, value) pairs, with ``UNREADABLE`` for what RSGI left out: first
+    among its name's values, as a name's first value is the one a single read takes."""
     headers = scope.headers
     items: list[tuple[str, str]] = headers.items()
-    if len(items) < len(headers.keys()):
-        given = {k for k, _ in items}
-        items = items + [(k, UNREADABLE) for k in headers.keys() if k not in given]  # noqa: SIM118 - not a dict
-    return items
+    given = {k for k, _ in items}
+    left_out = [(k, UNREADABLE) for k in headers.keys() if k not in given]  # noqa: SIM118 - not a dict
+    left_out += [(k, UNREADABLE) for k in _READ if k in given and headers.get(k) is None]
+    return left_out + items if left_out else items
+
+
+def first_value(items: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (lower case) in ``items``, as Starlette's
+    ``Headers.get`` gives it on the bridge."""
+    for k, v in items:
+        if k == name:
+            return v
+    return None
 
 
 def _address(value: str | None) -> tuple[str, int] | None:
@@ -241,7 +257,7 @@ class TallyRSGI:
     ) -> None:
         headers = scope.headers
         items = header_items(scope)
-        info, token = log.begin(headers.get("x-request-id"))
+        info, token = log.begin(first_value(items, "x-request-id"))
         started = time.perf_counter()
         status = 500
         receive = _receiver(proto, _within(scope, MAX_NEXT_BODY))
@@ -259,7 +275,7 @@ class TallyRSGI:
                     response = await fast.next_endpoint(Request(asgi, receive))
                 else:
                     body, media = await fast.answer(
-                        receive, name, authorization, headers.get("content-type")
+                        receive, name, authorization, first_value(items, "content-type")
                     )
                     status = 200
                     response_headers = [("content-type", media.decode("latin-1"))]

@@ -136,3 +136,85 @@ def test_a_token_that_is_not_ascii_is_an_invalid_token_as_on_asgi(
             assert json.loads(answer)["type"].endswith("/invalid-token"), answer
         good = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/getCounter", headers=good).text == "1"  # nothing taken
+
+
+def _head(method: str, path: str, *lines: bytes, body: bytes = b"") -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+        + b"".join(line + b"\r\n" for line in lines)
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
+
+
+def test_a_value_granian_cannot_read_still_counts_beside_others_of_its_kind(
+    e2e_env: dict[str, str],
+) -> None:
+    """granian's RSGI lists each header name once and leaves out values that are not
+    ASCII; ``get`` gives None when such a value came first. A duplicated header elsewhere
+    in the head, or a readable value after the unreadable one, must not make Tally
+    ignore the unreadable one: the answers are the ASGI app's for the same bytes."""
+    token = cli(e2e_env, "token", "--tenant", "acme").stdout.strip()
+    bearer = b"Authorization: Bearer " + token.encode()
+    auth = {"Authorization": f"Bearer {token}"}
+    twice = (b"Accept: */*", b"Accept: */*")
+    with running_server(e2e_env) as url:
+        assert httpx.post(f"{url}/v1/sequences", json={"name": "dup"}, headers=auth).is_success
+        refused = [
+            # An unreadable key, with some other header sent twice: still refused.
+            (
+                400,
+                _head("POST", "/v1/sequences/dup/next", bearer, b"Idempotency-Key: \xff", *twice),
+            ),
+            (
+                400,
+                _head(
+                    "POST",
+                    "/v1/sequences",
+                    bearer,
+                    b"Content-Type: application/json",
+                    b"Idempotency-Key: \xff",
+                    *twice,
+                    body=b'{"name":"dup2"}',
+                ),
+            ),
+            # An unreadable key, then a readable one: two keys.
+            (
+                400,
+                _head(
+                    "POST",
+                    "/v1/sequences/dup/next",
+                    bearer,
+                    b"Idempotency-Key: \xe9",
+                    b"Idempotency-Key: k1",
+                ),
+            ),
+            # An unreadable token, then a good one: two Authorization headers.
+            (401, _head("POST", "/v1/sequences/dup/next", b"Authorization: Bearer \xe9", bearer)),
+            (401, _head("GET", "/getCounter", b"Authorization: Bearer \xe9", bearer)),
+            (401, _head("GET", "/v1/sequences", b"Authorization: Bearer \xe9", bearer)),
+        ]
+        for wanted, head in refused:
+            status, answer = _raw(url, head)
+            assert status == wanted, (head, answer)
+            assert json.loads(answer)["status"] == wanted
+        # Nothing was taken or created by any of them.
+        assert httpx.post(f"{url}/v1/sequences/dup/next", headers=auth).json()["value"] == 1
+        assert httpx.get(f"{url}/v1/sequences/dup2", headers=auth).status_code == 404
+        assert httpx.get(f"{url}/getCounter", headers=auth).text == "1"
+        # A request id that is not ASCII, then a readable one: the first is the one a
+        # single read takes, so it is refused and a fresh id is made, on both paths.
+        for method, path in (("POST", "/v1/sequences/dup/next"), ("GET", "/v1/sequences")):
+            head = _head(method, path, bearer, b"X-Request-ID: \xe9", b"X-Request-ID: mine")
+            host, port = url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(head)
+                reply = b""
+                while chunk := s.recv(65536):
+                    reply += chunk
+            ids = [
+                line.split(b":", 1)[1].strip()
+                for line in reply.partition(b"\r\n\r\n")[0].split(b"\r\n")
+                if line.lower().startswith(b"x-request-id:")
+            ]
+            assert len(ids) == 1 and ids[0] not in (b"mine", b""), reply
