@@ -216,7 +216,10 @@ async def token_request(request: Request) -> TokenRequest:
         raise _invalid_request("grant_type is required.")
     if grant != "client_credentials":
         raise OAuthError("unsupported_grant_type", "Only client_credentials is supported.")
-    header = request.headers.get("authorization")
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:  # which one would a proxy or a log have looked at?
+        raise _invalid_request("Send at most one Authorization header.")
+    header = headers[0] if headers else None
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":

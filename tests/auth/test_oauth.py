@@ -163,6 +163,14 @@ async def test_malformed_requests_are_invalid_request(
         "/oauth/token", data={**FORM, "client_secret": acme.client_secret}, headers=headers
     )
     assert_oauth_error(r, 400, "invalid_request")
+    # Two Authorization headers, the right credentials first: which one counts?
+    for second in ("Basic eDp5", "Bearer whatever", headers["Authorization"]):
+        r = await client.post(
+            "/oauth/token",
+            data=FORM,
+            headers=[("Authorization", headers["Authorization"]), ("Authorization", second)],
+        )
+        assert_oauth_error(r, 400, "invalid_request")
 
 
 async def test_repeated_failures_throttle_the_client_then_lift(
