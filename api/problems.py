@@ -133,10 +133,17 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:
-    # The client went away mid-body: nothing was done and nobody will read an answer.
-    # Not an error of Tally's, so no traceback; the server drops this response.
+    # The client stopped sending mid-body: nothing was done. Not an error of Tally's,
+    # so no traceback. A client gone altogether reads nothing (the server drops the
+    # answer); one that only shut its sending side gets the answer of any refusal.
     log.debug("client disconnected during %s %s", request.method, request.url.path)
-    return Response(status_code=400)
+    return problem(
+        400,
+        "bad-request",
+        "Bad request",
+        "The request body ended before its declared length; nothing was done.",
+        instance=_instance(request),
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

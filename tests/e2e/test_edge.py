@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,6 +266,46 @@ def test_a_client_leaving_mid_body_is_no_traceback(edge: tuple[str, Path]) -> No
     time.sleep(0.5)
     log = "".join(p.read_text() for p in tmp.glob("server-*.log"))
     assert "Traceback" not in log and "ClientDisconnect" not in log
+
+
+def test_a_body_cut_short_by_the_client_is_a_400_problem_and_takes_nothing(
+    edge: tuple[str, Path],
+) -> None:
+    """A client that stops sending (FIN) before its declared Content-Length may still
+    read: it gets a 400 problem+json like every other refusal, and nothing is done."""
+    url, tmp = edge
+    from tests.e2e.conftest import cli
+
+    token = cli(server_env(tmp), "token", "--tenant", "edge").stdout.strip()
+    auth = f"Authorization: Bearer {token}\r\n"
+
+    def call(method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+        s = _connect(url)
+        _send(
+            s,
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body,
+        )
+        answer: dict[str, Any] = json.loads(_answer(s).partition(b"\r\n\r\n")[2])
+        return answer
+
+    assert call("POST", "/v1/sequences", b'{"name":"cut"}')["name"] == "cut"
+    for path, body in (("/v1/sequences/cut/next", b'{"co'), ("/v1/sequences", b'{"name":"cu')):
+        s = _connect(url)
+        _send(
+            s,
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+            "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n".encode()
+            + body,
+        )
+        s.shutdown(socket.SHUT_WR)
+        head, _, answer = _answer(s).partition(b"\r\n\r\n")
+        assert _status(head) == 400, head
+        assert b"content-type: application/problem+json" in head.lower(), head
+        assert json.loads(answer)["status"] == 400
+    assert [q["name"] for q in call("GET", "/v1/sequences")["items"]] == ["cut"]
+    assert call("POST", "/v1/sequences/cut/next")["value"] == 1
 
 
 def test_connections_over_the_cap_wait_until_one_closes(tmp_path: Path) -> None:
