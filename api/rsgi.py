@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -39,6 +40,7 @@ from api.fastpath import FastPath
 from sequences.dependencies import MAX_NEXT_BODY
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+log = logging.getLogger("tally.errors")
 
 
 class Lifespan:
@@ -210,7 +212,16 @@ async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any, whole: bool = 
         if body:
             await stream.send_bytes(body)
 
-    await app(scope, _receiver(proto, whole), send)
+    try:
+        await app(scope, _receiver(proto, whole), send)
+    except Exception:
+        if started is None:
+            raise  # nothing answered: granian answers 500 and logs it
+        if started["status"] != 500:
+            log.exception("error after answering %s %s", scope["method"], scope["path"])
+        # Else Starlette's ServerErrorMiddleware answered with the app's 500 handler,
+        # which logged the traceback, and re-raised it for the server to log again:
+        # granian would, a second time and without the request id.
 
 
 class TallyRSGI:

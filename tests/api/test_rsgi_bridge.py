@@ -12,6 +12,8 @@ protocol objects (plain stand-ins for granian's).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -123,3 +125,34 @@ def test_a_bridged_body_declared_over_the_cap_is_never_read_whole(served: Any) -
     proto = post(served, body, str(len(body)))
     assert proto.answer is not None and proto.answer[0] == 413, proto.answer
     assert "whole" not in proto.reads
+
+
+def test_an_unexpected_error_on_a_bridged_route_is_answered_and_logged_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette's ServerErrorMiddleware answers with the app's 500 handler (which logs
+    the traceback with the request's context) and then re-raises, for servers to log
+    it again: the bridge must not hand it on to granian for a second traceback."""
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/boom", boom)
+    loop = asyncio.new_event_loop()
+    server = TallyRSGI(app)
+    server.__rsgi_init__(loop)
+    try:
+        proto = Proto(b"")
+        with caplog.at_level(logging.ERROR):
+            loop.run_until_complete(
+                server.__rsgi__(Scope("GET", "/boom", [("host", "tally.test")]), proto)
+            )
+    finally:
+        server.__rsgi_del__(loop)
+        loop.close()
+    assert proto.answer is not None
+    status, headers, body = proto.answer
+    assert status == 500 and ("content-type", "application/problem+json") in headers
+    assert json.loads(body)["type"].endswith("/internal-error")
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]
