@@ -531,17 +531,28 @@ class SequenceService:
         raise Unavailable("The counter is under heavy contention; try again.")
 
     async def _undo(self, tenant: str, old: Sequence, rebased: _Rebased | None) -> None:
-        """Put back the counter ``_rebase`` replaced, for a definition that was not written.
+        """Align the counter ``_rebase`` replaced with the definition now stored, this
+        PATCH's own having not been written (an error, or a lost revision race).
 
-        Nothing can have allocated from the rebased counter meanwhile (it does not fit
-        the stored definition), so the compare-and-set finds it as it was left. If the
-        undo fails too (the store is down), allocations keep refusing that counter
-        (503) until the PATCH is retried; they never issue from it.
+        Usually the stored one is still ``old``'s numbering, and the counter is put back
+        as it was: nothing can have allocated from the rebased counter meanwhile (it
+        does not fit the stored definition), so the compare-and-set finds it as it was
+        left. But the race may have been lost to the same change (a client retrying a
+        PATCH, two admins): that one found the counter already rebased, so it rebased
+        nothing, and its definition counts on this counter. Then the counter stays.
+        If the undo fails too (the store is down), allocations keep refusing that
+        counter (503) until the PATCH is retried; they never issue from it.
         """
         if rebased is None:
             return
-        before = old.owns(rebased.before) or old.fresh_counter()  # none yet: a fresh one
         try:
+            record = await self.store.get_sequence(tenant, old.name)
+            if record is None:
+                return  # deleted since: its counters went with it
+            stored = Sequence.from_record(record)
+            if stored.incarnation == old.incarnation and _fits(stored, rebased.after):
+                return  # what the stored definition says: another PATCH's, the same change
+            before = old.owns(rebased.before) or old.fresh_counter()  # none yet: a fresh one
             await self.store.replace_counter(tenant, rebased.key, old.name, rebased.after, before)
         except Exception:  # the caller's own error is the one to report
             log.warning("could not undo the rebase of %s/%s", tenant, rebased.key, exc_info=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -88,3 +89,53 @@ async def test_a_counter_the_failed_patch_could_not_undo_is_never_used(store: St
     # Retrying the PATCH repairs it: the counter follows the definition again.
     await service.update("acme", "inv", SequencePatch(max=1000))
     assert (await fresh.next("acme", "inv")).first == 4
+
+
+class PausedDefinitionWrite:
+    """A store whose next definition write waits until ``go`` is set."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.reached = asyncio.Event()
+        self.go: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update_sequence(self, *args: Any, **kwargs: Any) -> bool:
+        if self.go is not None:
+            go, self.go = self.go, None
+            self.reached.set()
+            await go.wait()
+        return await self.inner.update_sequence(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("first_max", "issued", "new_max"), [(3, 3, 1000), (100, 2, 5)])
+async def test_the_same_patch_twice_at_once_leaves_counter_and_definition_agreeing(
+    store: Store, first_max: int, issued: int, new_max: int
+) -> None:
+    """A client retrying a PATCH, or two admins: the first rebases the counter and is
+    held before its definition write; the second finds the counter already rebased,
+    rebases nothing and wins the write. The first then loses the revision race, and
+    must not put back the counter that the winner's definition counts on."""
+    paused = PausedDefinitionWrite(store)
+    first = SequenceService(paused, clock=FrozenClock())  # type: ignore[arg-type]
+    second = SequenceService(store, clock=FrozenClock())  # another process
+    await second.create("acme", SequenceCreate(name="inv", max=first_max))
+    assert [(await second.next("acme", "inv")).first for _ in range(issued)] == list(
+        range(1, issued + 1)
+    )
+    go = paused.go = asyncio.Event()
+    held = asyncio.create_task(first.update("acme", "inv", SequencePatch(max=new_max)))
+    await paused.reached.wait()
+    assert (await second.update("acme", "inv", SequencePatch(max=new_max))).max == new_max
+    go.set()
+    assert (await held).max == new_max
+    # Both processes issue on from the last number, and never past the new max.
+    got = []
+    for svc in (first, second) * 4:
+        try:
+            got.append((await svc.next("acme", "inv")).first)
+        except SequenceExhausted:
+            break
+    assert got == list(range(issued + 1, min(new_max, issued + 8) + 1))
