@@ -191,12 +191,19 @@ class SequenceService:
 
     async def delete(self, tenant: str, name: str, *, actor: Actor = SYSTEM) -> None:
         """Delete a sequence and its counters; 404 if unknown, 409 if it keeps a ledger."""
-        record = await self.store.get_sequence(tenant, name)
-        if record is not None and record.config.get("ledger"):
-            raise LedgerKept(name)
-        if record is None or not await self.store.delete_sequence(tenant, name):
-            self._forget(tenant, name)
-            raise SequenceNotFound(name)
+        for _ in range(_MAX_ATTEMPTS):
+            record = await self.store.get_sequence(tenant, name)
+            if record is not None and record.config.get("ledger"):
+                raise LedgerKept(name)
+            if record is None:
+                self._forget(tenant, name)
+                raise SequenceNotFound(name)
+            # Only the incarnation checked above: the name may have been deleted and
+            # created again since (perhaps as a ledger sequence, which is kept).
+            if await self.store.delete_sequence(tenant, name, incarnation=record.incarnation):
+                break
+        else:
+            raise Unavailable("The sequence is being changed concurrently; try again.")
         self._forget(tenant, name)
         await self.audit.record(
             tenant, actor, "sequence.deleted", _target(name), before=record.config, after=None

@@ -364,8 +364,13 @@ class Store(Protocol):
         """Replace config/updated_at/revision if the stored revision matches."""
         ...
 
-    async def delete_sequence(self, tenant: str, name: str) -> bool:
+    async def delete_sequence(
+        self, tenant: str, name: str, *, incarnation: str | None = None
+    ) -> bool:
         """Delete the definition and its counters; False if it did not exist.
+
+        With ``incarnation``, only that incarnation of ``name``: False (and nothing
+        deleted) if the name was deleted and created again since it was read.
 
         Atomic where the backend allows; otherwise the definition goes first, so a
         half-done delete leaves only counters of a dead incarnation (never used). Such

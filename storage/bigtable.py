@@ -73,7 +73,17 @@ from storage.bigtable_counters import Counters, counter_of
 from storage.bigtable_idempotency import IdempotencyRows
 from storage.bigtable_ledger import BigtableLedger
 from storage.bigtable_registry import BigtableRegistry
-from storage.bigtable_rows import LATEST, cells, emulator_host, key, u64, undoc, unwhen
+from storage.bigtable_rows import (
+    LATEST,
+    RECORDS,
+    cells,
+    emulator_host,
+    equals,
+    key,
+    u64,
+    undoc,
+    unwhen,
+)
 from storage.bigtable_schema import ensure_table
 from storage.bigtable_usage import BigtableUsage
 from storage.errors import AlreadyExists, StoreUnavailable
@@ -187,10 +197,13 @@ class BigtableStore(BigtableRegistry, BigtableAudit, BigtableUsage, BigtableLedg
             key(tenant, "seq", record.name), record, expected_revision
         )
 
-    async def delete_sequence(self, tenant: str, name: str) -> bool:
+    async def delete_sequence(
+        self, tenant: str, name: str, *, incarnation: str | None = None
+    ) -> bool:
         # Two steps, definition first: cut short in between, what is left are counters
         # of a dead incarnation, which nothing uses and the next call removes.
-        existed = await self._delete(key(tenant, "seq", name))
+        only = None if incarnation is None else equals(RECORDS, INCARNATION, incarnation.encode())
+        existed = await self._delete(key(tenant, "seq", name), only)
         await self._purge(tenant, name)
         return existed
 

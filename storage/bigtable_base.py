@@ -129,11 +129,12 @@ class BigtableBase:
         )
         return not matched
 
-    async def _delete(self, row_key: bytes) -> bool:
+    async def _delete(self, row_key: bytes, only: Any = None) -> bool:
+        """Delete the row if it exists (and matches the filter ``only``, if given)."""
         return bool(
             await self._call(
                 self.table.check_and_mutate_row(
-                    row_key, None, true_case_mutations=[DeleteAllFromRow()]
+                    row_key, only, true_case_mutations=[DeleteAllFromRow()]
                 )
             )
         )

@@ -128,11 +128,16 @@ class MongoStore(MongoRegistry, MongoAudit, MongoUsage, MongoIdempotency, MongoL
         )
         return bool(result.modified_count == 1)
 
-    async def delete_sequence(self, tenant: str, name: str) -> bool:
+    async def delete_sequence(
+        self, tenant: str, name: str, *, incarnation: str | None = None
+    ) -> bool:
         # Two writes, definition first: cut short in between, what is left are counters
         # of a dead incarnation, which nothing uses and the next call (a retried DELETE,
         # or creating the name again) removes.
-        result = await self._call(self.sequences.delete_one(_key(tenant, name)))
+        which = _key(tenant, name)
+        if incarnation is not None:
+            which["incarnation"] = _inc(incarnation)
+        result = await self._call(self.sequences.delete_one(which))
         await self._purge(tenant, name)
         return bool(result.deleted_count == 1)
 

@@ -159,12 +159,22 @@ class SQLiteStore:
 
         return await self._commit(op)
 
-    async def delete_sequence(self, tenant: str, name: str) -> bool:
+    async def delete_sequence(
+        self, tenant: str, name: str, *, incarnation: str | None = None
+    ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "DELETE FROM sequences WHERE tenant = ? AND name = ?", (tenant, name)
+                "DELETE FROM sequences WHERE tenant = ? AND name = ?"
+                " AND (? IS NULL OR incarnation = ?)",
+                (tenant, name, incarnation, incarnation),
             )
-            conn.execute("DELETE FROM counters WHERE tenant = ? AND seq = ?", (tenant, name))
+            # Its counters, and any of an incarnation no longer live; never a live one's.
+            conn.execute(
+                "DELETE FROM counters WHERE tenant = ? AND seq = ? AND NOT EXISTS (SELECT 1"
+                " FROM sequences s WHERE s.tenant = counters.tenant AND s.name = counters.seq"
+                " AND s.incarnation = counters.incarnation)",
+                (tenant, name),
+            )
             return cur.rowcount == 1
 
         return await self._commit(op)

@@ -6,12 +6,13 @@ across two server processes; here the same race is forced into each order.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from core.clock import FrozenClock
-from sequences.errors import SequenceExhausted, SequenceNotFound
+from sequences.errors import LedgerKept, SequenceExhausted, SequenceNotFound
 from sequences.schemas import SequenceCreate
 from sequences.service import SequenceService
 from storage import Counter, Increment, Store
@@ -116,3 +117,63 @@ async def test_a_sequence_created_again_after_a_racing_delete_issues_only_its_ow
         assert got == [start, start + 1, start + 2]
         with pytest.raises(SequenceExhausted):
             await service.next("acme", name)
+
+
+async def test_a_delete_of_an_incarnation_read_earlier_leaves_the_name_created_since(
+    store: Store,
+) -> None:
+    await store.create_sequence("acme", make_record("inv", incarnation="old"))
+    assert await store.delete_sequence("acme", "inv")
+    await store.create_sequence("acme", make_record("inv", incarnation="new"))
+    await store.allocate("acme", "inv", "inv", Counter(1, 1, 9, 0, "new"), 2)
+    assert not await store.delete_sequence("acme", "inv", incarnation="old")
+    record = await store.get_sequence("acme", "inv")
+    assert record is not None and record.incarnation == "new"
+    assert await store.read_counter("acme", "inv") == Counter(1, 1, 9, 2, "new")
+    assert await store.delete_sequence("acme", "inv", incarnation="new")
+    assert await store.get_sequence("acme", "inv") is None
+    assert await store.read_counter("acme", "inv") is None
+
+
+class _HeldDelete:
+    """A store whose next ``delete_sequence`` waits until ``go`` is set."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.reached = asyncio.Event()
+        self.go: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def delete_sequence(self, *args: Any, **kwargs: Any) -> bool:
+        if self.go is not None:
+            go, self.go = self.go, None
+            self.reached.set()
+            await go.wait()
+        return bool(await self.inner.delete_sequence(*args, **kwargs))
+
+
+async def test_a_delete_racing_the_name_made_again_as_a_ledger_keeps_the_ledger(
+    store: Store,
+) -> None:
+    """A DELETE reads a plain sequence, then (before its delete) the name is deleted and
+    created again as a ledger sequence, which is never deleted: the DELETE is a 409."""
+    held = _HeldDelete(store)
+    deleting = SequenceService(held, clock=FrozenClock())  # type: ignore[arg-type]
+    other = SequenceService(store, clock=FrozenClock())  # another process
+    if not other.atomic_riders:
+        pytest.skip(f"the {store.kind} store keeps no ledger sequences")
+    await other.create("acme", SequenceCreate(name="inv"))
+    go = held.go = asyncio.Event()
+    delete = asyncio.create_task(deleting.delete("acme", "inv"))
+    await held.reached.wait()
+    await other.delete("acme", "inv")
+    await other.create("acme", SequenceCreate(name="inv", ledger=True))
+    assert [(await other.next("acme", "inv")).first for _ in range(2)] == [1, 2]
+    go.set()
+    with pytest.raises(LedgerKept):
+        await delete
+    assert (await other.next("acme", "inv")).first == 3
+    record = await store.get_sequence("acme", "inv")
+    assert record is not None and record.config["ledger"] is True
