@@ -47,6 +47,9 @@ log = logging.getLogger("tally.allocator")
 
 # Prefetch the next block when less than this fraction of the current one is left.
 LOW_WATER = 0.2
+# Near max, how often a block fetch tries again for what is left when other takes of
+# the same counter keep getting there first.
+_FETCH_ATTEMPTS = 32
 
 
 class Incrementer(Protocol):
@@ -368,18 +371,24 @@ class Allocator:
 
     async def _fetch(self, tenant: str, seq: Sequence, key: str, lease: _Lease) -> None:
         size = lease.size
-        try:
-            first, last = await self._increment(tenant, seq, key, size, wrap=False)
-        except SequenceExhausted:
-            left = await self.backend.remaining(tenant, seq, key)
-            if left > 0:
-                size = min(size, left)
+        for _ in range(_FETCH_ATTEMPTS):
+            try:
                 first, last = await self._increment(tenant, seq, key, size, wrap=False)
-            elif seq.cycle:
+                break
+            except SequenceExhausted:
+                left = await self.backend.remaining(tenant, seq, key)
+                if left > 0:
+                    # Near max, a smaller block: what is left, unless another take (a
+                    # batch, another process) gets there first; then what is left then.
+                    size = min(size, left)
+                    continue
+                if not seq.cycle:
+                    raise
                 size = min(size, seq.fresh_counter().cap)
                 first, last = await self._increment(tenant, seq, key, size, wrap=True)
-            else:
-                raise
+                break
+        else:
+            raise Unavailable("The counter is under heavy contention; try again.")
         step = seq.step if size == 1 else (last - first) // (size - 1)
         lease.spare = _Block(next=first, step=step, left=size, size=size)
 

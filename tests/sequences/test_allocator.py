@@ -397,3 +397,56 @@ async def test_close_answers_every_queued_waiter_and_drops_its_lanes(
     with pytest.raises(Unavailable):  # after close, an answer at once, never a hang
         await asyncio.wait_for(service.allocator.allocate("acme", seq, "orders", 1), 5)
     stalled.release.set()
+
+
+class _LateCounterRead:
+    """A store whose ``armed``-th counter read answers only once ``go`` is set."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.armed: int | None = None
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read_counter(self, *args: Any, **kwargs: Any) -> Counter | None:
+        result: Counter | None = await self.inner.read_counter(*args, **kwargs)
+        if self.armed is not None:
+            self.armed -= 1
+            if self.armed == 0:
+                self.armed = None
+                self.reached.set()
+                await self.go.wait()
+        return result
+
+
+async def test_a_block_fetch_near_max_that_another_take_beats_tries_again_for_what_is_left(
+    tmp_path: Path,
+) -> None:
+    """Near max the fetch reads what is left and takes that; a batch that takes some of
+    it first must not make the request waiting on the fetch a 409 while numbers remain."""
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.start()
+    late = _LateCounterRead(store)
+    policy = BlockPolicy(min_block=10, max_block=10)
+    svc = SequenceService(late, clock=FrozenClock(), block_policy=policy)  # type: ignore[arg-type]
+    try:
+        await svc.create("acme", SequenceCreate(name="c", mode="cached", max=15))
+        late.armed = 3  # the founding miss, the prefetch's miss, then its read of what is left
+        first = await svc.next("acme", "c", 9)  # the block 1..10; the prefetch of 10 starts
+        assert (first.first, first.last) == (1, 9)
+        await late.reached.wait()  # 10 do not fit below 15: the fetch reads what is left (5)
+        batch = await svc.next("acme", "c", 3)  # more than the block's 1 left: taken directly
+        assert (batch.first, batch.last) == (11, 13)
+        assert (await svc.next("acme", "c")).first == 10  # the block's last number
+        waiting = asyncio.create_task(svc.next("acme", "c"))  # waits on the prefetch
+        await asyncio.sleep(0.01)
+        late.go.set()
+        got = [(await waiting).first, (await svc.next("acme", "c")).first]
+        assert got == [14, 15]
+        with pytest.raises(SequenceExhausted):
+            await svc.next("acme", "c")
+    finally:
+        await store.close()
