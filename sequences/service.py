@@ -498,6 +498,8 @@ class SequenceService:
                 continue
             self._forget(tenant, name)
             self._remember(tenant, seq)
+            if (seq.step, seq.upper) != (old.step, old.upper):
+                await self._follow_period(tenant, seq)
             await self.audit.record(
                 tenant, actor, "sequence.updated", _target(name), before=record.config, after=config
             )
@@ -536,6 +538,21 @@ class SequenceService:
             if await self.store.replace_counter(tenant, key, seq.name, current, new):
                 return _Rebased(key, current, new)
         raise Unavailable("The counter is under heavy contention; try again.")
+
+    async def _follow_period(self, tenant: str, seq: Sequence) -> None:
+        """Rebase the current period's counter again, after the definition write.
+
+        A reset period that began while the PATCH was between its rebase and its
+        definition write may have had its counter founded from the old definition (the
+        stored one then). Rebased now, it follows the new step and max. (If it issued
+        past the new max within that window, it cannot be: that is logged, and
+        requests that hold the new definition refuse the counter, 503, until the next
+        period.)
+        """
+        try:
+            await self._rebase(tenant, seq)
+        except (CounterMoved, Unavailable) as exc:
+            log.warning("could not rebase the new period of %s/%s: %s", tenant, seq.name, exc)
 
     async def _undo(self, tenant: str, old: Sequence, rebased: _Rebased | None) -> None:
         """Align the counter ``_rebase`` replaced with the definition now stored, this

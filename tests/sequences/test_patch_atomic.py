@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from core.clock import FrozenClock
 from core.errors import Unavailable
 from sequences.errors import SequenceExhausted
 from sequences.schemas import SequenceCreate, SequencePatch
-from sequences.service import SequenceService
+from sequences.service import DEFINITION_TTL_SECONDS, SequenceService
 from storage import Store, StoreUnavailable
 
 
@@ -139,3 +140,32 @@ async def test_the_same_patch_twice_at_once_leaves_counter_and_definition_agreei
         except SequenceExhausted:
             break
     assert got == list(range(issued + 1, min(new_max, issued + 8) + 1))
+
+
+async def test_a_period_that_begins_during_a_patch_follows_the_new_max(store: Store) -> None:
+    """A daily sequence's PATCH rebases today's counter, and midnight passes before its
+    definition write: a next in between founds tomorrow's counter from the definition
+    stored then (the old max). Once the PATCH is done, that counter follows the new max
+    in every process: no number past it, and no 503 for the rest of the day."""
+    clock = FrozenClock(datetime(2026, 1, 1, 23, 59, 59, 990000, tzinfo=UTC))
+    paused = PausedDefinitionWrite(store)
+    admin = SequenceService(paused, clock=clock)  # type: ignore[arg-type]
+    other = SequenceService(store, clock=clock)  # another process, allocating
+    await admin.create("acme", SequenceCreate(name="inv", reset="daily", max=100))
+    assert (await other.next("acme", "inv")).first == 1
+    go = paused.go = asyncio.Event()
+    patch = asyncio.create_task(admin.update("acme", "inv", SequencePatch(max=5)))
+    await paused.reached.wait()  # today's counter rebased, the definition not yet written
+    clock.advance(0.02)  # midnight
+    early = await other.next("acme", "inv")  # founds 2026-01-02's counter: old max then
+    assert (early.first, early.period) == (1, "2026-01-02")
+    go.set()
+    assert (await patch).max == 5
+    clock.advance(DEFINITION_TTL_SECONDS + 1)  # every cached definition is fresh again
+    got = []
+    for svc in (admin, other) * 4:
+        try:
+            got.append((await svc.next("acme", "inv")).first)
+        except SequenceExhausted:
+            got.append(None)
+    assert got == [2, 3, 4, 5, None, None, None, None]
