@@ -17,6 +17,7 @@ from sequences.schemas import SequenceCreate
 from sequences.service import SequenceService
 from storage import Counter, Increment, Store
 from tests.contract.test_store import make_record
+from tests.sequences.support import HeldOnce
 
 
 async def test_a_counter_is_founded_only_while_its_incarnation_exists(store: Store) -> None:
@@ -135,37 +136,18 @@ async def test_a_delete_of_an_incarnation_read_earlier_leaves_the_name_created_s
     assert await store.read_counter("acme", "inv") is None
 
 
-class _HeldDelete:
-    """A store whose next ``delete_sequence`` waits until ``go`` is set."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.reached = asyncio.Event()
-        self.go: asyncio.Event | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def delete_sequence(self, *args: Any, **kwargs: Any) -> bool:
-        if self.go is not None:
-            go, self.go = self.go, None
-            self.reached.set()
-            await go.wait()
-        return bool(await self.inner.delete_sequence(*args, **kwargs))
-
-
 async def test_a_delete_racing_the_name_made_again_as_a_ledger_keeps_the_ledger(
     store: Store,
 ) -> None:
     """A DELETE reads a plain sequence, then (before its delete) the name is deleted and
     created again as a ledger sequence, which is never deleted: the DELETE is a 409."""
-    held = _HeldDelete(store)
+    held = HeldOnce(store, "delete_sequence")
     deleting = SequenceService(held, clock=FrozenClock())  # type: ignore[arg-type]
     other = SequenceService(store, clock=FrozenClock())  # another process
     if not other.atomic_riders:
         pytest.skip(f"the {store.kind} store keeps no ledger sequences")
     await other.create("acme", SequenceCreate(name="inv"))
-    go = held.go = asyncio.Event()
+    go = held.hold()
     delete = asyncio.create_task(deleting.delete("acme", "inv"))
     await held.reached.wait()
     await other.delete("acme", "inv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -97,3 +98,32 @@ async def stored_counter(api: Api, tenant: str, key: str) -> Counter | None:
     record = await api.store.get_sequence(tenant, key.split("/")[0])
     assert record is not None and counter.incarnation == record.incarnation
     return dataclasses.replace(counter, incarnation="")
+
+
+class HeldOnce:
+    """A store whose next call of ``method`` waits, once ``reached``, until ``go`` is set
+    (arm it with ``go = held.hold()``): one step of a race, held while the other runs."""
+
+    def __init__(self, inner: Store, method: str) -> None:
+        self.inner = inner
+        self.method = method
+        self.reached = asyncio.Event()
+        self.go: asyncio.Event | None = None
+
+    def hold(self) -> asyncio.Event:
+        self.go = asyncio.Event()
+        return self.go
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.inner, name)
+        if name != self.method:
+            return real
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            if self.go is not None:
+                go, self.go = self.go, None
+                self.reached.set()
+                await go.wait()
+            return await real(*args, **kwargs)
+
+        return held

@@ -14,6 +14,7 @@ from sequences.errors import SequenceExhausted
 from sequences.schemas import SequenceCreate, SequencePatch
 from sequences.service import DEFINITION_TTL_SECONDS, SequenceService
 from storage import Store, StoreUnavailable
+from tests.sequences.support import HeldOnce
 
 
 class FailingWrites:
@@ -92,25 +93,6 @@ async def test_a_counter_the_failed_patch_could_not_undo_is_never_used(store: St
     assert (await fresh.next("acme", "inv")).first == 4
 
 
-class PausedDefinitionWrite:
-    """A store whose next definition write waits until ``go`` is set."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.reached = asyncio.Event()
-        self.go: asyncio.Event | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def update_sequence(self, *args: Any, **kwargs: Any) -> bool:
-        if self.go is not None:
-            go, self.go = self.go, None
-            self.reached.set()
-            await go.wait()
-        return await self.inner.update_sequence(*args, **kwargs)
-
-
 @pytest.mark.parametrize(("first_max", "issued", "new_max"), [(3, 3, 1000), (100, 2, 5)])
 async def test_the_same_patch_twice_at_once_leaves_counter_and_definition_agreeing(
     store: Store, first_max: int, issued: int, new_max: int
@@ -119,14 +101,14 @@ async def test_the_same_patch_twice_at_once_leaves_counter_and_definition_agreei
     held before its definition write; the second finds the counter already rebased,
     rebases nothing and wins the write. The first then loses the revision race, and
     must not put back the counter that the winner's definition counts on."""
-    paused = PausedDefinitionWrite(store)
+    paused = HeldOnce(store, "update_sequence")
     first = SequenceService(paused, clock=FrozenClock())  # type: ignore[arg-type]
     second = SequenceService(store, clock=FrozenClock())  # another process
     await second.create("acme", SequenceCreate(name="inv", max=first_max))
     assert [(await second.next("acme", "inv")).first for _ in range(issued)] == list(
         range(1, issued + 1)
     )
-    go = paused.go = asyncio.Event()
+    go = paused.hold()
     held = asyncio.create_task(first.update("acme", "inv", SequencePatch(max=new_max)))
     await paused.reached.wait()
     assert (await second.update("acme", "inv", SequencePatch(max=new_max))).max == new_max
@@ -148,12 +130,12 @@ async def test_a_period_that_begins_during_a_patch_follows_the_new_max(store: St
     stored then (the old max). Once the PATCH is done, that counter follows the new max
     in every process: no number past it, and no 503 for the rest of the day."""
     clock = FrozenClock(datetime(2026, 1, 1, 23, 59, 59, 990000, tzinfo=UTC))
-    paused = PausedDefinitionWrite(store)
+    paused = HeldOnce(store, "update_sequence")
     admin = SequenceService(paused, clock=clock)  # type: ignore[arg-type]
     other = SequenceService(store, clock=clock)  # another process, allocating
     await admin.create("acme", SequenceCreate(name="inv", reset="daily", max=100))
     assert (await other.next("acme", "inv")).first == 1
-    go = paused.go = asyncio.Event()
+    go = paused.hold()
     patch = asyncio.create_task(admin.update("acme", "inv", SequencePatch(max=5)))
     await paused.reached.wait()  # today's counter rebased, the definition not yet written
     clock.advance(0.02)  # midnight
