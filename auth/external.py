@@ -191,24 +191,31 @@ class ExternalVerifier:
         self.jwks = jwks
         self.lookup = lookup
         self.own_issuer = own_issuer
-        self._cache: OrderedDict[str, TokenPrincipal] = OrderedDict()
+        # A verified token, and the registration it was verified under.
+        self._cache: OrderedDict[str, tuple[TokenPrincipal, ExternalIssuer]] = OrderedDict()
         self._cache_size = cache_size
 
     async def verify(self, token: str, *, now: float | None = None) -> TokenPrincipal:
         current = time.time() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires_at > current:
-                return cached
+            principal, registered = cached
+            # Still registered as it was (the lookup is the registry's cached view, as
+            # fresh as a suspension): a provider cleared, moved to another tenant, or
+            # gone with its tenant takes its tokens with it, not only new ones.
+            if principal.expires_at > current and await self.lookup(principal.issuer) == registered:
+                return principal
             del self._cache[token]
-        principal = await self._verify_uncached(token, current)
+        principal, registered = await self._verify_uncached(token, current)
         if self._cache_size:
-            self._cache[token] = principal
+            self._cache[token] = (principal, registered)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return principal
 
-    async def _verify_uncached(self, token: str, now: float) -> TokenPrincipal:
+    async def _verify_uncached(
+        self, token: str, now: float
+    ) -> tuple[TokenPrincipal, ExternalIssuer]:
         if len(token) > _MAX_TOKEN_BYTES or token.count(".") != 2:
             raise InvalidToken()
         try:
@@ -244,7 +251,7 @@ class ExternalVerifier:
             )
         except jwt.PyJWTError:
             raise InvalidToken() from None
-        return _principal(claims, registered, now)
+        return _principal(claims, registered, now), registered
 
 
 def _principal(claims: dict[str, Any], registered: ExternalIssuer, now: float) -> TokenPrincipal:

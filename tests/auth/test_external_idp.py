@@ -19,7 +19,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from core.clock import FrozenClock
 from core.settings import Settings
-from tenants.schemas import IdentityProvider
+from tenants.schemas import IdentityProvider, TenantUpdate
 from tests.auth.jwks_server import CountingServer, serving
 from tests.conftest import TokenFactory, bearer
 from tests.tenants.builders import make_tenant
@@ -317,3 +317,57 @@ async def test_an_issuer_can_belong_to_one_tenant_only_and_never_to_tally(
     with pytest.raises(IssuerTaken):
         await make_tenant(app.state.tenants, "initech", identity_provider=ours)
     assert await app.state.store.get_tenant("initech") is None
+
+
+async def test_a_cleared_provider_takes_the_tokens_already_seen_with_it(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    idps: tuple[Provider, Provider],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    a, _ = idps
+    seen = a.token()
+    assert (await client.post("/v1/sequences/default/next", headers=bearer(seen))).is_success
+    await app.state.tenants.update("acme", TenantUpdate(identity_provider=None))
+    clock.advance(settings.status_cache_seconds + 1)
+    for token in (a.token(sub="never-seen"), seen):
+        r = await client.post("/v1/sequences/default/next", headers=bearer(token))
+        assert r.status_code == 401, r.text
+
+
+async def test_a_provider_moved_to_another_tenant_acts_for_that_one_only(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    idps: tuple[Provider, Provider],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    a, _ = idps
+    seen = a.token()
+    assert (await client.post("/v1/sequences/default/next", headers=bearer(seen))).is_success
+    await app.state.tenants.update("acme", TenantUpdate(identity_provider=None))
+    moved = IdentityProvider(issuer=a.issuer, jwks_url=a.jwks_url, audience="tally-api")
+    await app.state.tenants.update("globex", TenantUpdate(identity_provider=moved))
+    clock.advance(settings.status_cache_seconds + 1)
+    for token in (a.token(sub="never-seen"), seen):
+        trail = (await client.get("/v1/audit", headers=bearer(token))).json()["items"]
+        assert {e["tenant"] for e in trail} == {"globex"}
+
+
+async def test_a_token_seen_before_its_tenant_was_deleted_never_reaches_a_new_tenant_of_that_slug(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    idps: tuple[Provider, Provider],
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    a, _ = idps
+    seen = a.token()
+    assert (await client.get("/v1/sequences", headers=bearer(seen))).is_success
+    await app.state.tenants.suspend("acme")
+    await app.state.tenants.delete("acme")
+    await make_tenant(app.state.tenants, "acme")  # another business, no identity provider
+    clock.advance(settings.status_cache_seconds + 1)
+    r = await client.get("/v1/sequences", headers=bearer(seen))
+    assert r.status_code == 401, r.text
