@@ -57,7 +57,7 @@ def _slug(v: str) -> str:
 def _timezone(v: str) -> str:
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America": a directory of zones
         raise ValueError(f"unknown time zone '{v}' (use an IANA name like Europe/Berlin)") from None
     return v
 

@@ -74,6 +74,7 @@ async def test_admin_api_bad_input_is_problem_json(
     cases = [
         {"slug": "Acme", "name": "x"},
         {"slug": "acme", "name": "x", "timezone": "Mars/Olympus"},
+        {"slug": "acme", "name": "x", "timezone": "America"},  # a directory of zones
         {"slug": "acme", "name": "x", "branding": {"primary_color": "red"}},
         {"slug": "acme", "name": "x", "branding": {"logo_url": "http://insecure/logo.png"}},
         {"slug": "acme", "name": "x", "plan": "platinum"},

@@ -57,6 +57,7 @@ def test_tenants_create_json_prints_tenant_and_credentials_once() -> None:
         (["acme", "--name", "X", "--color", "#12345"], "invalid --color"),
         (["acme", "--name", "X", "--timezone", "Mars/Olympus"], "unknown time zone"),
         (["acme", "--name", "X", "--timezone", "../../etc/passwd"], "unknown time zone"),
+        (["acme", "--name", "X", "--timezone", "Europe"], "unknown time zone"),
         (["acme", "--name", "X", "--plan", "gold"], "invalid --plan"),
         (["acme", "--name", "X", "--logo-url", "http://acme.com/l.png"], "invalid --logo-url"),
         (["acme", "--name", "X", "--domain", "not a domain"], "invalid --domain"),
