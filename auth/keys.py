@@ -30,6 +30,7 @@ Status = Literal["next", "active", "previous", "retired"]
 ALGORITHM = "ES256"
 STATE_FILE = "keys.json"
 _VERIFYING: frozenset[str] = frozenset({"next", "active", "previous"})
+_STATUSES: frozenset[str] = _VERIFYING | {"retired"}
 # How long clients may cache the JWKS (its Cache-Control max-age), and how long a new
 # key must have been published before it may sign: that, plus the servers' 1 s re-read.
 JWKS_MAX_AGE_SECONDS = 60
@@ -102,9 +103,18 @@ class KeyRing:
             ) from None
         except (OSError, ValueError) as exc:
             raise KeyRingError(f"cannot read {state_path}: {exc}") from None
+        entries = state.get("keys") if isinstance(state, dict) else None
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("kid"), str) and e.get("status") in _STATUSES
+            for e in entries
+        ):
+            raise KeyRingError(
+                f'cannot read {state_path}: expected {{"keys": [{{"kid": ..., "status":'
+                f" one of {', '.join(sorted(_STATUSES))}}}, ...]}}"
+            )
         keys: list[SigningKey] = []
-        for entry in state.get("keys", []):
-            kid, status = str(entry["kid"]), entry["status"]
+        for entry in entries:
+            kid, status = entry["kid"], entry["status"]
             if status == "retired":
                 keys.append(SigningKey(kid, status, entry.get("created_at", ""), _placeholder()))
                 continue
@@ -175,12 +185,14 @@ class KeyRing:
     def generate(self) -> str:
         """Add a key as ``next``: published now, signing after ``rotate``."""
         entries = [e for e in self._entries() if e["status"] != "next"]
-        for old in (e for e in self._entries() if e["status"] == "next"):
-            entries.append({**old, "status": "retired"})
+        replaced = [e for e in self._entries() if e["status"] == "next"]
+        entries += [{**old, "status": "retired"} for old in replaced]
         kid = _new_kid()
         _write_private(self.directory / f"{kid}.pem", ec.generate_private_key(ec.SECP256R1()))
         entries.append({"kid": kid, "status": "next", "created_at": _now()})
         self._save(entries)
+        for old in replaced:  # retired, as by retire(): its private key goes
+            (self.directory / f"{old['kid']}.pem").unlink(missing_ok=True)
         return kid
 
     def rotate(self, *, force: bool = False, now: datetime | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import jwt
@@ -97,3 +98,33 @@ async def test_the_active_key_cannot_be_retired(app: FastAPI) -> None:
         ring.retire(ring.active.kid)
     with pytest.raises(KeyRingError, match="no key"):
         ring.retire("../../etc/passwd")
+
+
+def test_a_next_key_replaced_by_another_generate_is_retired_with_its_private_key(
+    tmp_path: Path,
+) -> None:
+    ring = KeyRing.load_or_create(tmp_path)
+    first, second = ring.generate(), KeyRing.load(tmp_path).generate()
+    ring = KeyRing.load(tmp_path)
+    assert {k.kid: k.status for k in ring.keys}[first] == "retired"
+    assert ring.verifying_key(first) is None and ring.verifying_key(second) is not None
+    assert not (tmp_path / f"{first}.pem").exists()
+    assert sorted(p.stem for p in tmp_path.glob("*.pem")) == sorted(
+        k.kid for k in ring.keys if k.status != "retired"
+    )
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        '{"keys": [{"kid": "x"}]}',
+        "[]",
+        '{"keys": {"kid": "x"}}',
+        '{"keys": [{"kid": 1, "status": "active"}]}',
+        '{"keys": [{"kid": "x", "status": "spare"}]}',
+    ],
+)
+def test_a_malformed_key_state_file_is_a_key_ring_error(tmp_path: Path, state: str) -> None:
+    (tmp_path / "keys.json").write_text(state)
+    with pytest.raises(KeyRingError, match=r"keys\.json"):
+        KeyRing.load(tmp_path)
