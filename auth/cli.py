@@ -9,7 +9,7 @@ import typer
 
 from auth.keys import KeyRing, KeyRingError
 from auth.schemas import SCOPES, TENANT_SCOPES
-from auth.tokens import mint
+from auth.tokens import is_tenant_claim, mint
 from core.cli import fail, print_table
 from core.settings import load_settings
 
@@ -25,6 +25,9 @@ def token(
 ) -> None:
     """Print a signed development token (and nothing else) for TENANT."""
     settings = load_settings()
+    if not is_tenant_claim(tenant):
+        # Every server would refuse the token (401): say so now, not at the first call.
+        fail(f"invalid --tenant {tenant!r}: a slug of 2-32 characters a-z, 0-9 and -")
     scopes = scope.split()
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:

@@ -181,6 +181,11 @@ def _numeric_date(claim: object) -> float:
     return float(claim)
 
 
+def is_tenant_claim(tid: str) -> bool:
+    """Whether ``tid`` is a tenant slug a token may name ("" is a platform token)."""
+    return not tid or _TENANT.match(tid) is not None
+
+
 def principal_from_claims(claims: dict[str, Any], now: float) -> TokenPrincipal:
     """Check claim types (not just presence) and build the principal."""
     tid, sub, scope, exp, iat = (
@@ -190,7 +195,7 @@ def principal_from_claims(claims: dict[str, Any], now: float) -> TokenPrincipal:
         claims.get("exp"),
         claims.get("iat"),
     )
-    if not isinstance(tid, str) or (tid and not _TENANT.match(tid)):
+    if not isinstance(tid, str) or not is_tenant_claim(tid):
         raise InvalidToken()
     if not isinstance(sub, str) or not sub or not isinstance(scope, str):
         raise InvalidToken()

@@ -179,6 +179,12 @@ def test_token_json_prints_a_token_response() -> None:
     assert body["access_token"].count(".") == 2
 
 
+@pytest.mark.parametrize("tenant", ["ACME corp", "a", "acme-", "a" * 33])
+def test_token_for_a_tenant_no_server_would_accept_is_refused(tenant: str) -> None:
+    code, out, err = tally("token", "--tenant", tenant)
+    assert code != 0 and out == "" and err.count("\n") == 1 and "invalid --tenant" in err
+
+
 def test_tenants_usage_shows_what_the_servers_flushed(tmp_path: Path) -> None:
     import asyncio
     from datetime import UTC, datetime
