@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.datastructures import State
@@ -143,12 +145,7 @@ async def create_sequence(
         out = await service.describe(principal.tenant, spec.name)
         return Response(out.model_dump_json(), status_code=201, media_type="application/json")
 
-    key = idempotency_key(request)
-    if key is None:
-        return await create()
-    return await idem.guard(
-        principal.tenant, key, fingerprint(request, await request.body()), create
-    )
+    return await _once(request, principal.tenant, idem, create)
 
 
 @router.get("", response_model=SequencePage)
@@ -174,27 +171,78 @@ async def get_sequence(name: NamePath, principal: CanRead, service: Sequences) -
     return await service.describe(principal.tenant, name)
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(LedgerKept))
-async def delete_sequence(name: NamePath, principal: CanWrite, service: Sequences) -> Response:
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(LedgerKept),
+    openapi_extra=IDEMPOTENT,
+)
+async def delete_sequence(
+    request: Request, name: NamePath, principal: CanWrite, service: Sequences, idem: Idempotency
+) -> Response:
     """Delete a sequence and its counters."""
-    await service.delete(principal.tenant, name, actor=Actor.of(principal))
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    async def delete(_claim: Claim | None = None) -> Response:
+        await service.delete(principal.tenant, name, actor=Actor.of(principal))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return await _once(request, principal.tenant, idem, delete)
 
 
-@router.patch("/{name}", response_model=SequenceOut, responses=errors(CounterMoved))
+@router.patch(
+    "/{name}", response_model=SequenceOut, responses=errors(CounterMoved), openapi_extra=IDEMPOTENT
+)
 async def update_sequence(
-    name: NamePath, patch: SequencePatch, principal: CanWrite, service: Sequences
-) -> SequenceOut:
+    request: Request,
+    name: NamePath,
+    patch: SequencePatch,
+    principal: CanWrite,
+    service: Sequences,
+    idem: Idempotency,
+) -> Response:
     """Change format, bounds, step or cycle; numbers already issued are never reissued."""
-    return await service.update(principal.tenant, name, patch, actor=Actor.of(principal))
+
+    async def update(_claim: Claim | None = None) -> Response:
+        out = await service.update(principal.tenant, name, patch, actor=Actor.of(principal))
+        return Response(out.model_dump_json(), media_type="application/json")
+
+    return await _once(request, principal.tenant, idem, update)
 
 
-@router.post("/{name}/advance", response_model=SequenceOut, responses=errors(CounterMoved))
+@router.post(
+    "/{name}/advance",
+    response_model=SequenceOut,
+    responses=errors(CounterMoved),
+    openapi_extra=IDEMPOTENT,
+)
 async def advance_sequence(
-    name: NamePath, body: AdvanceRequest, principal: CanWrite, service: Sequences
-) -> SequenceOut:
+    request: Request,
+    name: NamePath,
+    body: AdvanceRequest,
+    principal: CanWrite,
+    service: Sequences,
+    idem: Idempotency,
+) -> Response:
     """Move the counter forward: the next number issued will be `to` (never backwards)."""
-    return await service.advance(principal.tenant, name, body.to, actor=Actor.of(principal))
+
+    async def advance(_claim: Claim | None = None) -> Response:
+        out = await service.advance(principal.tenant, name, body.to, actor=Actor.of(principal))
+        return Response(out.model_dump_json(), media_type="application/json")
+
+    return await _once(request, principal.tenant, idem, advance)
+
+
+async def _once(
+    request: Request,
+    tenant: str,
+    idem: IdempotencyService,
+    run: Callable[[Claim | None], Awaitable[Response]],
+) -> Response:
+    """``run`` under the request's Idempotency-Key, if it has one (see create_sequence)."""
+    key = idempotency_key(request)
+    if key is None:
+        return await run(None)
+    return await idem.guard(tenant, key, fingerprint(request, await request.body()), run)
 
 
 @seed_router.get(

@@ -230,3 +230,37 @@ async def test_sqlite_sweeps_expired_keys(settings: Settings, now_clock: FrozenC
             lambda c: c.execute("SELECT key FROM idempotency ORDER BY key").fetchall()
         )
         assert rows == [("new",)]
+
+
+async def test_advance_patch_and_delete_with_a_key_are_done_once_and_replayed(api: Api) -> None:
+    """Every write that changes something takes a key (README): a retried advance is not
+    refused because numbers were taken since, a retried DELETE is not a 404, and the key
+    with another body is refused."""
+    await api.create(name="inv")
+    h = {**api.headers(), "Idempotency-Key": "adv-1"}
+    first = await api.client.post("/v1/sequences/inv/advance", json={"to": 100}, headers=h)
+    assert first.status_code == 200 and first.json()["next"] == 100
+    assert (await api.next("inv")).json()["value"] == 100  # taken since: next is 101
+    again = await api.client.post("/v1/sequences/inv/advance", json={"to": 100}, headers=h)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+    other = await api.client.post("/v1/sequences/inv/advance", json={"to": 500}, headers=h)
+    assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
+    assert (await api.peek("inv"))["next"] == 101
+
+    h = {**api.headers(), "Idempotency-Key": "patch-1"}
+    first = await api.client.patch("/v1/sequences/inv", json={"max": 1000}, headers=h)
+    assert first.status_code == 200 and first.json()["max"] == 1000
+    again = await api.client.patch("/v1/sequences/inv", json={"max": 1000}, headers=h)
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    other = await api.client.patch("/v1/sequences/inv", json={"max": 5000}, headers=h)
+    assert other.status_code == 422
+    assert (await api.peek("inv"))["max"] == 1000
+
+    h = {**api.headers(), "Idempotency-Key": "delete-1"}
+    gone = await api.client.delete("/v1/sequences/inv", headers=h)
+    assert gone.status_code == 204
+    again = await api.client.delete("/v1/sequences/inv", headers=h)
+    assert again.status_code == 204 and again.headers["idempotent-replayed"] == "true"
+    unkeyed = await api.client.delete("/v1/sequences/inv", headers=api.headers())
+    assert unkeyed.status_code == 404
