@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.responses import Response
@@ -48,16 +48,25 @@ class Claim:
     tenant: str
     key: str
     allocation: dict[str, Any] | None = None
+    locked_until: datetime | None = None  # the lease this request holds
 
 
 Run = Callable[[Claim], Awaitable[Response]]
 
 
 class IdempotencyService:
-    def __init__(self, store: Store, *, clock: Clock | None = None, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        ttl_seconds: int,
+        renew_seconds: float = LEASE_SECONDS / 3,
+    ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.ttl = timedelta(seconds=ttl_seconds)
+        self.renew_seconds = renew_seconds
         self._next_sweep = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -66,11 +75,14 @@ class IdempotencyService:
         claim = await self.begin(tenant, key, fingerprint)
         if isinstance(claim, Response):
             return claim
+        keeper = _Keeper(self, claim)
         try:
             response = await run(claim)
         except BaseException:
+            keeper.stop()
             await self._release(claim)
             raise
+        keeper.stop()
         if 200 <= response.status_code < 300:
             await self.store.complete_idempotency(
                 tenant,
@@ -87,7 +99,7 @@ class IdempotencyService:
         """Claim ``key`` for this request, or the stored response to replay; 409/422 else."""
         now = self.clock.now()
         self._maybe_sweep()
-        lease = now + timedelta(seconds=LEASE_SECONDS)
+        lease = self._lease(now)
         record = IdempotencyRecord(
             key=key,
             fingerprint=fingerprint,
@@ -97,7 +109,7 @@ class IdempotencyService:
         )
         held = await self.store.claim_idempotency(tenant, record)
         if held is None:
-            return Claim(tenant, key)
+            return Claim(tenant, key, locked_until=lease)
         if held.fingerprint != fingerprint:
             raise IdempotencyKeyReused()
         if held.completed:
@@ -108,8 +120,15 @@ class IdempotencyService:
         if await self.store.relock_idempotency(
             tenant, key, expected=held.locked_until, locked_until=lease
         ):
-            return Claim(tenant, key, held.allocation)
+            return Claim(tenant, key, held.allocation, lease)
         raise RequestInFlight()  # another retry took it over first
+
+    @staticmethod
+    def _lease(now: datetime) -> datetime:
+        # Whole milliseconds: what MongoDB keeps of a date, so that a renewal's
+        # compare-and-set finds the lease it wrote.
+        lease = now + timedelta(seconds=LEASE_SECONDS)
+        return lease.replace(microsecond=lease.microsecond // 1000 * 1000)
 
     async def _release(self, claim: Claim) -> None:
         # Best effort: if the store is down, the claim lapses after its lease anyway.
@@ -137,6 +156,54 @@ class IdempotencyService:
     async def close(self) -> None:
         """Wait for a running sweep (the store closes after this)."""
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _Keeper:
+    """Renews a claim's lease every ``renew_seconds`` while its request runs.
+
+    Without it a request still running when its lease ran out (a store that answers
+    slowly: TALLY_MONGO_TIMEOUT_MS allows two minutes a call) was taken over by a retry,
+    and both took numbers. A process that died renews nothing, so its claim still lapses
+    after ``LEASE_SECONDS``. Each renewal is a compare-and-set on the lease it holds: one
+    that finds another lease (taken over while renewals failed) stops renewing.
+    """
+
+    def __init__(self, service: IdempotencyService, claim: Claim) -> None:
+        self.service = service
+        self.claim = claim
+        self.held = claim.locked_until
+        self.loop = asyncio.get_running_loop()
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = self.loop.call_later(
+            service.renew_seconds, self._tick
+        )
+
+    def _tick(self) -> None:
+        self.task = self.loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        svc, claim = self.service, self.claim
+        lease = svc._lease(svc.clock.now())
+        try:
+            assert self.held is not None
+            renewed = await svc.store.relock_idempotency(
+                claim.tenant, claim.key, expected=self.held, locked_until=lease
+            )
+        except Exception as exc:  # try again at the next tick, on the lease it holds
+            log.warning("could not renew the claim on an Idempotency-Key: %s", exc)
+            renewed = None
+        if renewed is False:
+            log.warning("a claim on an Idempotency-Key was taken over while its request ran")
+            return
+        if renewed:
+            self.held = lease
+        self.timer = self.loop.call_later(svc.renew_seconds, self._tick)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 def replay(record: IdempotencyRecord) -> Response:

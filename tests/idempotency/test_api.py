@@ -264,3 +264,36 @@ async def test_advance_patch_and_delete_with_a_key_are_done_once_and_replayed(ap
     assert again.status_code == 204 and again.headers["idempotent-replayed"] == "true"
     unkeyed = await api.client.delete("/v1/sequences/inv", headers=api.headers())
     assert unkeyed.status_code == 404
+
+
+async def test_a_request_running_past_its_lease_keeps_its_claim(
+    api: Api, now_clock: FrozenClock
+) -> None:
+    """The claim is renewed while its request runs: a retry after LEASE_SECONDS of a
+    slow first attempt is still a 409, not a take-over that takes numbers twice."""
+    await api.create(name="inv")
+    api.app.state.idempotency.renew_seconds = 0.05
+    service = api.app.state.sequences
+    release = asyncio.Event()
+    real_next = service.next
+
+    async def slow_next(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        return await real_next(*args, **kwargs)
+
+    service.next = slow_next
+    first = asyncio.create_task(post(api, "/v1/sequences/inv/next", "k"))
+    for _ in range(100):  # until the first request holds the key
+        await asyncio.sleep(0.01)
+        if (await post(api, "/v1/sequences/inv/next", "k")).status_code == 409:
+            break
+    now_clock.advance(LEASE_SECONDS + 1)  # the first lease has run out
+    await asyncio.sleep(0.3)  # renewals, on the clock's present
+    retry = await asyncio.wait_for(post(api, "/v1/sequences/inv/next", "k"), 5)
+    assert retry.status_code == 409 and retry.json()["type"] == "/problems/idempotency-in-flight"
+    release.set()
+    assert (await first).json()["value"] == 1
+    service.next = real_next
+    again = await post(api, "/v1/sequences/inv/next", "k")
+    assert again.json()["value"] == 1 and again.headers["idempotent-replayed"] == "true"
+    assert (await api.peek("inv"))["next"] == 2
