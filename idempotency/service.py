@@ -80,19 +80,25 @@ class IdempotencyService:
             response = await run(claim)
         except BaseException:
             keeper.stop()
-            await self._release(claim)
+            await self._release(claim, keeper.held)
             raise
         keeper.stop()
         if 200 <= response.status_code < 300:
-            await self.store.complete_idempotency(
-                tenant,
-                key,
-                status=response.status_code,
-                body=bytes(response.body),
-                content_type=response.media_type or "application/json",
-            )
+            try:
+                await self.store.complete_idempotency(
+                    tenant,
+                    key,
+                    status=response.status_code,
+                    body=bytes(response.body),
+                    content_type=response.media_type or "application/json",
+                )
+            except BaseException:
+                # Done, but its answer not stored: a retry must not wait out the lease,
+                # and answers the numbers noted on the key, if it took any.
+                await self._release(claim, keeper.held)
+                raise
         else:
-            await self._release(claim)
+            await self._release(claim, keeper.held)
         return response
 
     async def begin(self, tenant: str, key: str, fingerprint: str) -> Claim | Response:
@@ -130,9 +136,16 @@ class IdempotencyService:
         lease = now + timedelta(seconds=LEASE_SECONDS)
         return lease.replace(microsecond=lease.microsecond // 1000 * 1000)
 
-    async def _release(self, claim: Claim) -> None:
-        # Best effort: if the store is down, the claim lapses after its lease anyway.
+    async def _release(self, claim: Claim, lease: datetime | None) -> None:
+        """Let the key go after a failed request: deleted if it took nothing, else (an
+        allocation noted on it, then a failure) free to take over at once, so the retry
+        answers those numbers. Best effort: if the store is down, the claim lapses after
+        its lease anyway."""
         with contextlib.suppress(Exception):
+            if lease is not None:
+                await self.store.relock_idempotency(
+                    claim.tenant, claim.key, expected=lease, locked_until=self.clock.now()
+                )
             await self.store.release_idempotency(claim.tenant, claim.key)
 
     def _maybe_sweep(self) -> None:

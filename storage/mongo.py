@@ -31,6 +31,7 @@ from storage import mongo_ledger as ledger_docs
 from storage.base import (
     GROUP_CONCURRENCY,
     Counter,
+    IdempotencyRecord,
     Increment,
     Rider,
     SequenceRecord,
@@ -69,6 +70,26 @@ def _counter(doc: dict[str, Any]) -> Counter:
 class MongoStore(MongoRegistry, MongoAudit, MongoUsage, MongoIdempotency, MongoLedger):
     kind = "mongodb"
     atomic_riders = True  # journaled in the counter document (see _allocate_riding)
+
+    # -- idempotency keys, with the numbers their allocations journaled ----------------
+    # An allocation under a key notes its numbers in the counter's journal, with the
+    # increment; copying the note onto the key is a second write. Cut short in between
+    # (a failure after the increment landed, a crash), the key must still answer those
+    # numbers: a retry that looks at the key, or a release of it, settles its journal
+    # first, so neither takes, nor frees the key for, new numbers.
+    async def claim_idempotency(
+        self, tenant: str, record: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        held = await super().claim_idempotency(tenant, record)
+        if held is None or held.completed or held.allocation is not None:
+            return held
+        if await self._settle_key(tenant, record.key):
+            return await super().claim_idempotency(tenant, record)
+        return held
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        await self._settle_key(tenant, key)  # a key that took numbers is kept
+        await super().release_idempotency(tenant, key)
 
     async def start(self) -> None:
         await self._call(self.sequences.create_index([("tenant", ASCENDING), ("name", ASCENDING)]))

@@ -126,6 +126,18 @@ class MongoLedger(MongoBase):
             )
         )
 
+    async def _settle_key(self, tenant: str, key: str) -> bool:
+        """Finish what allocations under the Idempotency-Key ``key`` left in their
+        counters' journals (the numbers they took, noted on the key); True if any."""
+        cursor = self.counters.find({"tenant": tenant, "pending.key": key})
+        settled = False
+        for doc in await self._call(cursor.to_list(length=None)):
+            mine = [item for item in doc["pending"] if item["key"] == key]
+            if mine:
+                await self._settle_journal(tenant, doc["_id"], mine)
+                settled = True
+        return settled
+
     async def _settle(self, tenant: str, seq: str) -> None:
         """Finish what crashed allocations of ``seq`` left in their counters' journals."""
         cursor = self.counters.find({"tenant": tenant, "seq": seq, "pending.0": {"$exists": True}})

@@ -15,7 +15,7 @@ from core.clock import FrozenClock
 from core.settings import Settings
 from idempotency.dependencies import fingerprint
 from idempotency.service import LEASE_SECONDS, SWEEP_SECONDS
-from storage import Store
+from storage import Store, StoreUnavailable
 from tests.sequences.support import Api, running_api
 
 
@@ -297,3 +297,46 @@ async def test_a_request_running_past_its_lease_keeps_its_claim(
     again = await post(api, "/v1/sequences/inv/next", "k")
     assert again.json()["value"] == 1 and again.headers["idempotent-replayed"] == "true"
     assert (await api.peek("inv"))["next"] == 2
+
+
+async def test_a_keyed_next_that_fails_after_its_numbers_were_taken_answers_them_on_retry(
+    api: Api, store: Store
+) -> None:
+    """The increment landed (with the key's note, in its transaction or its counter's
+    journal) and then a later step failed: the 503 is not the last word, the retry
+    answers those numbers at once and takes no new ones."""
+    if not getattr(store, "atomic_riders", False):
+        pytest.skip(f"the {store.kind} store cannot note the numbers on the key with them")
+    await api.create(name="inv")
+    if store.kind == "mongodb":
+        # Copying the journal's note onto the key fails, once.
+        real_settle = store._settle_journal  # type: ignore[attr-defined]
+        calls = 0
+
+        async def settle_fails_once(*args: Any, **kwargs: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise StoreUnavailable("injected: the journal's note was not copied")
+            await real_settle(*args, **kwargs)
+
+        store._settle_journal = settle_fails_once  # type: ignore[attr-defined]
+    else:
+        # Storing the answer fails, once.
+        real_complete = store.complete_idempotency
+        calls = 0
+
+        async def complete_fails_once(*args: Any, **kwargs: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise StoreUnavailable("injected: the answer was not stored")
+            await real_complete(*args, **kwargs)
+
+        store.complete_idempotency = complete_fails_once  # type: ignore[method-assign]
+    first = await post(api, "/v1/sequences/inv/next", "order-1", {"count": 2})
+    assert first.status_code == 503
+    retry = await post(api, "/v1/sequences/inv/next", "order-1", {"count": 2})
+    assert retry.status_code == 200, retry.text
+    assert (retry.json()["value"], retry.json()["last"]) == (1, 2)
+    assert (await api.peek("inv"))["next"] == 3
