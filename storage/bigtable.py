@@ -202,7 +202,8 @@ class BigtableStore(BigtableRegistry, BigtableAudit, BigtableUsage, BigtableLedg
     ) -> bool:
         # Two steps, definition first: cut short in between, what is left are counters
         # of a dead incarnation, which nothing uses and the next call removes.
-        only = None if incarnation is None else equals(RECORDS, INCARNATION, incarnation.encode())
+        # "" (a definition from before incarnations) has no cell to compare: as before.
+        only = equals(RECORDS, INCARNATION, incarnation.encode()) if incarnation else None
         existed = await self._delete(key(tenant, "seq", name), only)
         await self._purge(tenant, name)
         return existed
