@@ -544,9 +544,9 @@ class SequenceService:
 
         A reset period that began while the PATCH was between its rebase and its
         definition write may have had its counter founded from the old definition (the
-        stored one then). Rebased now, it follows the new step and max. (If it issued
-        past the new max within that window, it cannot be: that is logged, and
-        requests that hold the new definition refuse the counter, 503, until the next
+        stored one then). Rebased now, it follows the new step and max. (One that
+        issued past the new max within that window cannot be rebased: that is logged,
+        and requests that hold the new definition refuse it, 503, until the next
         period.)
         """
         try:
