@@ -40,7 +40,7 @@ from api.fastpath import FastPath
 from sequences.dependencies import MAX_NEXT_BODY
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-log = logging.getLogger("tally.errors")
+_errors = logging.getLogger("tally.errors")  # (``log`` names the access log here)
 
 
 class Lifespan:
@@ -218,7 +218,7 @@ async def bridge(app: ASGIApp, scope: dict[str, Any], proto: Any, whole: bool = 
         if started is None:
             raise  # nothing answered: granian answers 500 and logs it
         if started["status"] != 500:
-            log.exception("error after answering %s %s", scope["method"], scope["path"])
+            _errors.exception("error after answering %s %s", scope["method"], scope["path"])
         # Else Starlette's ServerErrorMiddleware answered with the app's 500 handler,
         # which logged the traceback, and re-raised it for the server to log again:
         # granian would, a second time and without the request id.
