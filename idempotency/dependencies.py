@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from idempotency.errors import InvalidIdempotencyKey
-from idempotency.service import IdempotencyService
+from idempotency.service import Claim, IdempotencyService
 
 HEADER = "idempotency-key"
 MAX_KEY_LENGTH = 255
@@ -68,3 +69,16 @@ async def get_idempotency_service(request: Request) -> IdempotencyService:
 
 
 Idempotency = Annotated[IdempotencyService, Depends(get_idempotency_service)]
+
+
+async def once(
+    request: Request,
+    idem: IdempotencyService,
+    tenant: str,
+    run: Callable[[Claim | None], Awaitable[Response]],
+) -> Response:
+    """Run a write, under the request's ``Idempotency-Key`` if it has one."""
+    key = idempotency_key(request)
+    if key is None:
+        return await run(None)
+    return await idem.guard(tenant, key, fingerprint(request, await request.body()), run)

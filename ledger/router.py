@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,8 +18,8 @@ from core.openapi import errors
 from core.pagination import LimitQuery
 from core.requestctx import note_numbers
 from core.timestamps import Timestamp, timestamp_query
-from idempotency.dependencies import IDEMPOTENT, Idempotency, fingerprint, idempotency_key
-from idempotency.service import Claim, IdempotencyService
+from idempotency.dependencies import IDEMPOTENT, Idempotency, once
+from idempotency.service import Claim
 from ledger.dependencies import (
     Ledger,
     PeriodQuery,
@@ -60,19 +59,6 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
-async def _once(
-    request: Request,
-    idem: IdempotencyService,
-    tenant: str,
-    run: Callable[[Claim | None], Awaitable[Response]],
-) -> Response:
-    """Run the write, under its ``Idempotency-Key`` if it has one."""
-    key = idempotency_key(request)
-    if key is None:
-        return await run(None)
-    return await idem.guard(tenant, key, fingerprint(request, await request.body()), run)
-
-
 # -- reservations ----------------------------------------------------------------------
 @router.post(
     "/{name}/reservations",
@@ -107,7 +93,7 @@ async def reserve(
             note_numbers(1)  # for the access line; a replay issues none
         return _json(ReservationOut.of(entry), 201)
 
-    return await _once(request, idem, principal.tenant, run)
+    return await once(request, idem, principal.tenant, run)
 
 
 @router.get(
@@ -146,7 +132,7 @@ async def commit_reservation(
         )
         return _json(ReservationOut.of(entry))
 
-    return await _once(request, idem, principal.tenant, run)
+    return await once(request, idem, principal.tenant, run)
 
 
 @router.post(
@@ -172,7 +158,7 @@ async def void_reservation(
         )
         return _json(ReservationOut.of(entry))
 
-    return await _once(request, idem, principal.tenant, run)
+    return await once(request, idem, principal.tenant, run)
 
 
 # -- the ledger and the gap report -----------------------------------------------------

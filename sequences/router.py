@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from starlette.datastructures import State
@@ -22,6 +20,7 @@ from idempotency.dependencies import (
     Idempotency,
     fingerprint,
     idempotency_key,
+    once,
 )
 from idempotency.service import Claim, IdempotencyService
 from sequences.dependencies import NAME_DESCRIPTION, NamePath, NextCall, Sequences, next_call
@@ -85,10 +84,10 @@ async def next_numbers(request: Request) -> Response:
         return _json(await issue(request.app.state, call, None))
     idem: IdempotencyService = request.app.state.idempotency
 
-    async def once(claim: Claim | None) -> Response:
+    async def take(claim: Claim | None) -> Response:
         return _json(await issue(request.app.state, call, claim))
 
-    return await idem.guard(call.tenant, key, fingerprint(request, call.body), once)
+    return await idem.guard(call.tenant, key, fingerprint(request, call.body), take)
 
 
 def _json(body: bytes) -> Response:
@@ -145,7 +144,7 @@ async def create_sequence(
         out = await service.describe(principal.tenant, spec.name)
         return Response(out.model_dump_json(), status_code=201, media_type="application/json")
 
-    return await _once(request, principal.tenant, idem, create)
+    return await once(request, idem, principal.tenant, create)
 
 
 @router.get("", response_model=SequencePage)
@@ -186,7 +185,7 @@ async def delete_sequence(
         await service.delete(principal.tenant, name, actor=Actor.of(principal))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    return await _once(request, principal.tenant, idem, delete)
+    return await once(request, idem, principal.tenant, delete)
 
 
 @router.patch(
@@ -206,7 +205,7 @@ async def update_sequence(
         out = await service.update(principal.tenant, name, patch, actor=Actor.of(principal))
         return Response(out.model_dump_json(), media_type="application/json")
 
-    return await _once(request, principal.tenant, idem, update)
+    return await once(request, idem, principal.tenant, update)
 
 
 @router.post(
@@ -229,20 +228,7 @@ async def advance_sequence(
         out = await service.advance(principal.tenant, name, body.to, actor=Actor.of(principal))
         return Response(out.model_dump_json(), media_type="application/json")
 
-    return await _once(request, principal.tenant, idem, advance)
-
-
-async def _once(
-    request: Request,
-    tenant: str,
-    idem: IdempotencyService,
-    run: Callable[[Claim | None], Awaitable[Response]],
-) -> Response:
-    """``run`` under the request's Idempotency-Key, if it has one (see create_sequence)."""
-    key = idempotency_key(request)
-    if key is None:
-        return await run(None)
-    return await idem.guard(tenant, key, fingerprint(request, await request.body()), run)
+    return await once(request, idem, principal.tenant, advance)
 
 
 @seed_router.get(
