@@ -40,6 +40,28 @@ async def post(
     return await api.client.post(path, json=body, headers=headers)
 
 
+async def held_first_next(api: Api, key: str) -> tuple[asyncio.Task[httpx.Response], asyncio.Event]:
+    """A keyed next that holds its key until the returned event is set (it waits before
+    allocating), started and holding it: the second of the same key gets 409 meanwhile."""
+    service = api.app.state.sequences
+    release = asyncio.Event()
+    real_next = service.next
+
+    async def slow_next(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        service.next = real_next
+        return await real_next(*args, **kwargs)
+
+    service.next = slow_next
+    first = asyncio.create_task(post(api, "/v1/sequences/inv/next", key))
+    for _ in range(100):  # until the first request holds the key
+        await asyncio.sleep(0.01)
+        second = await post(api, "/v1/sequences/inv/next", key)
+        if second.status_code == 409:
+            return first, release
+    raise AssertionError(f"the first request never held the key: {second.status_code}")
+
+
 async def test_a_replayed_next_answers_the_same_numbers_and_consumes_nothing(api: Api) -> None:
     await api.create(name="inv", format="INV-{n:04}")
     first = await post(api, "/v1/sequences/inv/next", "order-17", {"count": 3})
@@ -76,27 +98,13 @@ async def test_the_same_key_with_another_body_or_path_is_a_422(api: Api) -> None
 
 async def test_a_retry_while_the_first_is_running_is_a_409(api: Api) -> None:
     await api.create(name="inv")
-    service = api.app.state.sequences
-    release = asyncio.Event()
-    real_next = service.next
-
-    async def slow_next(*args: Any, **kwargs: Any) -> Any:
-        await release.wait()
-        return await real_next(*args, **kwargs)
-
-    service.next = slow_next
-    first = asyncio.create_task(post(api, "/v1/sequences/inv/next", "k"))
-    for _ in range(100):  # until the first request holds the key
-        await asyncio.sleep(0.01)
-        second = await post(api, "/v1/sequences/inv/next", "k")
-        if second.status_code == 409:
-            break
+    first, release = await held_first_next(api, "k")
+    second = await post(api, "/v1/sequences/inv/next", "k")
     assert second.status_code == 409
     assert second.json()["type"] == "/problems/idempotency-in-flight"
     assert second.headers["retry-after"] == "1"
     release.set()
     assert (await first).json()["value"] == 1
-    service.next = real_next
     third = await post(api, "/v1/sequences/inv/next", "k")
     assert third.json()["value"] == 1 and third.headers["idempotent-replayed"] == "true"
     assert (await api.peek("inv"))["next"] == 2
@@ -273,27 +281,13 @@ async def test_a_request_running_past_its_lease_keeps_its_claim(
     slow first attempt is still a 409, not a take-over that takes numbers twice."""
     await api.create(name="inv")
     api.app.state.idempotency.renew_seconds = 0.05
-    service = api.app.state.sequences
-    release = asyncio.Event()
-    real_next = service.next
-
-    async def slow_next(*args: Any, **kwargs: Any) -> Any:
-        await release.wait()
-        return await real_next(*args, **kwargs)
-
-    service.next = slow_next
-    first = asyncio.create_task(post(api, "/v1/sequences/inv/next", "k"))
-    for _ in range(100):  # until the first request holds the key
-        await asyncio.sleep(0.01)
-        if (await post(api, "/v1/sequences/inv/next", "k")).status_code == 409:
-            break
+    first, release = await held_first_next(api, "k")
     now_clock.advance(LEASE_SECONDS + 1)  # the first lease has run out
     await asyncio.sleep(0.3)  # renewals, on the clock's present
     retry = await asyncio.wait_for(post(api, "/v1/sequences/inv/next", "k"), 5)
     assert retry.status_code == 409 and retry.json()["type"] == "/problems/idempotency-in-flight"
     release.set()
     assert (await first).json()["value"] == 1
-    service.next = real_next
     again = await post(api, "/v1/sequences/inv/next", "k")
     assert again.json()["value"] == 1 and again.headers["idempotent-replayed"] == "true"
     assert (await api.peek("inv"))["next"] == 2
