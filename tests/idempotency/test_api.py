@@ -302,32 +302,20 @@ async def test_a_keyed_next_that_fails_after_its_numbers_were_taken_answers_them
     if not getattr(store, "atomic_riders", False):
         pytest.skip(f"the {store.kind} store cannot note the numbers on the key with them")
     await api.create(name="inv")
-    if store.kind == "mongodb":
-        # Copying the journal's note onto the key fails, once.
-        real_settle = store._settle_journal  # type: ignore[attr-defined]
-        calls = 0
+    # MongoDB: copying the journal's note onto the key fails, once. SQLite (the note is
+    # in the increment's own transaction): storing the answer fails, once.
+    step = "_settle_journal" if store.kind == "mongodb" else "complete_idempotency"
+    real = getattr(store, step)
+    calls = 0
 
-        async def settle_fails_once(*args: Any, **kwargs: Any) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise StoreUnavailable("injected: the journal's note was not copied")
-            await real_settle(*args, **kwargs)
+    async def fails_once(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable(f"injected: {step} failed")
+        await real(*args, **kwargs)
 
-        store._settle_journal = settle_fails_once  # type: ignore[attr-defined]
-    else:
-        # Storing the answer fails, once.
-        real_complete = store.complete_idempotency
-        calls = 0
-
-        async def complete_fails_once(*args: Any, **kwargs: Any) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise StoreUnavailable("injected: the answer was not stored")
-            await real_complete(*args, **kwargs)
-
-        store.complete_idempotency = complete_fails_once  # type: ignore[method-assign]
+    setattr(store, step, fails_once)
     first = await post(api, "/v1/sequences/inv/next", "order-1", {"count": 2})
     assert first.status_code == 503
     retry = await post(api, "/v1/sequences/inv/next", "order-1", {"count": 2})
