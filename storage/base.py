@@ -158,6 +158,7 @@ class AuditEntry:
 # autoincrement id or an ObjectId (time + per-process counter) did. Ids older versions
 # issued are shorter or hexadecimal, so a backend can tell an old cursor from a new one.
 _AUDIT_ID = re.compile(r"[0-9]{19}")
+_INT64_MAX = 2**63 - 1
 
 
 def audit_id(number: int) -> str:
@@ -167,7 +168,11 @@ def audit_id(number: int) -> str:
 
 def audit_number(cursor: str) -> int | None:
     """The trail number of an ``audit_id``, or None if ``cursor`` is not one."""
-    return int(cursor) if _AUDIT_ID.fullmatch(cursor) else None
+    if not _AUDIT_ID.fullmatch(cursor):
+        return None
+    # 19 digits run past int64, which no store can hold or compare a number with.
+    number = int(cursor)
+    return number if number <= _INT64_MAX else None
 
 
 # -- tenants and API clients (tenants/) -------------------------------------------

@@ -3,7 +3,10 @@ or the platform's activity, and paging by them keeps the trail's order."""
 
 from __future__ import annotations
 
+import pytest
+
 from storage import PLATFORM, AuditEntry, Store
+from storage.errors import InvalidCursor
 from tests.contract.test_store import make_entry
 
 
@@ -91,4 +94,16 @@ async def test_a_reused_slug_continues_its_trail_and_never_reuses_an_id(store: S
     assert [e.id for e in await store.list_audit("acme", after=None, limit=10)] == [
         audit_id(1),
         audit_id(2),
+    ]
+
+
+@pytest.mark.parametrize("cursor", ["9223372036854775808", "9999999999999999999"])
+async def test_an_id_past_int64_is_no_cursor(store: Store, cursor: str) -> None:
+    # 19 digits, the shape of an id, but no store can hold the number (SQLite's INTEGER,
+    # BSON's int64): refused as a cursor no version issued, not a failed query.
+    await store.append_audit("acme", make_entry("a"))
+    with pytest.raises(InvalidCursor):
+        await store.list_audit("acme", after=cursor, limit=10)
+    assert [e.id for e in await store.list_audit("acme", after=audit_id(0), limit=10)] == [
+        audit_id(1)
     ]
