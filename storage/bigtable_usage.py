@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
 from storage.base import UsageRow
-from storage.bigtable_base import BigtableBase
+from storage.bigtable_base import BigtableBase, _after
 from storage.bigtable_rows import COUNTS, cells, key, u64
 from storage.errors import UsagePartlyWritten
 
@@ -50,8 +50,10 @@ class BigtableUsage(BigtableBase):
         if until <= since:
             return []
         base = key(tenant, "use")
-        end = _hour_key(until + timedelta(hours=1))
-        rows = await self._scan(base + _hour_key(since).encode(), base + end.encode())
+        # Up to the keys of the hour holding until's last instant (not "until + 1 hour",
+        # which is past datetime's range in the year 9999's last hour).
+        last = _hour_key(until - timedelta(microseconds=1))
+        rows = await self._scan(base + _hour_key(since).encode(), _after(base + last.encode()))
         out: list[UsageRow] = []
         for row in rows:
             hour_text, name = row.row_key[len(base) :].decode().split("#", 1)

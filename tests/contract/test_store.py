@@ -146,6 +146,19 @@ async def test_usage_adds_up_per_sequence_and_hour_within_the_tenant(store: Stor
     assert await store.read_usage("initech", sequence=None, since=h10, until=h12) == []
 
 
+async def test_usage_reads_up_to_the_last_hour_datetime_can_hold(store: Store) -> None:
+    last = datetime(9999, 12, 31, 23, tzinfo=UTC)  # an hour past it is no datetime
+    await store.add_usage(
+        "acme", [UsageRow("a", last, 1, 4), UsageRow("a", last.replace(hour=22), 1, 1)]
+    )
+    assert await store.read_usage(
+        "acme", sequence=None, since=last, until=datetime.max.replace(tzinfo=UTC)
+    ) == [UsageRow("a", last, 1, 4)]
+    assert await store.read_usage(
+        "acme", sequence="a", since=last.replace(hour=20), until=last
+    ) == [UsageRow("a", last.replace(hour=22), 1, 1)]
+
+
 async def test_usage_rows_of_one_call_all_add_up(store: Store) -> None:
     h10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
     rows = [UsageRow("a", h10, 1, 2), UsageRow("b", h10, 1, 1), UsageRow("a", h10, 2, 3)]
