@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from storage import Store, UsageRow
@@ -38,6 +39,9 @@ class UsageRecorder:
         self.numbers_by_mode: dict[str, int] = {}
         self.flush_failures = 0
         self._lock = asyncio.Lock()
+        # Flushes begun, and the one under way: see counted().
+        self._flushes = 0
+        self._in_flight: asyncio.Event | None = None
 
     def record(
         self, tenant: str, sequence: str, numbers: int, at: datetime, mode: str = "strict"
@@ -63,10 +67,37 @@ class UsageRecorder:
             if t == tenant
         ]
 
+    async def counted(
+        self, tenant: str, read: Callable[[], Awaitable[list[UsageRow]]]
+    ) -> list[UsageRow]:
+        """The rows ``read()`` gets from the store plus this process's ``pending`` ones.
+
+        While a flush's write is under way, the counts it carries are in neither (and,
+        once it lands, in both until the flush notes it): a read that overlaps one of
+        this process's flushes is done again after it, so every count is in it once.
+        """
+        for _ in range(3):
+            while self._in_flight is not None:
+                await self._in_flight.wait()
+            begun = self._flushes
+            rows = await read()
+            if self._flushes == begun:
+                return [*rows, *self.pending(tenant)]
+        async with self._lock:  # flushes keep overlapping the read: hold the next one off
+            return [*await read(), *self.pending(tenant)]
+
     async def flush(self) -> None:
         """Add everything counted so far to the store; what fails stays for next time."""
         async with self._lock:  # never cancelled midway: see close()
-            await self._flush()
+            if not self._pending:
+                return
+            self._flushes += 1
+            self._in_flight = in_flight = asyncio.Event()
+            try:
+                await self._flush()
+            finally:
+                self._in_flight = None
+                in_flight.set()
 
     async def _flush(self) -> None:
         pending, self._pending = self._pending, {}

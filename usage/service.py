@@ -62,10 +62,12 @@ class UsageService:
                 f"At most {MAX_BUCKETS[granularity]} {granularity.value}s per request"
                 f" (asked for {buckets})."
             )
-        rows = await self.store.read_usage(tenant, sequence=sequence, since=first, until=stop)
-        rows += [
+        rows = [
             r
-            for r in self.recorder.pending(tenant)
+            for r in await self.recorder.counted(
+                tenant,
+                lambda: self.store.read_usage(tenant, sequence=sequence, since=first, until=stop),
+            )
             if first <= r.hour < stop and (sequence is None or r.sequence == sequence)
         ]
         requests: Tally[datetime] = Tally()

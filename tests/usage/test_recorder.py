@@ -6,9 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from core.clock import FrozenClock
 from storage import Store, StoreUnavailable, UsageRow
 from storage.errors import UsagePartlyWritten
 from usage.recorder import UsageRecorder
+from usage.schemas import Granularity
+from usage.service import UsageService
 
 T0 = datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC)
 T1 = datetime(2026, 3, 1, 11, 0, 0, tzinfo=UTC)
@@ -141,3 +146,41 @@ async def test_a_partly_written_flush_keeps_only_what_was_not_written(store: Sto
         UsageRow("c", H10, 1, 2),
     ]
     assert await stored(store, "globex") == [UsageRow("a", H10, 1, 7)]
+
+
+class Paused:
+    """A real store whose next usage write pauses until ``go``, before it applies or
+    after, as a slow store's would: a flush under way, its counts taken from memory."""
+
+    def __init__(self, inner: Store, *, applied: bool) -> None:
+        self.inner, self.applied = inner, applied
+        self.reached, self.go = asyncio.Event(), asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def add_usage(self, tenant: str, rows: list[UsageRow]) -> None:
+        if self.applied:
+            await self.inner.add_usage(tenant, rows)
+        self.reached.set()
+        await self.go.wait()
+        if not self.applied:
+            await self.inner.add_usage(tenant, rows)
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-write", "after-it"])
+async def test_a_read_during_a_flush_counts_each_number_once(store: Store, applied: bool) -> None:
+    paused = Paused(store, applied=applied)
+    recorder = UsageRecorder(paused)  # type: ignore[arg-type]
+    clock = FrozenClock(datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
+    usage = UsageService(paused, recorder, clock=clock)  # type: ignore[arg-type]
+    recorder.record("acme", "a", 7, T0)
+    flush = asyncio.create_task(recorder.flush())
+    await paused.reached.wait()  # the counts left memory; the store has them, or not yet
+    read = asyncio.create_task(usage.series("acme", granularity=Granularity.hour))
+    await asyncio.sleep(0.05)
+    paused.go.set()
+    await flush
+    series = await asyncio.wait_for(read, 5)
+    assert (series.requests, series.numbers) == (1, 7)
+    assert (await usage.series("acme", granularity=Granularity.hour)).numbers == 7
