@@ -20,7 +20,7 @@ row key                                  cells  content
 ``<tenant>#cli#<client_id>``             d:doc  client JSON (name, scopes, created_at)
                                          d:hash secret hash; d:revoked / d:used ISO times
 ``<tenant>#aud#<id:019d>``               d:doc  audit entry JSON
-``<tenant>#meta``                        c:aud  last audit id (ReadModifyWriteRow)
+``<tenant>#meta``                        c:aud  highest audit number taken (a hint)
 ``<tenant>#use#<yyyymmddhh>#<sequence>`` c:r    requests, int64; c:n numbers, int64
 ``<tenant>#idem#<key>``                  d:…    an idempotency key (storage.bigtable_idempotency)
 ``!idem-exp#<expires>#<row key>``        d:exp  index of keys by expiry, for the sweep
