@@ -9,13 +9,16 @@
 #
 # Needs: aws, jq, helm, terraform, and `tally` (installed from requirements.lock).
 # Secrets are passed through files and the environment, never on a command line.
+# TALLY_TF_OUTPUTS: the `terraform output -json` file of terraform/live, written by the
+# terraform step and read by the others; default $RUNNER_TEMP/outputs.json (outside
+# Actions, $TMPDIR or /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 step="${1:?step}"
 instance="${2:?instance: a tenant slug or pooled}"
 live=terraform/live
-outputs="${TALLY_TF_OUTPUTS:-$RUNNER_TEMP/outputs.json}"
+outputs="${TALLY_TF_OUTPUTS:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/outputs.json}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

@@ -261,3 +261,18 @@ def test_cd_script_refuses_an_instance_that_is_no_slug(tmp_path: Path) -> None:
         check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "not an instance name" in result.stderr
+
+
+def test_cd_script_runs_outside_actions_with_outputs_in_tmpdir(tmp_path: Path) -> None:
+    """An operator's shell has no RUNNER_TEMP: the outputs default to $TMPDIR."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    for name in ("RUNNER_TEMP", "TALLY_TF_OUTPUTS", "GITHUB_ENV"):
+        env.pop(name, None)
+    env["TMPDIR"] = str(tmp_path)  # fake_tools wrote outputs.json there
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert any("--url https://numbers.acme.com" in c for c in log.read_text().splitlines())
