@@ -46,14 +46,34 @@ secret_value() {  # name -> value, or empty when the secret has no value yet
   aws secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text 2>/dev/null || true
 }
 
+# The store URL options name tlsCAFile by its path in the pod (the chart mounts the
+# platform's CA bundle there); here the bundle is fetched into $work and the admin URL
+# names that copy instead. Called before admin_store_url, outside a $(...), so an
+# empty bundle stops the script.
+fetch_store_ca() {
+  local name
+  name="$(platform store_ca_secret_name)"
+  [ -n "$name" ] || return 0
+  secret_value "$name" >"$work/store-ca.pem"
+  if [ ! -s "$work/store-ca.pem" ]; then
+    echo "the store CA bundle secret $name has no value (terraform store_ca_bundle fills it)" >&2
+    exit 1
+  fi
+}
+
 admin_store_url() {  # the store's admin URL, for tally migrate --tenant/--pooled only
-  local admin
+  local admin options
   admin="$(secret_value "$(platform store_admin_secret_arn)")"
   if jq -e .username >/dev/null 2>&1 <<<"$admin"; then  # DocumentDB's managed secret
+    options="$(platform store_url_options)"
+    if [ -s "$work/store-ca.pem" ]; then
+      options="$(jq -rn --arg o "$options" --arg f "$work/store-ca.pem" \
+        '$o | sub("tlsCAFile=[^&]*"; "tlsCAFile=\($f|@uri)")')"
+    fi
     printf '%s://%s:%s@%s/?authSource=admin&%s' "$(platform store_scheme)" \
       "$(jq -rn --arg v "$(jq -r .username <<<"$admin")" '$v|@uri')" \
       "$(jq -rn --arg v "$(jq -r .password <<<"$admin")" '$v|@uri')" \
-      "$(platform store_host)" "$(platform store_url_options)"
+      "$(platform store_host)" "$options"
   else
     printf '%s' "$admin"  # an external store's secret is the URI itself
   fi
@@ -68,6 +88,7 @@ terraform)
 
 secrets)
   rotate="${3:-false}"
+  fetch_store_ca
   store_secret="$(info store_secret_name)"
   database="$(info database)"
   user="$(info store_username)"

@@ -276,3 +276,84 @@ def test_cd_script_runs_outside_actions_with_outputs_in_tmpdir(tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert any("--url https://numbers.acme.com" in c for c in log.read_text().splitlines())
+
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+POD_CA = "/var/run/tally/store-ca/global-bundle.pem"
+ADMIN = {"username": "tally", "password": "p@ss/w"}  # DocumentDB's managed secret
+
+
+def fake_secrets_tools(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A DocumentDB platform as the secrets step sees it: the admin secret, the CA bundle,
+    acme's empty store secret; `tally` parses its store URL with PyMongo, as migrate does."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "aws $*" >>"$LOG"\n'
+        'for a in "$@"; do case "$a" in file://*) jq -c . "${a#file://}" >>"$LOG";; esac; done\n'
+        'case "$*" in\n'
+        f"  *'get-secret-value --secret-id admin-arn '*) echo '{json.dumps(ADMIN)}' ;;\n"
+        f'  *"get-secret-value --secret-id tally/platform/store-ca "*) printf %s "{CA_PEM}" ;;\n'
+        '  *"get-secret-value --secret-id tally/acme/store "*) exit 254 ;;\n'
+        '  *get-secret-value*) echo \'{"x": 1}\' ;;\n'
+        "esac\n"
+    )  # fmt: skip
+    (bin_dir / "tally").write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "from pymongo import uri_parser\n"
+        "options = uri_parser.parse_uri(os.environ['TALLY_STORE_URL'])['options']\n"
+        "ca = options['tlsCAFile']\n"
+        "with open(os.environ['LOG'], 'a') as log:\n"
+        "    log.write(f'tally {sys.argv[1]} ca={ca} pem={open(ca).read()!r}\\n')\n"
+    )  # fmt: skip
+    for name in ("aws", "tally"):
+        (bin_dir / name).chmod(0o755)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "platform": {"value": {
+            "store_admin_secret_arn": "admin-arn", "store_scheme": "mongodb",
+            "store_host": "docdb.example:27017", "store_ca_secret_name": "tally/platform/store-ca",
+            "store_url_options": f"tls=true&tlsCAFile={POD_CA}&replicaSet=rs0&retryWrites=false",
+        }},
+        "tenants": {"value": {"acme": {
+            "store_secret_name": "tally/acme/store", "database": "tally_acme",
+            "store_username": "tally-acme", "signing_keys_secret_name": "tally/acme/signing-keys",
+        }}},
+    }))  # fmt: skip
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log),
+           "TALLY_TF_OUTPUTS": str(outputs), "RUNNER_TEMP": str(tmp_path)}  # fmt: skip
+    return env, log
+
+
+def test_cd_migrate_reads_the_store_ca_from_a_local_copy_and_pods_keep_their_path(
+    tmp_path: Path,
+) -> None:
+    """The URL's tlsCAFile is a pod path: on the runner, migrate names a fetched copy."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_secrets_tools(tmp_path)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "secrets", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    migrate = next(c for c in calls if c.startswith("tally migrate"))
+    assert f"pem={CA_PEM!r}" in migrate and POD_CA not in migrate
+    # The instance's own URL, the one its pods use, still names the mounted bundle.
+    stored = next(json.loads(c) for c in calls if c.startswith('{"username":"tally-acme"'))
+    assert f"tlsCAFile={POD_CA}&" in stored["store-url"]
+
+
+def test_cd_secrets_stop_when_the_store_ca_bundle_has_no_value(tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_secrets_tools(tmp_path)
+    aws = tmp_path / "bin" / "aws"
+    aws.write_text(aws.read_text().replace(f'printf %s "{CA_PEM}"', "exit 254"))
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "secrets", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "tally/platform/store-ca has no value" in result.stderr
+    assert not any(c.startswith("tally") for c in log.read_text().splitlines())
