@@ -30,7 +30,9 @@ fi
 platform() { jq -r --arg k "$1" '.platform.value[$k] // empty' "$outputs"; }
 if [ "$instance" = pooled ]; then
   namespace=tally
-  values=deploy/helm/tally/values.yaml
+  # Rendered from the outputs at release time (see the release step), as
+  # `tally provision --pooled` renders them: role, secrets, hosts, public URL.
+  values="$work/deploy/pooled/values.yaml"
   target=module.platform
   info() { jq -r --arg k "$1" '.platform.value.pooled[$k] // empty' "$outputs"; }
   migrate_flags=(--pooled)
@@ -141,6 +143,9 @@ PY
 
 release)
   digest="${3:?digest}"
+  if [ "$instance" = pooled ]; then
+    tally provision --pooled --terraform-outputs "$outputs" --out "$work" --json >/dev/null
+  fi
   helm upgrade --install tally deploy/helm/tally --namespace "$namespace" --create-namespace \
     -f "$values" --set-string "image.repository=$(platform ecr_repository_url)" \
     --set-string "image.digest=$digest" --atomic --wait --timeout 10m
@@ -151,8 +156,11 @@ release)
   ;;
 
 smoke)
-  url="$(info public_url)"
-  [ -n "$url" ] || url="https://$(platform domain_name)"
+  url="$(info public_url)"  # the host the release's Ingress serves
+  if [ -z "$url" ]; then
+    echo "no public_url for $instance in $outputs: run the terraform step first" >&2
+    exit 1
+  fi
   creds="$(secret_value "tally/$instance/smoke-client")"
   if ! TALLY_SMOKE_CLIENT_SECRET="$(jq -r .client_secret <<<"$creds")" \
     tally smoke --url "$url" --client-id "$(jq -r .client_id <<<"$creds")"; then

@@ -14,7 +14,7 @@ import pytest
 
 from tests.tools import require_tool
 
-from ._support import REPO, missing, run
+from ._support import REPO, TERRAFORM_OUTPUTS, missing, run
 
 pytestmark = pytest.mark.infra
 
@@ -200,7 +200,9 @@ def fake_tools(tmp_path: Path, *, smoke_ok: bool) -> tuple[dict[str, str], Path]
     bin_dir.mkdir()
     scripts = {
         "aws": 'echo "aws $*" >>"$LOG"; echo \'{"client_id": "c1", "client_secret": "s1"}\'',
-        "helm": 'echo "helm $*" >>"$LOG"',
+        # Keeps a copy of the values file it is given (instance.sh deletes its work dir).
+        "helm": 'echo "helm $*" >>"$LOG"; prev=; for a in "$@"; do '
+        '[ "$prev" = -f ] && cp "$a" "$LOG.values"; prev=$a; done; true',
         "kubectl": 'echo "kubectl $*" >>"$LOG"',
         "tally": 'echo "tally $* secret=$TALLY_SMOKE_CLIENT_SECRET" >>"$LOG"; '
         f"exit {0 if smoke_ok else 1}",
@@ -357,3 +359,69 @@ def test_cd_secrets_stop_when_the_store_ca_bundle_has_no_value(tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 1 and "tally/platform/store-ca has no value" in result.stderr
     assert not any(c.startswith("tally") for c in log.read_text().splitlines())
+
+
+def test_cd_releases_the_pooled_instance_with_values_rendered_from_the_outputs(
+    tmp_path: Path,
+) -> None:
+    """Its role, synced secrets, store CA and the host it serves, as a tenant's values have."""
+    require_tool("jq", hint="apt-get install jq")
+    yaml = pytest.importorskip("yaml")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    (tmp_path / "bin" / "tally").unlink()  # the real `tally provision --pooled`
+    env["PATH"] = f"{tmp_path / 'bin'}:{BIN}:{os.environ['PATH']}"
+    env["TALLY_TF_OUTPUTS"] = str(TERRAFORM_OUTPUTS)
+    digest = "sha256:" + "c" * 64
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "release", "pooled", digest], env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (call,) = log.read_text().splitlines()
+    assert call.startswith("helm upgrade --install tally deploy/helm/tally --namespace tally ")
+    assert f"image.digest={digest}" in call and "--atomic --wait" in call
+    values = yaml.safe_load(Path(f"{log}.values").read_text())
+    platform = json.loads(TERRAFORM_OUTPUTS.read_text())["platform"]["value"]
+    pooled = platform["pooled"]
+    assert values["serviceAccount"] == {"roleArn": pooled["role_arn"]}
+    assert values["externalSecrets"] == {
+        "enabled": True,
+        "region": platform["region"],
+        "storeSecret": pooled["store_secret_name"],
+        "signingKeysSecret": pooled["signing_keys_secret_name"],
+        "storeCASecret": platform["store_ca_secret_name"],
+    }
+    assert values["storeCA"] == {"secretKey": "global-bundle.pem"}
+    assert values["ingress"]["hosts"] == pooled["hosts"]
+    assert values["tally"]["publicUrl"] == values["tally"]["jwt"]["issuer"] == pooled["public_url"]
+    assert "tenant" not in values["tally"] and "branding" not in values  # Tally's own
+
+
+def test_cd_smoke_of_an_instance_without_a_public_url_fails_rather_than_guess(
+    tmp_path: Path,
+) -> None:
+    """The platform domain is not necessarily a host the release serves."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "pooled"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "no public_url for pooled" in result.stderr
+    assert not log.exists() or "tally smoke" not in log.read_text()
+
+
+def test_cd_smokes_the_pooled_instance_at_its_public_url(tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    outputs = Path(env["TALLY_TF_OUTPUTS"])
+    data = json.loads(outputs.read_text())
+    data["platform"]["value"]["pooled"] = {"public_url": "https://tally.example.com"}
+    outputs.write_text(json.dumps(data))
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "pooled"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    smoke = next(c for c in log.read_text().splitlines() if c.startswith("tally smoke"))
+    assert "--url https://tally.example.com --client-id c1" in smoke
