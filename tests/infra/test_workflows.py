@@ -172,6 +172,25 @@ def test_cd_selector_resolves_tenants_from_deploy_tenants(
     assert output.read_text() == f"tenants={json.dumps(expected)}\n"
 
 
+@pytest.mark.parametrize("selector", ["all", "pooled"])
+def test_cd_selector_refuses_a_tenant_directory_named_by_a_reserved_slug(
+    selector: str, tmp_path: Path
+) -> None:
+    """deploy/tenants/pooled would be released by instance.sh as the pooled instance."""
+    for slug in ("acme", "pooled"):
+        (tmp_path / "deploy" / "tenants" / slug).mkdir(parents=True)
+        (tmp_path / "deploy" / "tenants" / slug / "values.yaml").write_text("{}\n")
+    output = tmp_path / "output"
+    env = {**os.environ, "DIGEST": "sha256:" + "a" * 64, "SELECTOR": selector,
+           "GITHUB_OUTPUT": str(output)}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", select_step()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "reserved slug, not a tenant: pooled" in result.stderr
+    assert not output.exists() or "tenants=" not in output.read_text()
+
+
 @pytest.mark.parametrize(
     ("digest", "selector", "error"),
     [

@@ -11,6 +11,12 @@ variable "slug" {
     condition     = can(regex("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", var.slug))
     error_message = "slug must be 2-32 characters of lowercase letters, digits and hyphens, start with a letter and not end with a hyphen."
   }
+
+  # tenants.schemas.RESERVED_SLUGS: "pooled" would share the pooled instance's secrets and role.
+  validation {
+    condition     = !contains(["admin", "platform", "pooled"], var.slug)
+    error_message = "slug must not be admin, platform or pooled (reserved: pooled names the pooled instance's secrets and role)."
+  }
 }
 
 variable "display_name" {

@@ -202,6 +202,19 @@ run "rejects_overlong_slug" {
   expect_failures = [var.slug]
 }
 
+# tenants.schemas.RESERVED_SLUGS: tenant "pooled" would get tally/pooled/* and tally-pooled,
+# the pooled instance's secrets and role.
+run "rejects_reserved_slug" {
+  command = plan
+
+  variables {
+    slug      = "pooled"
+    namespace = "tally-pooled"
+  }
+
+  expect_failures = [var.slug]
+}
+
 run "rejects_bad_custom_domain" {
   command = plan
 
