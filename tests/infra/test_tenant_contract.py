@@ -100,6 +100,7 @@ def test_schema_rejects_unknown_keys_and_bad_slugs(schema: dict[str, Any]) -> No
     assert not validator.is_valid({**good, "slug": "Acme"})
     assert not validator.is_valid({**good, "slug": "pooled", "namespace": "tally-pooled"})
     assert not validator.is_valid({**good, "primary_color": "orange"})
+    assert not validator.is_valid({**good, "namespace": "tally"})  # the pooled instance's
 
 
 def test_every_copy_of_the_reserved_slugs_is_the_apps_list(schema: dict[str, Any]) -> None:

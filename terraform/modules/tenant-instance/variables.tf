@@ -47,6 +47,13 @@ variable "namespace" {
     condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.namespace))
     error_message = "namespace must be a Kubernetes namespace name (DNS label)."
   }
+
+  # The namespace CD deploys the instance to (tally-<slug>). Any other would let the pods
+  # of another namespace (the pooled instance's tally, another tenant's) assume this role.
+  validation {
+    condition     = var.namespace == "tally-${var.slug}"
+    error_message = "namespace must be tally-<slug>, where the CD pipeline deploys the instance; only its service account may assume the instance's role."
+  }
 }
 
 variable "domain" {

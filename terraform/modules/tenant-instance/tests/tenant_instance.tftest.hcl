@@ -245,6 +245,28 @@ run "rejects_bad_namespace" {
   expect_failures = [var.namespace]
 }
 
+# Another namespace's service account (the pooled instance's, another tenant's) must
+# never be trusted with this instance's role: the namespace is the one CD deploys to.
+run "rejects_the_pooled_namespace" {
+  command = plan
+
+  variables {
+    namespace = "tally"
+  }
+
+  expect_failures = [var.namespace]
+}
+
+run "rejects_another_tenants_namespace" {
+  command = plan
+
+  variables {
+    namespace = "tally-globex"
+  }
+
+  expect_failures = [var.namespace]
+}
+
 # State written before modules/instance-role existed (aws_iam_role.this and
 # aws_iam_role_policy.this in this module) moves into module.role: the same role, not
 # replaced (its unique_id survives), with every attribute as it was.
