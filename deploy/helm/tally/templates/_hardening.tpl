@@ -76,6 +76,9 @@ Combinations the schema cannot express; each refusal says what to change.
 {{- if not (include "tally.publicUrl" .) }}
 {{- fail "tally.publicUrl is empty and there is no ingress host to derive it from: TALLY_PUBLIC_URL and TALLY_JWT_ISSUER would be empty; set tally.publicUrl or ingress.hosts" }}
 {{- end }}
+{{- if and .Values.monitoring.rules.enabled (not .Values.metrics.enabled) }}
+{{- fail "monitoring.rules.enabled needs metrics.enabled: without a metrics port nothing is scraped, and TallyInstanceDown (P0) would fire at once and forever" }}
+{{- end }}
 {{- end }}
 
 {{/*
