@@ -467,9 +467,20 @@ def admin_clients_revoke(client_id: str, as_json: Json = False) -> None:
 
 
 def provision(
-    slug: Annotated[str, typer.Argument(help="The tenant's slug.")],
+    slug: Annotated[
+        str | None, typer.Argument(help="The tenant's slug (none with --pooled).")
+    ] = None,
+    pooled: Annotated[
+        bool,
+        typer.Option(
+            "--pooled", help="Render the pooled instance's Helm values (needs the outputs)."
+        ),
+    ] = False,
     out: Annotated[
-        Path, typer.Option(help="Root to write under (terraform/live/tenants/, deploy/tenants/).")
+        Path,
+        typer.Option(
+            help="Root to write under (terraform/live/tenants/, deploy/tenants/ or deploy/pooled/)."
+        ),
     ] = Path("."),
     terraform_outputs: Annotated[
         Path | None,
@@ -481,9 +492,12 @@ def provision(
     image_tag: Annotated[str | None, typer.Option(help="Image tag to deploy.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Render SLUG's provisioning bundle: its Terraform tenant file and Helm values."""
-    from tenants.provision import render
+    """Render SLUG's provisioning bundle (its Terraform tenant file and Helm values), or
+    with --pooled the pooled instance's Helm values."""
+    from tenants.provision import render, render_pooled
 
+    if pooled == (slug is not None):
+        fail("give SLUG or --pooled, one of them")
     outputs: dict[str, Any] | None = None
     if terraform_outputs is not None:
         try:
@@ -492,10 +506,19 @@ def provision(
             fail(f"cannot read --terraform-outputs {terraform_outputs}: {exc}")
         if not isinstance(outputs, dict):
             fail(f"--terraform-outputs {terraform_outputs} is not `terraform output -json`")
-    domain = platform_domain if platform_domain is not None else load_settings().platform_domain
-    tenant = _run(lambda s: s.get(slug))
     try:
-        files = render(tenant, platform_domain=domain or None, outputs=outputs, image_tag=image_tag)
+        if slug is None:
+            if outputs is None:
+                fail("--pooled needs --terraform-outputs (its role, hosts and secrets)")
+            files = render_pooled(outputs, image_tag=image_tag)
+        else:
+            domain = platform_domain
+            if domain is None:
+                domain = load_settings().platform_domain
+            tenant = _run(lambda s: s.get(slug))
+            files = render(
+                tenant, platform_domain=domain or None, outputs=outputs, image_tag=image_tag
+            )
     except TallyError as exc:
         fail(exc.detail)
     written = []
@@ -508,9 +531,10 @@ def provision(
         written.append(str(target))
     if as_json:
         typer.echo(json.dumps({"tenant": slug, "files": written}))
-    else:
-        for path in written:
-            typer.echo(f"wrote {path}")
+        return
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if slug is not None:
         typer.echo(
             "next: terraform -chdir=terraform/live apply, then "
             f"helm upgrade --install tally deploy/helm/tally -n tally-{slug} "

@@ -1,5 +1,8 @@
 """``tally provision``: render a tenant's provisioning bundle, deterministically.
 
+(``tally provision --pooled`` renders the pooled instance's Helm values the same way,
+from the platform's ``pooled`` output alone: ``deploy/pooled/values.yaml``.)
+
 Two files per tenant, both free of secrets:
 
 * ``terraform/live/tenants/<slug>.json`` — the tenant file ``terraform/live`` reads
@@ -31,6 +34,9 @@ DEFAULT_CLUSTER_ISSUER = "letsencrypt"
 # The file name terraform/live's store URL names in tlsCAFile (var.store_ca_file).
 STORE_CA_FILE = "global-bundle.pem"
 VALUES_DIR = Path("deploy/tenants")
+# Where the pooled instance runs (the platform module's pooled_namespace; CD deploys there).
+POOLED_NAMESPACE = "tally"
+POOLED_VALUES = Path("deploy/pooled/values.yaml")
 _PLAIN = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
@@ -65,68 +71,56 @@ def _outputs_for(outputs: dict[str, Any], slug: str) -> tuple[dict[str, Any], di
     return value("platform"), value("tenants").get(slug) or {}
 
 
-def helm_values(
-    tenant: TenantOut,
+def _check_namespace(name: str, mine: dict[str, Any], namespace: str) -> None:
+    if mine.get("namespace", namespace) != namespace:
+        raise ProvisionError(
+            f"terraform outputs put {name} in namespace {mine['namespace']!r},"
+            f" not {namespace!r}; re-run terraform apply after provisioning"
+        )
+
+
+def _instance_values(
+    platform: dict[str, Any],
+    mine: dict[str, Any],
     *,
-    namespace: str,
-    platform_domain: str | None,
-    outputs: dict[str, Any] | None = None,
-    image_tag: str | None = None,
+    name: str,
+    hosts: list[str],
+    public_url: str,
+    database: str,
+    image_tag: str | None,
 ) -> dict[str, Any]:
-    """Values for the tenant's siloed release of the Helm chart."""
-    platform, mine = _outputs_for(outputs or {}, tenant.slug)
-    if mine:
-        if mine.get("namespace", namespace) != namespace:
-            raise ProvisionError(
-                f"terraform outputs put {tenant.slug} in namespace {mine['namespace']!r},"
-                f" not {namespace!r}; re-run terraform apply after provisioning"
-            )
-        hosts = list(mine["hosts"])
-        public_url = str(mine["public_url"])
-    else:
-        domain = platform_domain or platform.get("domain_name")
-        if not domain:
-            raise ProvisionError(
-                "the platform domain is unknown: pass --platform-domain or --terraform-outputs"
-            )
-        fqdn = f"{tenant.slug}.{domain}"
-        hosts = [fqdn, *([tenant.domain] if tenant.domain else [])]
-        public_url = f"https://{tenant.domain or fqdn}"
+    """What every instance's values share, pooled or a tenant's: its URL, hosts and TLS,
+    database, IAM role and synced secrets, and image, from the platform's outputs and
+    the instance's own block (``mine``). ``name`` is the slug, or ``pooled``."""
     values: dict[str, Any] = {
         "tally": {
-            "tenant": tenant.slug,
             "publicUrl": public_url,
             "jwt": {"issuer": public_url, "audience": "tally"},
-            "mongoDatabase": mine.get("database") or "tally_" + tenant.slug.replace("-", "_"),
-        },
-        "branding": {
-            "name": tenant.branding.display_name or tenant.name,
-            "color": tenant.branding.primary_color,
-            "logoUrl": tenant.branding.logo_url or "",
+            "mongoDatabase": database,
         },
         "ingress": {
+            "className": platform.get("ingress_class_name") or DEFAULT_INGRESS_CLASS,
             "hosts": hosts,
-            "tls": {"enabled": True, "secretName": f"tally-{tenant.slug}-tls"},
+            "tls": {"enabled": True, "secretName": f"tally-{name}-tls"},
         },
-    }
-    values["ingress"]["className"] = platform.get("ingress_class_name") or DEFAULT_INGRESS_CLASS
-    # TLS for every host, custom domain included: cert-manager issues the Secret the
-    # Ingress names (HTTP-01 through that Ingress, so the client publishes one CNAME).
-    values["certificate"] = {
-        "enabled": True,
-        "issuerName": platform.get("cluster_issuer") or DEFAULT_CLUSTER_ISSUER,
+        # TLS for every host, custom domain included: cert-manager issues the Secret the
+        # Ingress names (HTTP-01 through that Ingress, so the client publishes one CNAME).
+        "certificate": {
+            "enabled": True,
+            "issuerName": platform.get("cluster_issuer") or DEFAULT_CLUSTER_ISSUER,
+        },
     }
     if mine.get("role_arn"):
         values["serviceAccount"] = {"roleArn": mine["role_arn"]}
     region = platform.get("region")
     if region and mine.get("role_arn"):
-        # Its own database user and signing keys, synced with the tenant's own IAM role.
+        # Its own database user and signing keys, synced with the instance's own IAM role.
         values["externalSecrets"] = {
             "enabled": True,
             "region": region,
-            "storeSecret": mine.get("store_secret_name") or f"tally/{tenant.slug}/store",
+            "storeSecret": mine.get("store_secret_name") or f"tally/{name}/store",
             "signingKeysSecret": mine.get("signing_keys_secret_name")
-            or f"tally/{tenant.slug}/signing-keys",
+            or f"tally/{name}/signing-keys",
         }
         if platform.get("store_ca_secret_name"):
             # DocumentDB's TLS: the URL's tlsCAFile is <storeCA.mountPath>/<secretKey>.
@@ -140,6 +134,73 @@ def helm_values(
     if image:
         values["image"] = image
     return values
+
+
+def helm_values(
+    tenant: TenantOut,
+    *,
+    namespace: str,
+    platform_domain: str | None,
+    outputs: dict[str, Any] | None = None,
+    image_tag: str | None = None,
+) -> dict[str, Any]:
+    """Values for the tenant's siloed release of the Helm chart."""
+    platform, mine = _outputs_for(outputs or {}, tenant.slug)
+    if mine:
+        _check_namespace(tenant.slug, mine, namespace)
+        hosts = list(mine["hosts"])
+        public_url = str(mine["public_url"])
+    else:
+        domain = platform_domain or platform.get("domain_name")
+        if not domain:
+            raise ProvisionError(
+                "the platform domain is unknown: pass --platform-domain or --terraform-outputs"
+            )
+        fqdn = f"{tenant.slug}.{domain}"
+        hosts = [fqdn, *([tenant.domain] if tenant.domain else [])]
+        public_url = f"https://{tenant.domain or fqdn}"
+    values = _instance_values(
+        platform,
+        mine,
+        name=tenant.slug,
+        hosts=hosts,
+        public_url=public_url,
+        database=mine.get("database") or "tally_" + tenant.slug.replace("-", "_"),
+        image_tag=image_tag,
+    )
+    values["tally"]["tenant"] = tenant.slug
+    values["branding"] = {
+        "name": tenant.branding.display_name or tenant.name,
+        "color": tenant.branding.primary_color,
+        "logoUrl": tenant.branding.logo_url or "",
+    }
+    return values
+
+
+def pooled_values(
+    outputs: dict[str, Any], *, namespace: str = POOLED_NAMESPACE, image_tag: str | None = None
+) -> dict[str, Any]:
+    """Values for the pooled release (Tally's branding, every tenant), from the platform's
+    ``pooled`` output the way a tenant's come from its own: hosts, role, secrets."""
+    platform, _ = _outputs_for(outputs, "")
+    mine = platform.get("pooled")
+    mine = mine if isinstance(mine, dict) else {}
+    missing = [k for k in ("hosts", "public_url", "role_arn") if not mine.get(k)]
+    if missing:
+        raise ProvisionError(
+            f"terraform output platform.pooled lacks {', '.join(missing)};"
+            " run terraform apply with this version of terraform/live"
+        )
+    _check_namespace("the pooled instance", mine, namespace)
+    return _instance_values(
+        platform,
+        mine,
+        name="pooled",
+        hosts=list(mine["hosts"]),
+        public_url=str(mine["public_url"]),
+        database=mine.get("database") or "tally",
+        image_tag=image_tag,
+    )
 
 
 def to_yaml(data: Any, indent: int = 0) -> str:
@@ -207,3 +268,13 @@ def render(
         + "\n",
         VALUES_DIR / tenant.slug / "values.yaml": header + to_yaml(values) + "\n",
     }
+
+
+def render_pooled(outputs: dict[str, Any], *, image_tag: str | None = None) -> dict[Path, str]:
+    """Relative path -> content of the pooled instance's values (CD renders them each release)."""
+    header = (
+        "# Helm values for the pooled instance, rendered by `tally provision --pooled`.\n"
+        f"# helm upgrade --install tally deploy/helm/tally --namespace {POOLED_NAMESPACE}"
+        f" --create-namespace -f {POOLED_VALUES}\n"
+    )
+    return {POOLED_VALUES: header + to_yaml(pooled_values(outputs, image_tag=image_tag)) + "\n"}

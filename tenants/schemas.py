@@ -24,8 +24,11 @@ from core.openapi import omit_only
 # Same pattern as the token's ``tid`` check (auth.tokens) and TALLY_TENANT.
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 SLUG_MAX = 32
-# ``admin`` prefixes platform-admin client ids; ``platform`` would only confuse.
-RESERVED_SLUGS = frozenset({"admin", "platform"})
+# ``admin`` prefixes platform-admin client ids; ``platform`` would only confuse;
+# ``pooled`` names the pooled instance (its secrets tally/pooled/*, role tally-pooled,
+# CD's instance "pooled"). The one list: Terraform's slug validation, tenant.schema.json
+# and CD's tenant selector repeat it, and tests/infra/test_tenant_contract.py ties them.
+RESERVED_SLUGS = frozenset({"admin", "platform", "pooled"})
 COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
 DEFAULT_COLOR = "#3b5bdb"
 _DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

@@ -9,13 +9,16 @@
 #
 # Needs: aws, jq, helm, terraform, and `tally` (installed from requirements.lock).
 # Secrets are passed through files and the environment, never on a command line.
+# TALLY_TF_OUTPUTS: the `terraform output -json` file of terraform/live, written by the
+# terraform step and read by the others; default $RUNNER_TEMP/outputs.json (outside
+# Actions, $TMPDIR or /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 step="${1:?step}"
 instance="${2:?instance: a tenant slug or pooled}"
 live=terraform/live
-outputs="${TALLY_TF_OUTPUTS:-$RUNNER_TEMP/outputs.json}"
+outputs="${TALLY_TF_OUTPUTS:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/outputs.json}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -27,7 +30,9 @@ fi
 platform() { jq -r --arg k "$1" '.platform.value[$k] // empty' "$outputs"; }
 if [ "$instance" = pooled ]; then
   namespace=tally
-  values=deploy/helm/tally/values.yaml
+  # Rendered from the outputs at release time (see the release step), as
+  # `tally provision --pooled` renders them: role, secrets, hosts, public URL.
+  values="$work/deploy/pooled/values.yaml"
   target=module.platform
   info() { jq -r --arg k "$1" '.platform.value.pooled[$k] // empty' "$outputs"; }
   migrate_flags=(--pooled)
@@ -43,14 +48,34 @@ secret_value() {  # name -> value, or empty when the secret has no value yet
   aws secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text 2>/dev/null || true
 }
 
+# The store URL options name tlsCAFile by its path in the pod (the chart mounts the
+# platform's CA bundle there); here the bundle is fetched into $work and the admin URL
+# names that copy instead. Called before admin_store_url, outside a $(...), so an
+# empty bundle stops the script.
+fetch_store_ca() {
+  local name
+  name="$(platform store_ca_secret_name)"
+  [ -n "$name" ] || return 0
+  secret_value "$name" >"$work/store-ca.pem"
+  if [ ! -s "$work/store-ca.pem" ]; then
+    echo "the store CA bundle secret $name has no value (terraform store_ca_bundle fills it)" >&2
+    exit 1
+  fi
+}
+
 admin_store_url() {  # the store's admin URL, for tally migrate --tenant/--pooled only
-  local admin
+  local admin options
   admin="$(secret_value "$(platform store_admin_secret_arn)")"
   if jq -e .username >/dev/null 2>&1 <<<"$admin"; then  # DocumentDB's managed secret
+    options="$(platform store_url_options)"
+    if [ -s "$work/store-ca.pem" ]; then
+      options="$(jq -rn --arg o "$options" --arg f "$work/store-ca.pem" \
+        '$o | sub("tlsCAFile=[^&]*"; "tlsCAFile=\($f|@uri)")')"
+    fi
     printf '%s://%s:%s@%s/?authSource=admin&%s' "$(platform store_scheme)" \
       "$(jq -rn --arg v "$(jq -r .username <<<"$admin")" '$v|@uri')" \
       "$(jq -rn --arg v "$(jq -r .password <<<"$admin")" '$v|@uri')" \
-      "$(platform store_host)" "$(platform store_url_options)"
+      "$(platform store_host)" "$options"
   else
     printf '%s' "$admin"  # an external store's secret is the URI itself
   fi
@@ -65,6 +90,7 @@ terraform)
 
 secrets)
   rotate="${3:-false}"
+  fetch_store_ca
   store_secret="$(info store_secret_name)"
   database="$(info database)"
   user="$(info store_username)"
@@ -117,6 +143,9 @@ PY
 
 release)
   digest="${3:?digest}"
+  if [ "$instance" = pooled ]; then
+    tally provision --pooled --terraform-outputs "$outputs" --out "$work" --json >/dev/null
+  fi
   helm upgrade --install tally deploy/helm/tally --namespace "$namespace" --create-namespace \
     -f "$values" --set-string "image.repository=$(platform ecr_repository_url)" \
     --set-string "image.digest=$digest" --atomic --wait --timeout 10m
@@ -127,8 +156,11 @@ release)
   ;;
 
 smoke)
-  url="$(info public_url)"
-  [ -n "$url" ] || url="https://$(platform domain_name)"
+  url="$(info public_url)"  # the host the release's Ingress serves
+  if [ -z "$url" ]; then
+    echo "no public_url for $instance in $outputs: run the terraform step first" >&2
+    exit 1
+  fi
   creds="$(secret_value "tally/$instance/smoke-client")"
   if ! TALLY_SMOKE_CLIENT_SECRET="$(jq -r .client_secret <<<"$creds")" \
     tally smoke --url "$url" --client-id "$(jq -r .client_id <<<"$creds")"; then

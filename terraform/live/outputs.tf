@@ -23,6 +23,14 @@ output "platform" {
 
 output "tenants" {
   description = "Per tenant slug: what `tally provision --terraform-outputs` merges into the Helm values, what the CD pipeline fills (store and signing-keys secrets), and the DNS records the client must publish."
+
+  # Not a check block: those only warn. A file named after another tenant would get that
+  # tenant's secrets and role (tally/<slug>/*), so the plan fails.
+  precondition {
+    condition     = alltrue([for name, tenant in local.tenants : try(tenant.slug, null) == name])
+    error_message = "Every tenant file must be named <slug>.json after the slug it contains."
+  }
+
   value = {
     for slug, tenant in module.tenant : slug => {
       fqdn                      = tenant.fqdn

@@ -151,16 +151,39 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def provisioned_pooled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pooled instance's values as CD renders them: `tally provision --pooled`."""
+    work = tmp_path_factory.mktemp("provision-pooled")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+    tally = str(Path(sys.executable).parent / "tally")
+    result = run(
+        [tally, "provision", "--pooled", "--terraform-outputs", str(TERRAFORM_OUTPUTS),
+         "--out", str(work)],
+        work,
+        env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return work / "deploy" / "pooled" / "values.yaml"
+
+
+@pytest.fixture(scope="session")
 def provisioned_values(provisioned: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = _yaml().safe_load(provisioned["values_file"].read_text())
     return values
 
 
 @pytest.fixture(scope="session")
-def rendered(helm: Any, provisioned: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Rendered templates per release kind: {"pooled"|"tenant"|"provisioned": {path: text}}."""
+def rendered(
+    helm: Any, provisioned: dict[str, Any], provisioned_pooled: Path
+) -> dict[str, dict[str, str]]:
+    """Rendered templates per release kind: {"pooled"|"tenant"|"provisioned"|
+    "provisioned-pooled": {path: text}}; the last two from `tally provision`'s values."""
     out: dict[str, dict[str, str]] = {}
-    releases = {**RELEASES, "provisioned": ("tally", "tally-acme", provisioned["values_file"])}
+    releases = {
+        **RELEASES,
+        "provisioned": ("tally", "tally-acme", provisioned["values_file"]),
+        "provisioned-pooled": ("tally", "tally", provisioned_pooled),
+    }
     with helm.Chart.load(CHART_DIR) as chart:
         for kind, (name, namespace, values_file) in releases.items():
             values = _yaml().safe_load(values_file.read_text()) if values_file else None

@@ -17,6 +17,13 @@ from .test_helm_chart import kubernetes_validate as kubernetes_validate  # the f
 pytestmark = pytest.mark.infra
 
 METADATA = ipaddress.ip_address("169.254.169.254")
+# externalSecrets as `tally provision` turns them on, without the store CA.
+SYNCED = {
+    "enabled": True,
+    "region": "eu-west-1",
+    "storeSecret": "tally/acme/store",
+    "signingKeysSecret": "tally/acme/signing-keys",
+}
 
 
 def render(helm: Any, values: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -141,6 +148,7 @@ def test_an_alb_with_ip_targets_can_be_admitted_and_egress_configured(
         {"networkPolicy": {"ingressCIDRs": ["10.0.0.0/33"]}},
         {"autoscaling": {"behaviour": {}}},
         {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]},
+        {"ingress": {"hosts": []}},  # an Ingress without rules, an empty public URL
     ],
 )
 def test_the_schema_refuses_unknown_and_malformed_keys(helm: Any, values: dict[str, Any]) -> None:
@@ -193,6 +201,22 @@ def test_the_schema_refuses_one_replica_with_a_pdb_of_one(
             {"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30},
             "terminationGracePeriodSeconds (30) must be longer than preStopSleepSeconds (30)",
         ),
+        (
+            {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+            "autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (2)",
+        ),
+        (
+            {"externalSecrets": SYNCED, "storeCA": {"secretKey": "global-bundle.pem"}},
+            "storeCA.secretKey (global-bundle.pem) needs externalSecrets.storeCASecret",
+        ),
+        (
+            {"externalSecrets": {**SYNCED, "storeCASecret": "tally/platform/store-ca"}},
+            "externalSecrets.storeCASecret (tally/platform/store-ca) needs storeCA.secretKey",
+        ),
+        (
+            {"ingress": {"enabled": False, "hosts": []}},
+            "tally.publicUrl is empty and there is no ingress host",
+        ),
     ],
 )  # fmt: skip
 def test_rendering_refuses_combinations_that_break_the_release(
@@ -208,3 +232,20 @@ def test_the_store_timeout_reaches_the_app_and_a_longer_probe_is_accepted(helm: 
     )
     assert by_kind(objects, "ConfigMap")["data"]["TALLY_MONGO_TIMEOUT_MS"] == "9000"
     assert workload(objects)["readinessProbe"]["timeoutSeconds"] == 12
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"autoscaling": {"minReplicas": 3, "maxReplicas": 3}},
+        {"autoscaling": {"enabled": False, "minReplicas": 5, "maxReplicas": 2}},  # no HPA
+        {
+            "externalSecrets": {**SYNCED, "storeCASecret": "tally/platform/store-ca"},
+            "storeCA": {"secretKey": "global-bundle.pem"},
+        },
+        {"storeCA": {"secretKey": "ca.pem"}},  # a key of an operator-made Secret
+        {"ingress": {"enabled": False, "hosts": []}, "tally": {"publicUrl": "https://t.example"}},
+    ],
+)  # fmt: skip
+def test_the_refusals_accept_the_consistent_forms(helm: Any, values: dict[str, Any]) -> None:
+    assert render(helm, values)

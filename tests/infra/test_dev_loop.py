@@ -149,3 +149,17 @@ def test_reload_refuses_several_workers(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "--reload serves one process" in result.stderr
+
+
+def test_compose_runs_tally_with_settings_production_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real Settings class on the compose service's environment: no crash loop."""
+    from core.settings import load_settings
+
+    environment = yaml_load(COMPOSE)["services"]["tally"]["environment"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, str(value))
+    settings = load_settings()
+    assert settings.environment == "production"
+    assert settings.jwt_issuer == settings.public_url == "http://localhost:8080"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from ._support import CHART_DIR, missing
+from ._support import CHART_DIR, TERRAFORM_OUTPUTS, missing
 
 pytestmark = pytest.mark.infra
 
-KINDS = ("pooled", "tenant", "provisioned")
+KINDS = ("pooled", "tenant", "provisioned", "provisioned-pooled")
 # Custom resources (cert-manager, external-secrets.io) kubernetes-validate has no schema of.
 CRD_GROUPS = ("cert-manager.io/", "external-secrets.io/")
 LINT_ERROR = 3
@@ -51,9 +54,15 @@ def test_chart_lints_without_errors(
     helm: Any,
     tenant_values: dict[str, Any],
     provisioned_values: dict[str, Any],
+    provisioned_pooled: Path,
     kubernetes_validate: Any,
 ) -> None:
-    values = {"pooled": None, "tenant": tenant_values, "provisioned": provisioned_values}[kind]
+    values = {
+        "pooled": None,
+        "tenant": tenant_values,
+        "provisioned": provisioned_values,
+        "provisioned-pooled": yaml.safe_load(provisioned_pooled.read_text()),
+    }[kind]
     kube = f"v{kubernetes_validate.latest_version()}"
     report = helm.lint(CHART_DIR, values, namespace="tally", kube_version=kube)
     errors = [m for m in report["messages"] if m["severity"] >= LINT_ERROR]
@@ -126,7 +135,7 @@ def test_chart_renders_the_expected_objects_and_never_a_secret(
             "Pod",
             "Service",
             "ServiceAccount",
-            *(bundle if kind == "provisioned" else []),
+            *(bundle if kind.startswith("provisioned") else []),
         ]
     )
     assert "Secret" not in kinds
@@ -198,6 +207,24 @@ def test_pooled_instance_uses_tally_branding_and_no_tenant(
     assert config["TALLY_PUBLIC_URL"] == "https://tally.example.com"
     account = by_kind(manifests["pooled"], "ServiceAccount")
     assert "eks.amazonaws.com/role-arn" not in (account["metadata"].get("annotations") or {})
+
+
+def test_pooled_release_cd_renders_serves_the_platform_domain_with_its_own_role(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """What `instance.sh release pooled` installs: `tally provision --pooled`'s values."""
+    pooled = json.loads(TERRAFORM_OUTPUTS.read_text())["platform"]["value"]["pooled"]
+    objects = manifests["provisioned-pooled"]
+    config = by_kind(objects, "ConfigMap")["data"]
+    assert config["TALLY_TENANT"] == "" and config["TALLY_BRAND_NAME"] == "Tally"
+    assert config["TALLY_PUBLIC_URL"] == config["TALLY_JWT_ISSUER"] == pooled["public_url"]
+    assert config["TALLY_MONGO_DATABASE"] == pooled["database"]
+    ingress = by_kind(objects, "Ingress")["spec"]
+    assert [r["host"] for r in ingress["rules"]] == pooled["hosts"]
+    account = by_kind(objects, "ServiceAccount")
+    assert account["metadata"]["name"] == pooled["service_account_name"]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == pooled["role_arn"]
+    assert all(o["metadata"]["namespace"] == pooled["namespace"] for o in objects)
 
 
 def test_tenant_instance_is_branded_and_siloed(
@@ -296,7 +323,6 @@ def test_metrics_port_is_scraped_in_cluster_and_never_routed_by_the_ingress(
 
 
 def test_metrics_can_be_switched_off(helm: Any) -> None:
-    import yaml
 
     with helm.Chart.load(CHART_DIR) as chart:
         out = chart.render({"metrics": {"enabled": False}}, name="tally", namespace="tally")

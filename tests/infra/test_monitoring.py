@@ -285,3 +285,17 @@ async def test_dashboard_and_rules_reference_only_metrics_tally_exports(
 def test_values_schema_refuses_bad_monitoring_values(helm: Any, bad: dict[str, Any]) -> None:
     with helm.Chart.load(CHART_DIR) as chart, pytest.raises(helm.HelmValuesError):
         chart.validate_schema({"monitoring": bad})
+
+
+def test_rules_without_a_metrics_port_are_refused_not_a_p0_that_always_fires(helm: Any) -> None:
+    """TallyInstanceDown is `up == 0`: with metrics off nothing is ever up."""
+    with helm.Chart.load(CHART_DIR) as chart:
+        refused = re.escape("monitoring.rules.enabled needs metrics.enabled")
+        with pytest.raises(helm.HelmError, match=refused):
+            chart.render(
+                {"metrics": {"enabled": False}, "monitoring": {"rules": {"enabled": True}}},
+                name="tally", namespace="tally", is_install=True,
+            )  # fmt: skip
+        assert chart.render(
+            {"metrics": {"enabled": False}}, name="tally", namespace="tally", is_install=True
+        )

@@ -98,4 +98,21 @@ def test_schema_rejects_unknown_keys_and_bad_slugs(schema: dict[str, Any]) -> No
     assert validator.is_valid(good)
     assert not validator.is_valid({**good, "store_url": "mongodb://secret"})
     assert not validator.is_valid({**good, "slug": "Acme"})
+    assert not validator.is_valid({**good, "slug": "pooled", "namespace": "tally-pooled"})
     assert not validator.is_valid({**good, "primary_color": "orange"})
+    assert not validator.is_valid({**good, "namespace": "tally"})  # the pooled instance's
+
+
+def test_every_copy_of_the_reserved_slugs_is_the_apps_list(schema: dict[str, Any]) -> None:
+    """Terraform, the tenant file schema and CD's selector cannot import tenants.schemas."""
+    from tenants.schemas import RESERVED_SLUGS
+
+    variables = (MODULE_DIR / "variables.tf").read_text()
+    terraform = re.search(r"!contains\(\[([^\]]*)\], var\.slug\)", variables)
+    assert terraform, "modules/tenant-instance lost its reserved-slug validation"
+    assert set(json.loads(f"[{terraform[1]}]")) == RESERVED_SLUGS
+    assert set(schema["properties"]["slug"]["not"]["enum"]) == RESERVED_SLUGS
+    cd = (TERRAFORM_DIR.parent / ".github" / "workflows" / "cd.yml").read_text()
+    selector = re.search(r"reserved = sorted\(set\(known\) & \{([^}]*)\}\)", cd)
+    assert selector, "cd.yml's selector lost its reserved-slug check"
+    assert set(json.loads(f"[{selector[1]}]")) == RESERVED_SLUGS

@@ -1,4 +1,5 @@
-"""A tenant's release becomes ready on `tally provision`'s values alone (no `ci/` values).
+"""A tenant's release becomes ready on `tally provision`'s values alone (no `ci/` values),
+and so does the pooled one on `tally provision --pooled`'s (what CD releases it with).
 
 Every object a pod needs before it can pass /readyz must be made by the release itself
 or by a controller from something the release renders: the Secrets (external-secrets.io
@@ -19,7 +20,7 @@ from ._support import TERRAFORM_DIR, TERRAFORM_OUTPUTS
 
 pytestmark = pytest.mark.infra
 
-KINDS = ("pooled", "tenant", "provisioned")
+KINDS = ("pooled", "tenant", "provisioned", "provisioned-pooled")
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -28,9 +29,17 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
-def outputs() -> tuple[dict[str, Any], dict[str, Any]]:
+# The releases rendered from `tally provision`'s values alone.
+PROVISIONED = ("provisioned", "provisioned-pooled")
+
+
+def outputs(kind: str = "provisioned") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(platform, the instance's own block) of the outputs its values came from."""
     data = json.loads(TERRAFORM_OUTPUTS.read_text())
-    return data["platform"]["value"], data["tenants"]["value"]["acme"]
+    platform = data["platform"]["value"]
+    if kind == "provisioned-pooled":
+        return platform, platform["pooled"]
+    return platform, data["tenants"]["value"]["acme"]
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +74,12 @@ def hook_weight(obj: dict[str, Any]) -> int | None:
     return None
 
 
-def test_every_secret_a_pod_needs_is_synced_through_the_tenants_role(
-    manifests: dict[str, list[dict[str, Any]]],
+@pytest.mark.parametrize("kind", PROVISIONED)
+def test_every_secret_a_pod_needs_is_synced_through_the_instances_role(
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> None:
-    objects = manifests["provisioned"]
-    platform, acme = outputs()
+    objects = manifests[kind]
+    platform, acme = outputs(kind)
     account = one(objects, "ServiceAccount")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == acme["role_arn"]
     stores = {o["metadata"]["name"]: o for o in objects if o["kind"] == "SecretStore"}
@@ -91,7 +101,7 @@ def test_every_secret_a_pod_needs_is_synced_through_the_tenants_role(
         store = stores[spec["secretStoreRef"]["name"]]["spec"]["provider"]["aws"]
         assert store["service"] == "SecretsManager" and store["region"] == platform["region"]
         assert store["auth"]["jwt"]["serviceAccountRef"]["name"] == account["metadata"]["name"]
-    # Exactly the secrets Terraform made for this tenant (and the platform's CA bundle).
+    # Exactly the secrets Terraform made for this instance (and the platform's CA bundle).
     assert remote_keys == {
         acme["store_secret_name"],
         acme["signing_keys_secret_name"],
@@ -99,8 +109,9 @@ def test_every_secret_a_pod_needs_is_synced_through_the_tenants_role(
     }
 
 
+@pytest.mark.parametrize("kind", PROVISIONED)
 def test_the_store_ca_is_mounted_where_the_store_url_points(
-    manifests: dict[str, list[dict[str, Any]]],
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> None:
     """terraform/live writes tlsCAFile=<var.store_ca_file> into every DocumentDB URL."""
     variables = (TERRAFORM_DIR / "live" / "variables.tf").read_text()
@@ -108,23 +119,24 @@ def test_the_store_ca_is_mounted_where_the_store_url_points(
     assert match, "terraform/live lost var.store_ca_file"
     ca_file = match[1]
     for workload in ("Deployment", "Job"):
-        spec = pod_spec(one(manifests["provisioned"], workload))
+        spec = pod_spec(one(manifests[kind], workload))
         mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "store-ca")
         volume = next(v for v in spec["volumes"] if v["name"] == "store-ca")
         paths = [f"{mount['mountPath']}/{i['path']}" for i in volume["secret"]["items"]]
         assert paths == [ca_file], workload
 
 
+@pytest.mark.parametrize("kind", PROVISIONED)
 def test_tls_for_every_host_is_issued_into_the_secret_the_ingress_serves(
-    manifests: dict[str, list[dict[str, Any]]],
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> None:
-    objects = manifests["provisioned"]
-    platform, acme = outputs()
+    objects = manifests[kind]
+    platform, acme = outputs(kind)
     ingress = one(objects, "Ingress")["spec"]
     certificate = one(objects, "Certificate")["spec"]
     assert ingress["ingressClassName"] == platform["ingress_class_name"]
     hosts = [rule["host"] for rule in ingress["rules"]]
-    assert hosts == acme["hosts"] and "numbers.acme.com" in hosts  # the custom domain too
+    assert hosts == acme["hosts"]  # the custom domain too, for acme
     assert ingress["tls"] == [{"hosts": hosts, "secretName": certificate["secretName"]}]
     assert certificate["dnsNames"] == hosts
     assert certificate["issuerRef"] == {
@@ -137,10 +149,11 @@ def test_tls_for_every_host_is_issued_into_the_secret_the_ingress_serves(
     assert config["TALLY_JWT_ISSUER"] == config["TALLY_PUBLIC_URL"] == acme["public_url"]
 
 
+@pytest.mark.parametrize("kind", PROVISIONED)
 def test_the_ingress_reaches_the_readiness_probed_port(
-    manifests: dict[str, list[dict[str, Any]]],
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> None:
-    objects = manifests["provisioned"]
+    objects = manifests[kind]
     container = pod_spec(one(objects, "Deployment"))["containers"][0]
     service = one(objects, "Service")
     backend = one(objects, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
@@ -155,10 +168,11 @@ def test_the_ingress_reaches_the_readiness_probed_port(
         assert source["configMapRef"]["name"] in config_maps
 
 
+@pytest.mark.parametrize("kind", PROVISIONED)
 def test_what_the_migrate_hook_needs_exists_before_it(
-    manifests: dict[str, list[dict[str, Any]]],
+    kind: str, manifests: dict[str, list[dict[str, Any]]]
 ) -> None:
-    objects = manifests["provisioned"]
+    objects = manifests[kind]
     job = one(objects, "Job")
     job_weight = hook_weight(job)
     assert job_weight is not None, "the migrate Job must be a pre-install/pre-upgrade hook"

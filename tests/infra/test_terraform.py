@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,46 @@ def test_every_variable_and_output_is_described(root: str) -> None:
                 assert re.search(r"^\s*type\s*=", block, re.MULTILINE), (
                     f"{root}/{name}: {header} has no type"
                 )
+
+
+def test_live_refuses_a_tenant_file_whose_namespace_is_not_tally_slug(
+    terraform: str, tf_env: dict[str, str], tf_workspace: Path, tmp_path: Path
+) -> None:
+    """acme in tally (the pooled namespace) or in tally-globex would let those pods assume
+    tally-acme's role; `terraform test` cannot expect a child module's validation failure,
+    so the plan is run here and its error read."""
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    for slug, namespace in (
+        ("acme", "tally-globex"),
+        ("globex", "tally-globex"),
+        ("beta", "tally"),
+    ):
+        tenant = {"display_name": slug, "namespace": namespace, "plan": "standard",
+                  "primary_color": "#112233", "slug": slug}  # fmt: skip
+        (tenants / f"{slug}.json").write_text(json.dumps(tenant))
+    live = tf_workspace / "live"
+    suite = (live / "tests" / "live.tftest.hcl").read_text()
+    mocks = suite[: suite.index("\nvariables {")]  # the mocked provider, no runs
+    # A directory of its own: the suite's tests/ runs in parallel with this.
+    tests_dir = live / f"tests-{tmp_path.name}"
+    tests_dir.mkdir()
+    (tests_dir / "refused.tftest.hcl").write_text(
+        mocks + "\nvariables {\n"
+        '  region = "eu-west-1"\n  domain_name = "tally.example.com"\n'
+        '  cluster_oidc_issuer_url = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"\n'
+        '  ingress_hostname = "k8s-ingress-1234.eu-west-1.elb.amazonaws.com"\n'
+        '  vpc_id = "vpc-0123456789abcdef0"\n  subnet_ids = ["subnet-a", "subnet-b"]\n'
+        f'  tenants_dir = "{tenants}"\n}}\n\nrun "plan" {{\n  command = plan\n}}\n'
+    )  # fmt: skip
+    try:
+        result = run(
+            [terraform, "test", "-no-color", f"-test-directory={tests_dir.name}"], live, tf_env
+        )
+    finally:
+        shutil.rmtree(tests_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    refused = re.findall(r'var\.namespace is "([^"]+)"\n\s*│ var\.slug is "([^"]+)"', output)
+    assert sorted(refused) == [("tally", "beta"), ("tally-globex", "acme")], output
+    assert "namespace must be tally-<slug>" in output

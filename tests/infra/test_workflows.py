@@ -14,7 +14,7 @@ import pytest
 
 from tests.tools import require_tool
 
-from ._support import REPO, missing, run
+from ._support import REPO, TERRAFORM_OUTPUTS, missing, run
 
 pytestmark = pytest.mark.infra
 
@@ -172,6 +172,25 @@ def test_cd_selector_resolves_tenants_from_deploy_tenants(
     assert output.read_text() == f"tenants={json.dumps(expected)}\n"
 
 
+@pytest.mark.parametrize("selector", ["all", "pooled"])
+def test_cd_selector_refuses_a_tenant_directory_named_by_a_reserved_slug(
+    selector: str, tmp_path: Path
+) -> None:
+    """deploy/tenants/pooled would be released by instance.sh as the pooled instance."""
+    for slug in ("acme", "pooled"):
+        (tmp_path / "deploy" / "tenants" / slug).mkdir(parents=True)
+        (tmp_path / "deploy" / "tenants" / slug / "values.yaml").write_text("{}\n")
+    output = tmp_path / "output"
+    env = {**os.environ, "DIGEST": "sha256:" + "a" * 64, "SELECTOR": selector,
+           "GITHUB_OUTPUT": str(output)}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", select_step()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "reserved slug, not a tenant: pooled" in result.stderr
+    assert not output.exists() or "tenants=" not in output.read_text()
+
+
 @pytest.mark.parametrize(
     ("digest", "selector", "error"),
     [
@@ -200,7 +219,9 @@ def fake_tools(tmp_path: Path, *, smoke_ok: bool) -> tuple[dict[str, str], Path]
     bin_dir.mkdir()
     scripts = {
         "aws": 'echo "aws $*" >>"$LOG"; echo \'{"client_id": "c1", "client_secret": "s1"}\'',
-        "helm": 'echo "helm $*" >>"$LOG"',
+        # Keeps a copy of the values file it is given (instance.sh deletes its work dir).
+        "helm": 'echo "helm $*" >>"$LOG"; prev=; for a in "$@"; do '
+        '[ "$prev" = -f ] && cp "$a" "$LOG.values"; prev=$a; done; true',
         "kubectl": 'echo "kubectl $*" >>"$LOG"',
         "tally": 'echo "tally $* secret=$TALLY_SMOKE_CLIENT_SECRET" >>"$LOG"; '
         f"exit {0 if smoke_ok else 1}",
@@ -261,3 +282,165 @@ def test_cd_script_refuses_an_instance_that_is_no_slug(tmp_path: Path) -> None:
         check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "not an instance name" in result.stderr
+
+
+def test_cd_script_runs_outside_actions_with_outputs_in_tmpdir(tmp_path: Path) -> None:
+    """An operator's shell has no RUNNER_TEMP: the outputs default to $TMPDIR."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    for name in ("RUNNER_TEMP", "TALLY_TF_OUTPUTS", "GITHUB_ENV"):
+        env.pop(name, None)
+    env["TMPDIR"] = str(tmp_path)  # fake_tools wrote outputs.json there
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert any("--url https://numbers.acme.com" in c for c in log.read_text().splitlines())
+
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+POD_CA = "/var/run/tally/store-ca/global-bundle.pem"
+ADMIN = {"username": "tally", "password": "p@ss/w"}  # DocumentDB's managed secret
+
+
+def fake_secrets_tools(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A DocumentDB platform as the secrets step sees it: the admin secret, the CA bundle,
+    acme's empty store secret; `tally` parses its store URL with PyMongo, as migrate does."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "aws $*" >>"$LOG"\n'
+        'for a in "$@"; do case "$a" in file://*) jq -c . "${a#file://}" >>"$LOG";; esac; done\n'
+        'case "$*" in\n'
+        f"  *'get-secret-value --secret-id admin-arn '*) echo '{json.dumps(ADMIN)}' ;;\n"
+        f'  *"get-secret-value --secret-id tally/platform/store-ca "*) printf %s "{CA_PEM}" ;;\n'
+        '  *"get-secret-value --secret-id tally/acme/store "*) exit 254 ;;\n'
+        '  *get-secret-value*) echo \'{"x": 1}\' ;;\n'
+        "esac\n"
+    )  # fmt: skip
+    (bin_dir / "tally").write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "from pymongo import uri_parser\n"
+        "options = uri_parser.parse_uri(os.environ['TALLY_STORE_URL'])['options']\n"
+        "ca = options['tlsCAFile']\n"
+        "with open(os.environ['LOG'], 'a') as log:\n"
+        "    log.write(f'tally {sys.argv[1]} ca={ca} pem={open(ca).read()!r}\\n')\n"
+    )  # fmt: skip
+    for name in ("aws", "tally"):
+        (bin_dir / name).chmod(0o755)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "platform": {"value": {
+            "store_admin_secret_arn": "admin-arn", "store_scheme": "mongodb",
+            "store_host": "docdb.example:27017", "store_ca_secret_name": "tally/platform/store-ca",
+            "store_url_options": f"tls=true&tlsCAFile={POD_CA}&replicaSet=rs0&retryWrites=false",
+        }},
+        "tenants": {"value": {"acme": {
+            "store_secret_name": "tally/acme/store", "database": "tally_acme",
+            "store_username": "tally-acme", "signing_keys_secret_name": "tally/acme/signing-keys",
+        }}},
+    }))  # fmt: skip
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log),
+           "TALLY_TF_OUTPUTS": str(outputs), "RUNNER_TEMP": str(tmp_path)}  # fmt: skip
+    return env, log
+
+
+def test_cd_migrate_reads_the_store_ca_from_a_local_copy_and_pods_keep_their_path(
+    tmp_path: Path,
+) -> None:
+    """The URL's tlsCAFile is a pod path: on the runner, migrate names a fetched copy."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_secrets_tools(tmp_path)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "secrets", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    migrate = next(c for c in calls if c.startswith("tally migrate"))
+    assert f"pem={CA_PEM!r}" in migrate and POD_CA not in migrate
+    # The instance's own URL, the one its pods use, still names the mounted bundle.
+    stored = next(json.loads(c) for c in calls if c.startswith('{"username":"tally-acme"'))
+    assert f"tlsCAFile={POD_CA}&" in stored["store-url"]
+
+
+def test_cd_secrets_stop_when_the_store_ca_bundle_has_no_value(tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_secrets_tools(tmp_path)
+    aws = tmp_path / "bin" / "aws"
+    aws.write_text(aws.read_text().replace(f'printf %s "{CA_PEM}"', "exit 254"))
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "secrets", "acme"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "tally/platform/store-ca has no value" in result.stderr
+    assert not any(c.startswith("tally") for c in log.read_text().splitlines())
+
+
+def test_cd_releases_the_pooled_instance_with_values_rendered_from_the_outputs(
+    tmp_path: Path,
+) -> None:
+    """Its role, synced secrets, store CA and the host it serves, as a tenant's values have."""
+    require_tool("jq", hint="apt-get install jq")
+    yaml = pytest.importorskip("yaml")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    (tmp_path / "bin" / "tally").unlink()  # the real `tally provision --pooled`
+    env["PATH"] = f"{tmp_path / 'bin'}:{BIN}:{os.environ['PATH']}"
+    env["TALLY_TF_OUTPUTS"] = str(TERRAFORM_OUTPUTS)
+    digest = "sha256:" + "c" * 64
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "release", "pooled", digest], env=env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (call,) = log.read_text().splitlines()
+    assert call.startswith("helm upgrade --install tally deploy/helm/tally --namespace tally ")
+    assert f"image.digest={digest}" in call and "--atomic --wait" in call
+    values = yaml.safe_load(Path(f"{log}.values").read_text())
+    platform = json.loads(TERRAFORM_OUTPUTS.read_text())["platform"]["value"]
+    pooled = platform["pooled"]
+    assert values["serviceAccount"] == {"roleArn": pooled["role_arn"]}
+    assert values["externalSecrets"] == {
+        "enabled": True,
+        "region": platform["region"],
+        "storeSecret": pooled["store_secret_name"],
+        "signingKeysSecret": pooled["signing_keys_secret_name"],
+        "storeCASecret": platform["store_ca_secret_name"],
+    }
+    assert values["storeCA"] == {"secretKey": "global-bundle.pem"}
+    assert values["ingress"]["hosts"] == pooled["hosts"]
+    assert values["tally"]["publicUrl"] == values["tally"]["jwt"]["issuer"] == pooled["public_url"]
+    assert "tenant" not in values["tally"] and "branding" not in values  # Tally's own
+
+
+def test_cd_smoke_of_an_instance_without_a_public_url_fails_rather_than_guess(
+    tmp_path: Path,
+) -> None:
+    """The platform domain is not necessarily a host the release serves."""
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "pooled"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "no public_url for pooled" in result.stderr
+    assert not log.exists() or "tally smoke" not in log.read_text()
+
+
+def test_cd_smokes_the_pooled_instance_at_its_public_url(tmp_path: Path) -> None:
+    require_tool("jq", hint="apt-get install jq")
+    env, log = fake_tools(tmp_path, smoke_ok=True)
+    outputs = Path(env["TALLY_TF_OUTPUTS"])
+    data = json.loads(outputs.read_text())
+    data["platform"]["value"]["pooled"] = {"public_url": "https://tally.example.com"}
+    outputs.write_text(json.dumps(data))
+    result = subprocess.run(
+        ["bash", str(INSTANCE_SH), "smoke", "pooled"], env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    smoke = next(c for c in log.read_text().splitlines() if c.startswith("tally smoke"))
+    assert "--url https://tally.example.com --client-id c1" in smoke

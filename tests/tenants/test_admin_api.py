@@ -80,6 +80,7 @@ async def test_admin_api_bad_input_is_problem_json(
         {"slug": "acme", "name": "x", "plan": "platinum"},
         {"slug": "acme", "name": "x", "tid": "globex"},
         {"slug": "admin", "name": "x"},
+        {"slug": "pooled", "name": "x"},
     ]
     for body in cases:
         r = await client.post("/admin/v1/tenants", json=body, headers=admin)

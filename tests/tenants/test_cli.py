@@ -53,6 +53,7 @@ def test_tenants_create_json_prints_tenant_and_credentials_once() -> None:
         (["Bad_Slug", "--name", "X"], "invalid SLUG"),
         (["a", "--name", "X"], "invalid SLUG"),
         (["admin", "--name", "X"], "reserved"),
+        (["pooled", "--name", "X"], "reserved"),  # the pooled instance's secrets and role
         (["acme", "--name", "X", "--color", "red"], "invalid --color: must be a #RRGGBB colour"),
         (["acme", "--name", "X", "--color", "#12345"], "invalid --color"),
         (["acme", "--name", "X", "--timezone", "Mars/Olympus"], "unknown time zone"),

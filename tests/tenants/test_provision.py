@@ -99,3 +99,85 @@ def test_tenant_names_refuse_control_characters() -> None:
     with pytest.raises(ValidationError, match="control characters"):
         TenantCreate(slug="acme", name="Acme\x00Corp")
     assert TenantCreate(slug="acme", name="Acme Ünïcode").name == "Acme Ünïcode"
+
+
+POOLED = {
+    "database": "tally",
+    "hosts": ["tally.example.com"],
+    "namespace": "tally",
+    "public_url": "https://tally.example.com",
+    "role_arn": "arn:aws:iam::111122223333:role/tally-pooled",
+    "signing_keys_secret_name": "tally/pooled/signing-keys",
+    "store_secret_name": "tally/pooled/store",
+}
+PLATFORM = {
+    "region": "eu-west-1",
+    "ecr_repository_url": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/tally",
+    "store_ca_secret_name": "tally/platform/store-ca",
+}
+
+
+def test_pooled_values_are_wired_from_its_output_as_a_tenants_are_from_theirs() -> None:
+    from tenants.provision import helm_values, pooled_values
+
+    globex = {**POOLED, "namespace": "tally-globex", "hosts": ["globex.tally.example.com"]}
+    globex.update(public_url="https://globex.tally.example.com", database="tally_globex")
+    outputs = {
+        "platform": {"value": {**PLATFORM, "pooled": POOLED}},
+        "tenants": {"value": {"globex": globex}},
+    }
+    pooled = pooled_values(outputs, image_tag="1.2.3")
+    tenant = helm_values(
+        make_tenant(), namespace="tally-globex", platform_domain=None, outputs=outputs,
+        image_tag="1.2.3",
+    )  # fmt: skip
+    assert pooled["serviceAccount"] == {"roleArn": POOLED["role_arn"]}
+    assert pooled["externalSecrets"]["storeSecret"] == "tally/pooled/store"
+    assert pooled["externalSecrets"]["storeCASecret"] == "tally/platform/store-ca"
+    assert pooled["ingress"]["hosts"] == ["tally.example.com"]
+    assert pooled["ingress"]["tls"]["secretName"] == "tally-pooled-tls"
+    assert pooled["tally"] == {
+        "publicUrl": "https://tally.example.com",
+        "jwt": {"issuer": "https://tally.example.com", "audience": "tally"},
+        "mongoDatabase": "tally",
+    }
+    # The same wiring as a tenant's, less the tenant and its branding.
+    assert set(tenant) - set(pooled) == {"branding"}
+    for key in ("certificate", "image", "storeCA"):
+        assert pooled[key] == tenant[key]
+
+
+@pytest.mark.parametrize(
+    ("pooled", "message"),
+    [
+        (None, "lacks hosts, public_url, role_arn;"),
+        ({k: v for k, v in POOLED.items() if k != "public_url"}, "lacks public_url"),
+        ({**POOLED, "namespace": "tally-pooled"}, "namespace 'tally-pooled'"),
+    ],
+)
+def test_pooled_values_need_the_pooled_output_of_this_version(
+    pooled: dict[str, object] | None, message: str
+) -> None:
+    from tenants.provision import pooled_values
+
+    platform: dict[str, object] = {**PLATFORM, **({"pooled": pooled} if pooled else {})}
+    with pytest.raises(ProvisionError, match=message):
+        pooled_values({"platform": {"value": platform}})
+
+
+def test_cli_renders_the_pooled_values_without_a_store(tmp_path: Path) -> None:
+    from tests.e2e.conftest import cli, server_env
+
+    env = server_env(tmp_path)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"platform": {"value": {**PLATFORM, "pooled": POOLED}}}))
+    out = tmp_path / "out"
+    result = cli(env, "provision", "--pooled", "--terraform-outputs", str(outputs),
+                 "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = (out / "deploy" / "pooled" / "values.yaml").read_text()
+    assert 'roleArn: "arn:aws:iam::111122223333:role/tally-pooled"' in text
+    both = cli(env, "provision", "acme", "--pooled", "--terraform-outputs", str(outputs))
+    assert both.returncode != 0 and "SLUG or --pooled" in both.stderr
+    bare = cli(env, "provision", "--pooled")
+    assert bare.returncode != 0 and "--terraform-outputs" in bare.stderr

@@ -121,3 +121,29 @@ run "no_tenant_files_no_tenants" {
     error_message = "An empty tenants directory provisions only the platform."
   }
 }
+
+# globex.json holding slug acme would plan acme's secrets and role under module.tenant["globex"]
+# (what CD targets for "globex"); the plan fails, also when targeted as CD targets it.
+run "refuses_a_tenant_file_not_named_by_its_slug" {
+  command = plan
+
+  variables {
+    tenants_dir = "tests/fixtures/misnamed"
+  }
+
+  expect_failures = [output.tenants]
+}
+
+run "refuses_a_misnamed_tenant_file_in_a_targeted_plan" {
+  command = plan
+
+  variables {
+    tenants_dir = "tests/fixtures/misnamed"
+  }
+
+  plan_options {
+    target = [module.tenant["globex"]]
+  }
+
+  expect_failures = [output.tenants]
+}

@@ -89,9 +89,12 @@ output "store_ca_secret_name" {
 }
 
 output "pooled" {
-  description = "The pooled instance: its IAM role (serviceAccount.roleArn), database user secret and signing-keys secret."
+  description = "The pooled instance: the host it serves (<domain_name>) and its public URL, its IAM role (serviceAccount.roleArn), database user secret and signing-keys secret; `tally provision --pooled` renders its Helm values from this."
   value = {
+    hosts                    = [var.domain_name]
+    public_url               = "https://${var.domain_name}"
     namespace                = var.pooled_namespace
+    service_account_name     = local.pooled_service_account_name
     database                 = var.pooled_database
     store_username           = "tally_pooled"
     role_arn                 = module.pooled_role.arn

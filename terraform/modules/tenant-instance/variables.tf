@@ -11,6 +11,12 @@ variable "slug" {
     condition     = can(regex("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", var.slug))
     error_message = "slug must be 2-32 characters of lowercase letters, digits and hyphens, start with a letter and not end with a hyphen."
   }
+
+  # tenants.schemas.RESERVED_SLUGS: "pooled" would share the pooled instance's secrets and role.
+  validation {
+    condition     = !contains(["admin", "platform", "pooled"], var.slug)
+    error_message = "slug must not be admin, platform or pooled (reserved: pooled names the pooled instance's secrets and role)."
+  }
 }
 
 variable "display_name" {
@@ -40,6 +46,13 @@ variable "namespace" {
   validation {
     condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.namespace))
     error_message = "namespace must be a Kubernetes namespace name (DNS label)."
+  }
+
+  # The namespace CD deploys the instance to (tally-<slug>). Any other would let the pods
+  # of another namespace (the pooled instance's tally, another tenant's) assume this role.
+  validation {
+    condition     = var.namespace == "tally-${var.slug}"
+    error_message = "namespace must be tally-<slug>, where the CD pipeline deploys the instance; only its service account may assume the instance's role."
   }
 }
 

@@ -62,6 +62,23 @@ Combinations the schema cannot express; each refusal says what to change.
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than preStopSleepSeconds (%d): the pod would be killed before it drains" (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds)) }}
 {{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%d) must not exceed autoscaling.maxReplicas (%d): the API server refuses the HorizontalPodAutoscaler" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if .Values.externalSecrets.enabled }}
+{{- if and .Values.storeCA.secretKey (not .Values.externalSecrets.storeCASecret) }}
+{{- fail (printf "storeCA.secretKey (%s) needs externalSecrets.storeCASecret: the ExternalSecret writes that key only from it, and the pods would wait on a missing Secret key" .Values.storeCA.secretKey) }}
+{{- end }}
+{{- if and .Values.externalSecrets.storeCASecret (not .Values.storeCA.secretKey) }}
+{{- fail (printf "externalSecrets.storeCASecret (%s) needs storeCA.secretKey (e.g. global-bundle.pem): without it the CA bundle is neither synced nor mounted where the store URL's tlsCAFile points" .Values.externalSecrets.storeCASecret) }}
+{{- end }}
+{{- end }}
+{{- if not (include "tally.publicUrl" .) }}
+{{- fail "tally.publicUrl is empty and there is no ingress host to derive it from: TALLY_PUBLIC_URL and TALLY_JWT_ISSUER would be empty; set tally.publicUrl or ingress.hosts" }}
+{{- end }}
+{{- if and .Values.monitoring.rules.enabled (not .Values.metrics.enabled) }}
+{{- fail "monitoring.rules.enabled needs metrics.enabled: without a metrics port nothing is scraped, and TallyInstanceDown (P0) would fire at once and forever" }}
+{{- end }}
 {{- end }}
 
 {{/*

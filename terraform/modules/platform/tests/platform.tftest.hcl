@@ -331,6 +331,11 @@ run "pooled_instance_has_its_own_role_and_secrets" {
     condition     = output.pooled.store_secret_name == "tally/pooled/store" && output.pooled.store_username == "tally_pooled"
     error_message = "The pooled instance has its own database user."
   }
+
+  assert {
+    condition     = output.pooled.hosts == ["tally.example.com"] && output.pooled.public_url == "https://tally.example.com" && output.pooled.service_account_name == "tally"
+    error_message = "The pooled instance serves the platform domain, the host CD smoke-tests."
+  }
 }
 
 # State written before modules/instance-role existed (aws_iam_role.pooled and

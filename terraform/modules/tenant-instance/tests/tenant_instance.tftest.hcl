@@ -202,6 +202,19 @@ run "rejects_overlong_slug" {
   expect_failures = [var.slug]
 }
 
+# tenants.schemas.RESERVED_SLUGS: tenant "pooled" would get tally/pooled/* and tally-pooled,
+# the pooled instance's secrets and role.
+run "rejects_reserved_slug" {
+  command = plan
+
+  variables {
+    slug      = "pooled"
+    namespace = "tally-pooled"
+  }
+
+  expect_failures = [var.slug]
+}
+
 run "rejects_bad_custom_domain" {
   command = plan
 
@@ -227,6 +240,28 @@ run "rejects_bad_namespace" {
 
   variables {
     namespace = "Tally_Acme"
+  }
+
+  expect_failures = [var.namespace]
+}
+
+# Another namespace's service account (the pooled instance's, another tenant's) must
+# never be trusted with this instance's role: the namespace is the one CD deploys to.
+run "rejects_the_pooled_namespace" {
+  command = plan
+
+  variables {
+    namespace = "tally"
+  }
+
+  expect_failures = [var.namespace]
+}
+
+run "rejects_another_tenants_namespace" {
+  command = plan
+
+  variables {
+    namespace = "tally-globex"
   }
 
   expect_failures = [var.namespace]
