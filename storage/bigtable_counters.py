@@ -6,7 +6,10 @@ A counter is one row, ``<tenant>#ctr#<key>``, with three cells in family ``c``:
   by the compare-and-sets below); read unsigned, so a sum past 2^63-1 that the
   increment wrapped to a negative int64 still reads as the true, too large, sum;
 * ``s``  ``b"<base>,<step>,<cap>,<incarnation>"`` (ASCII);
-* ``g``  a generation: 16 random hex bytes, new whenever ``t`` is set rather than added to.
+* ``g``  a generation, ``b"<16 random hex>:<floor>"``, new whenever ``t`` is set rather
+  than added to. ``floor`` is the ticks ``t`` was set to: nothing lowers the ticks
+  issued below it while the generation lasts, so it is a lower bound of them even
+  while ``t`` holds an overshoot. (A generation without ``:`` is older: floor 0.)
 
 Bigtable's increment is unconditional and wraps silently at 2^63-1. An allocation of
 ``n`` is one ``ReadModifyWriteRow`` that adds ``n`` to ``t`` and appends ``b""`` to ``s``
@@ -15,17 +18,26 @@ and ``g``, which returns their values from the same atomic row operation, unchan
 1. Same shape and incarnation, new ``t <= cap``: ticks ``t-n .. t-1`` are the caller's.
 2. New ``t > cap`` and start ``t-n <= cap``: the first increment past ``cap``. While
    ``t`` is above ``cap`` nothing can be issued, so it sets ``t`` back to its start and
-   writes a new generation (a compare-and-set on ``g`` and ``t > start``), and refuses:
-   the batch does not fit.
-3. Start above ``cap`` too: refused only because of the first one's overshoot. It waits
-   (reading) until the generation changes or ``t`` is back at or below ``cap`` and tries
-   again, so a batch that fits is never refused because of another's. If the first one
-   died before its reset, the waiters set ``t`` to ``cap`` after one deadline: nothing
-   was issued above ``cap``, so that reissues nothing; its held-back numbers are a gap.
+   writes a new generation with that start as its floor (a compare-and-set on ``g`` and
+   ``t > start``), and refuses: the batch does not fit.
+3. Start above ``cap`` too: an increment during the first one's overshoot. The ticks
+   issued are the first one's start, at least the generation's floor: if ``floor + n >
+   cap`` the batch cannot fit and is refused at once (the first one's reset takes this
+   increment back with its own). Otherwise it may fit: it waits (reading) until the
+   generation changes or ``t`` is back at or below ``cap``, and decides on what it read
+   (refused if that shows too few ticks left, exactly or by the new floor; tried again
+   if it shows room; waits on if a new overshoot is under way), so a batch that fits
+   is never refused because of another's. If the first one died before its reset, a
+   waiter that saw the same generation over ``cap`` for its whole deadline sets ``t``
+   to ``cap``: nothing was issued above ``cap``, so that reissues nothing; its
+   held-back numbers are a gap.
 4. Another shape or incarnation (the caller's is stale): refused; the increment is taken
    back only while nothing came after it (compare-and-set ``t == mine -> mine - n``).
    Taking it back from below a later increment would hand that one's ticks out again,
    so otherwise it stays a gap.
+
+Every refusal for room is thus decided on a state the counter was in during the call,
+as SQLite's conditional update is, and consumes nothing.
 
 An increment whose outcome is unknown (deadline, lost connection) is not retried,
 neither by the client library (``retry=None`` for ReadModifyWriteRow) nor here: the
@@ -79,8 +91,15 @@ def set_ticks(value: int) -> list[DeleteRangeFromColumn | SetCell]:
     return [DeleteRangeFromColumn(COUNTS, TICKS), SetCell(COUNTS, TICKS, i64(value))]
 
 
-def new_generation() -> bytes:
-    return secrets.token_hex(8).encode()
+def new_generation(floor: int) -> bytes:
+    """A generation for ticks just set to ``floor``."""
+    return f"{secrets.token_hex(8)}:{floor}".encode()
+
+
+def floor_of(gen: bytes) -> int:
+    """The ticks ``gen`` started at; 0 for a generation written before floors existed."""
+    _, colon, floor = gen.partition(b":")
+    return int(floor) if colon and floor.isdigit() else 0
 
 
 def counter_of(row: dict[bytes, bytes]) -> Counter | None:
@@ -97,7 +116,7 @@ def counter_cells(counter: Counter) -> list[SetCell | DeleteAllFromFamily]:
     return [
         DeleteAllFromFamily(COUNTS),
         SetCell(COUNTS, SHAPE, shape_bytes(counter)),
-        SetCell(COUNTS, GEN, new_generation()),
+        SetCell(COUNTS, GEN, new_generation(counter.ticks)),
         SetCell(COUNTS, TICKS, i64(counter.ticks)),
     ]
 
@@ -188,6 +207,7 @@ class Counters:
             return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
+        first: bytes | None = None  # the generation over cap this call first waited on
         while True:
             row = await self._call(
                 self._table.read_modify_write_row(
@@ -222,9 +242,23 @@ class Counters:
                 return None
             if found != shape_of(shape):
                 return None
-            # Refused only because the first overshoot is still in the counter: wait for
-            # its reset and try again, so a batch that fits is never refused.
-            await self._settle(row_key, gen, cap, deadline)
+            # During another's overshoot: at least the floor of its generation is issued.
+            # Refused at once if even that leaves too few; else wait for the reset (or a
+            # replace) and decide on what is there then, so a batch that fits is never
+            # refused because of another's overshoot.
+            while (left := cap - floor_of(gen)) >= n:
+                if first is None:
+                    first = gen
+                now = await self._settle(row_key, gen, cap, deadline, stale=gen == first)
+                if parse_shape(now.get(SHAPE, b"")) != found:
+                    return None  # deleted or replaced by another shape: the caller re-reads
+                ticks, gen = u64(now.get(TICKS, b"")), now.get(GEN, b"")
+                if ticks <= cap:
+                    left = cap - ticks
+                    break
+                # A new overshoot already (a new generation): wait for its reset too.
+            if left < n:
+                return None
 
     async def _drop_stray(self, row_key: bytes) -> None:
         await self._call(
@@ -253,22 +287,31 @@ class Counters:
                 true_case_mutations=[
                     *set_ticks(ticks),
                     DeleteRangeFromColumn(COUNTS, GEN),
-                    SetCell(COUNTS, GEN, new_generation()),
+                    SetCell(COUNTS, GEN, new_generation(ticks)),
                 ],
             )
         )
 
-    async def _settle(self, row_key: bytes, gen: bytes, cap: int, deadline: float) -> None:
-        """Wait until the counter was reset (or replaced) or is back at or below ``cap``."""
+    async def _settle(
+        self, row_key: bytes, gen: bytes, cap: int, deadline: float, *, stale: bool
+    ) -> dict[bytes, bytes]:
+        """The row once the counter was reset (or replaced) or is back at or below ``cap``.
+
+        ``stale``: ``gen`` is the generation this call has waited on since its first
+        increment; still over ``cap`` at the deadline, whoever overshot first there died.
+        """
         loop = asyncio.get_running_loop()
         while True:
             now = await self.read(row_key)
             if now.get(GEN) != gen or u64(now.get(TICKS, b"")) <= cap:
-                return
+                return now
             if loop.time() > deadline:
-                # Whoever overshot first died before its reset. Above cap nothing was
-                # issued after it, so cap reissues nothing; its held-back numbers are a
-                # gap. This request still gets 503: its deadline has passed.
-                await self._reset(row_key, gen, cap)
+                if stale:
+                    # Whoever overshot first died before its reset. Above cap nothing was
+                    # issued after it, so cap reissues nothing; its held-back numbers are
+                    # a gap. A generation that came later may still be reset by its own
+                    # first overshooter: it is left alone.
+                    await self._reset(row_key, gen, cap)
+                # This request still gets 503: its deadline has passed.
                 raise StoreUnavailable("The Bigtable counter stayed over its cap; try again.")
             await asyncio.sleep(_POLL)
