@@ -37,7 +37,11 @@ and ``g``, which returns their values from the same atomic row operation, unchan
    so otherwise it stays a gap.
 
 Every refusal for room is thus decided on a state the counter was in during the call,
-as SQLite's conditional update is, and consumes nothing.
+as SQLite's conditional update is, and consumes nothing. A client also remembers, per
+counter, how many ticks were left when it last refused there (``_left``, a hint only):
+a batch larger than that reads the row first and is refused without an increment if
+the row shows it cannot fit, so callers that keep asking an exhausted counter do not
+keep it over ``cap`` and starve those whose batches still fit.
 
 An increment whose outcome is unknown (deadline, lost connection) is not retried,
 neither by the client library (``retry=None`` for ReadModifyWriteRow) nor here: the
@@ -78,6 +82,7 @@ from storage.errors import StoreUnavailable
 
 TICKS, SHAPE, GEN = b"t", b"s", b"g"
 _POLL = 0.002  # seconds between reads while waiting for an overshoot to be taken back
+_HINTS = 4096  # counters a client remembers the ticks left of (oldest forgotten first)
 
 _COUNTER_CELLS = rf.RowFilterChain([rf.FamilyNameRegexFilter(COUNTS), rf.CellsColumnLimitFilter(1)])
 
@@ -100,6 +105,13 @@ def floor_of(gen: bytes) -> int:
     """The ticks ``gen`` started at; 0 for a generation written before floors existed."""
     _, colon, floor = gen.partition(b":")
     return int(floor) if colon and floor.isdigit() else 0
+
+
+def issued_at_least(row: dict[bytes, bytes], cap: int) -> int:
+    """Ticks the row's counter has issued: exactly ``t`` at or below ``cap``; during an
+    overshoot (``t`` above ``cap``) at least its generation's floor."""
+    ticks = u64(row.get(TICKS, b""))
+    return ticks if ticks <= cap else floor_of(row.get(GEN, b""))
 
 
 def counter_of(row: dict[bytes, bytes]) -> Counter | None:
@@ -128,6 +140,8 @@ class Counters:
         self._table = table
         self._call = call
         self._timeout = timeout
+        # Per counter row: ticks left when this client last found too few (a hint).
+        self._left: dict[bytes, int] = {}
 
     async def read(self, row_key: bytes) -> dict[bytes, bytes]:
         row = await self._call(self._table.read_row(row_key, row_filter=_COUNTER_CELLS))
@@ -205,6 +219,8 @@ class Counters:
             return None
         if create is not None and not await self._found(row_key, shape.bare(), create):
             return None
+        if n > self._left.get(row_key, shape.cap) and await self._cannot_fit(row_key, shape, n):
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         first: bytes | None = None  # the generation over cap this call first waited on
@@ -230,6 +246,8 @@ class Counters:
             cap, pre = found[2], post - n
             if post <= cap:
                 if found == shape_of(shape):
+                    if row_key in self._left:
+                        self._left[row_key] = cap - post
                     return post
                 # Another shape: take the increment back if nothing came after it.
                 await self._take_back(row_key, gen, post, n)
@@ -239,6 +257,7 @@ class Counters:
                 # so put back the count it found, under a new generation that voids
                 # every later overshoot.
                 await self._reset(row_key, gen, pre)
+                self._remember(row_key, cap - pre)
                 return None
             if found != shape_of(shape):
                 return None
@@ -258,7 +277,28 @@ class Counters:
                     break
                 # A new overshoot already (a new generation): wait for its reset too.
             if left < n:
+                self._remember(row_key, left)
                 return None
+
+    async def _cannot_fit(self, row_key: bytes, shape: Counter, n: int) -> bool:
+        """True if the row shows too few ticks left for ``n`` (then nothing is written).
+
+        Only asked when this client last found fewer than ``n`` left: a batch that
+        cannot fit then adds no overshoot to the counter. Another shape, or no counter,
+        is left to the increment (cases 4 and "no counter").
+        """
+        row = await self.read(row_key)
+        if parse_shape(row.get(SHAPE, b"")) != shape_of(shape):
+            return False
+        left = shape.cap - issued_at_least(row, shape.cap)
+        self._remember(row_key, left)
+        return left < n
+
+    def _remember(self, row_key: bytes, left: int) -> None:
+        self._left.pop(row_key, None)
+        if len(self._left) >= _HINTS:
+            del self._left[next(iter(self._left))]
+        self._left[row_key] = left
 
     async def _drop_stray(self, row_key: bytes) -> None:
         await self._call(

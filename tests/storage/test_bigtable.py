@@ -294,6 +294,51 @@ async def test_batches_that_cannot_fit_are_refused_at_once_from_every_client(
     assert await bt_store.read_counter("acme", "full") == Counter(1, 1, 50, 50)
 
 
+async def test_batches_that_fit_are_not_starved_by_ones_that_cannot(
+    bt_store: BigtableStore,
+) -> None:
+    # As on SQLite: while batches too big keep being refused, the numbers left go to the
+    # batches that fit, each exactly once, and nobody waits out a deadline.
+    await bt_store.create_sequence("acme", make_record("k"))
+    shape = Counter(1, 1, 50)
+    assert await bt_store.allocate("acme", "k", "k", shape, 40) == 40  # 10 left
+    clients = await _clients(bt_store.url, 3, timeout=0.5)
+    stop = asyncio.Event()
+    try:
+
+        async def big(i: int) -> list[object]:
+            store, out = clients[i % len(clients)], list[object]()
+            while not stop.is_set():
+                try:
+                    out.append(await store.allocate("acme", "k", "k", shape, 11 + i % 5))
+                except StoreUnavailable as exc:
+                    out.append(exc)
+            return out
+
+        async def small(i: int) -> list[object]:
+            store, out = clients[i % len(clients)], list[object]()
+            await asyncio.sleep(0.05)  # the big ones are at it already
+            for _ in range(4):
+                try:
+                    out.append(await store.allocate("acme", "k", "k", shape, 1))
+                except StoreUnavailable as exc:
+                    out.append(exc)
+            return out
+
+        bigs = [asyncio.create_task(big(i)) for i in range(36)]
+        smalls = await asyncio.gather(*map(small, range(3)))
+        stop.set()
+        refused = [o for got in await asyncio.gather(*bigs) for o in got]
+    finally:
+        for c in clients:
+            await c.close()
+    assert set(refused) == {None}
+    got = [o for out in smalls for o in out]
+    assert sorted(o for o in got if isinstance(o, int)) == list(range(41, 51))
+    assert got.count(None) == 2  # the last two found nothing left
+    assert await bt_store.read_counter("acme", "k") == Counter(1, 1, 50, 50)
+
+
 async def test_an_overshoot_never_reset_refuses_what_cannot_fit_and_is_cleared_once(
     bt_store: BigtableStore,
 ) -> None:
