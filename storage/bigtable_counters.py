@@ -41,7 +41,9 @@ as SQLite's conditional update is, and consumes nothing. A client also remembers
 counter, how many ticks were left when it last refused there (``_left``, a hint only):
 a batch larger than that reads the row first and is refused without an increment if
 the row shows it cannot fit, so callers that keep asking an exhausted counter do not
-keep it over ``cap`` and starve those whose batches still fit.
+keep it over ``cap`` and starve those whose batches still fit. Every read of the row
+replaces the hint and a replace (a cycle, an advance) drops it, so after a cycle a
+batch does not pay a read the others skip.
 
 An increment whose outcome is unknown (deadline, lost connection) is not retried,
 neither by the client library (``retry=None`` for ReadModifyWriteRow) nor here: the
@@ -144,8 +146,17 @@ class Counters:
         self._left: dict[bytes, int] = {}
 
     async def read(self, row_key: bytes) -> dict[bytes, bytes]:
-        row = await self._call(self._table.read_row(row_key, row_filter=_COUNTER_CELLS))
-        return cells(row)
+        row = cells(await self._call(self._table.read_row(row_key, row_filter=_COUNTER_CELLS)))
+        if row_key in self._left:
+            # What a read shows replaces the hint: after a cycle or an advance (a read
+            # of the caller's, before it tries again), no needless read before the
+            # increment, which would leave the batch behind every other.
+            shape = parse_shape(row.get(SHAPE, b""))
+            if shape is None:
+                del self._left[row_key]
+            else:
+                self._left[row_key] = shape[2] - issued_at_least(row, shape[2])
+        return row
 
     async def create_if_missing(self, row_key: bytes, counter: Counter) -> bool:
         """Found the counter unless one exists; True if this call founded it."""
@@ -186,6 +197,9 @@ class Counters:
     async def replace(
         self, row_key: bytes, expected: Counter | None, new: Counter, live: Live
     ) -> bool:
+        # The counter is being moved (a cycle, an advance, a new shape), by this call or
+        # by whoever beat it: what the hint says of ticks left is old news.
+        self._left.pop(row_key, None)
         if expected is None:
             if not await self.create_if_missing(row_key, new):
                 return False
@@ -287,12 +301,10 @@ class Counters:
         cannot fit then adds no overshoot to the counter. Another shape, or no counter,
         is left to the increment (cases 4 and "no counter").
         """
-        row = await self.read(row_key)
+        row = await self.read(row_key)  # which replaces the hint
         if parse_shape(row.get(SHAPE, b"")) != shape_of(shape):
             return False
-        left = shape.cap - issued_at_least(row, shape.cap)
-        self._remember(row_key, left)
-        return left < n
+        return shape.cap - issued_at_least(row, shape.cap) < n
 
     def _remember(self, row_key: bytes, left: int) -> None:
         self._left.pop(row_key, None)
