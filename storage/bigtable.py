@@ -16,7 +16,7 @@ row key                                  cells  content
                                          d:rev  revision; d:inc incarnation (never rewritten)
 ``<tenant>#ctr#<name>[/<period>]``       c:t    ticks issued, int64 (ReadModifyWriteRow)
                                          c:s    ``<base>,<step>,<cap>,<incarnation>`` ASCII
-                                         c:g    generation (random, new on every replace)
+                                         c:g    generation ``<random>:<floor>``, new on every set
 ``<tenant>#cli#<client_id>``             d:doc  client JSON (name, scopes, created_at)
                                          d:hash secret hash; d:revoked / d:used ISO times
 ``<tenant>#aud#<id:019d>``               d:doc  audit entry JSON

@@ -4,6 +4,7 @@ increments whose outcome is unknown. Against Google's emulator (tests/bigtable_e
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud.bigtable.data import SetCell
+from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
 from api.app import create_app
 from core.settings import Settings, SettingsError, load_settings
@@ -247,3 +249,115 @@ async def test_start_adds_a_missing_column_family_to_an_existing_table(bigtable_
         assert sorted(table.column_families) == ["c", "d"]
     finally:
         await admin.transport.close()  # type: ignore[no-untyped-call]
+
+
+async def _clients(url: BigtableURL, count: int, timeout: float) -> list[BigtableStore]:
+    stores = [BigtableStore(url, timeout=timeout) for _ in range(count)]
+    for s in stores:
+        await s.start()
+    return stores
+
+
+async def test_batches_that_cannot_fit_are_refused_at_once_from_every_client(
+    bt_store: BigtableStore,
+) -> None:
+    # Every increment of a counter at (or too near) its cap overshoots. Each caller must
+    # be refused (None: 409) however many overshoot at once, not wait for a turn that
+    # never comes: with a short deadline a starved caller shows up as StoreUnavailable.
+    await bt_store.create_sequence("acme", make_record("k"))
+    await bt_store.create_sequence("acme", make_record("full"))
+    shape = Counter(1, 1, 50)
+    assert await bt_store.allocate("acme", "k", "k", shape, 45) == 45  # 5 left
+    assert await bt_store.allocate("acme", "full", "full", shape, 50) == 50  # none left
+    clients = await _clients(bt_store.url, 3, timeout=0.5)
+    try:
+
+        async def caller(i: int) -> list[object]:
+            store, out = clients[i % len(clients)], list[object]()
+            for round_ in range(8):
+                key_, n = ("k", 6 + (i + round_) % 10) if i % 2 else ("full", 1 + i % 3)
+                try:
+                    out.append(await store.allocate("acme", key_, key_, shape, n))
+                except StoreUnavailable as exc:
+                    out.append(exc)
+            return out
+
+        outcomes = [o for got in await asyncio.gather(*map(caller, range(48))) for o in got]
+    finally:
+        for c in clients:
+            await c.close()
+    assert [o for o in outcomes if o is not None] == []
+    # Nothing was consumed or stranded: the 5 left are still there, and only them.
+    assert await bt_store.read_counter("acme", "k") == Counter(1, 1, 50, 45)
+    assert await bt_store.allocate("acme", "k", "k", shape, 6) is None
+    assert await bt_store.allocate("acme", "k", "k", shape, 5) == 50
+    assert await bt_store.read_counter("acme", "full") == Counter(1, 1, 50, 50)
+
+
+async def test_batches_that_fit_are_not_starved_by_ones_that_cannot(
+    bt_store: BigtableStore,
+) -> None:
+    # As on SQLite: while batches too big keep being refused, the numbers left go to the
+    # batches that fit, each exactly once, and nobody waits out a deadline.
+    await bt_store.create_sequence("acme", make_record("k"))
+    shape = Counter(1, 1, 50)
+    assert await bt_store.allocate("acme", "k", "k", shape, 40) == 40  # 10 left
+    clients = await _clients(bt_store.url, 3, timeout=0.5)
+    stop = asyncio.Event()
+    try:
+
+        async def big(i: int) -> list[object]:
+            store, out = clients[i % len(clients)], list[object]()
+            while not stop.is_set():
+                try:
+                    out.append(await store.allocate("acme", "k", "k", shape, 11 + i % 5))
+                except StoreUnavailable as exc:
+                    out.append(exc)
+            return out
+
+        async def small(i: int) -> list[object]:
+            store, out = clients[i % len(clients)], list[object]()
+            await asyncio.sleep(0.05)  # the big ones are at it already
+            for _ in range(4):
+                try:
+                    out.append(await store.allocate("acme", "k", "k", shape, 1))
+                except StoreUnavailable as exc:
+                    out.append(exc)
+            return out
+
+        bigs = [asyncio.create_task(big(i)) for i in range(36)]
+        smalls = await asyncio.gather(*map(small, range(3)))
+        stop.set()
+        refused = [o for got in await asyncio.gather(*bigs) for o in got]
+    finally:
+        for c in clients:
+            await c.close()
+    assert set(refused) == {None}
+    got = [o for out in smalls for o in out]
+    assert sorted(o for o in got if isinstance(o, int)) == list(range(41, 51))
+    assert got.count(None) == 2  # the last two found nothing left
+    assert await bt_store.read_counter("acme", "k") == Counter(1, 1, 50, 50)
+
+
+async def test_an_overshoot_never_reset_refuses_what_cannot_fit_and_is_cleared_once(
+    bt_store: BigtableStore,
+) -> None:
+    # Whoever overshot first died before its reset: the counter stays above its cap.
+    await bt_store.create_sequence("acme", make_record("k"))
+    shape = Counter(1, 1, 50)
+    assert await bt_store.allocate("acme", "k", "k", shape, 45) == 45
+    assert await bt_store.allocate("acme", "k", "k", shape, 10) is None  # resets: floor 45
+    row = key("acme", "ctr", "k")
+    await bt_store.table.read_modify_write_row(row, IncrementRule(COUNTS, b"t", 10))  # dies
+    store = (await _clients(bt_store.url, 1, timeout=0.5))[0]
+    try:
+        # 45 are issued at least: a batch of 6 cannot fit and needs no wait.
+        assert await asyncio.wait_for(store.allocate("acme", "k", "k", shape, 6), 0.4) is None
+        # A batch of 5 might: it waits one deadline, then clears the overshoot to cap
+        # (the dead request's 5 numbers are a gap, never reissued) and answers 503.
+        with pytest.raises(StoreUnavailable):
+            await store.allocate("acme", "k", "k", shape, 5)
+        assert await bt_store.read_counter("acme", "k") == Counter(1, 1, 50, 50)
+        assert await asyncio.wait_for(store.allocate("acme", "k", "k", shape, 1), 0.4) is None
+    finally:
+        await store.close()
