@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli import app, main
 
 runner = CliRunner()
 
@@ -229,3 +230,24 @@ def test_tenants_usage_shows_what_the_servers_flushed(tmp_path: Path) -> None:
     ]:
         code, _, err = tally("tenants", "usage", *args)
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def console(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str]:
+    """The console script itself (``main``), which turns a bad setting into one line."""
+    monkeypatch.setattr(sys, "argv", ["tally", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    code = exit_.value.code
+    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["tenants", "list"], ["migrate"]])
+def test_a_bigtable_url_option_the_store_would_refuse_is_an_invalid_setting(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLY_STORE_URL", "bigtable://proj/inst?app_profil=tally-rw")
+    code, err = console(capsys, monkeypatch, *args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("tally: invalid setting TALLY_STORE_URL:") and "app_profil" in err
