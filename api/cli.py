@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from auth import cli as auth_cli
-from core.cli import fail
+from core.cli import cannot_open_store, fail
 from core.settings import Settings, SettingsError, load_settings
 from ops import cli as ops_cli
 from storage import StoreUnavailable, open_store
@@ -86,9 +86,7 @@ def serve(
     try:
         asyncio.run(_check_store(settings))
     except (StoreUnavailable, OSError, sqlite3.Error) as exc:
-        # The message never holds the URL itself: it may carry a password.
-        reason = exc.detail if isinstance(exc, StoreUnavailable) else str(exc)
-        fail(f"cannot open the store named by TALLY_STORE_URL: {reason}", 2)
+        cannot_open_store(exc)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
     # Last before granian, whose own failure to bind is a Rust panic and a traceback.
     try:

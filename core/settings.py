@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_ISSUER = "http://127.0.0.1:8080"
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _BIGTABLE = re.compile(r"^bigtable://[a-z][a-z0-9.:-]*[a-z0-9]/[a-z][a-z0-9_-]*[a-z0-9](\?[^#]*)?$")
+_TABLE_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,40}$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 _W0 = "w=0 is refused: an unacknowledged write could issue a number that was never stored"
@@ -32,6 +33,25 @@ def mongo_url_options(url: str) -> dict[str, str]:
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         return {}
     return {k.lower(): v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+
+
+def bigtable_url_parts(url: str) -> tuple[str, str, str | None, str]:
+    """Project, instance, app profile and table prefix a ``bigtable://`` URL names."""
+    parts = urlsplit(url)
+    if parts.scheme != "bigtable":
+        raise ValueError("a Bigtable URL starts with bigtable://")
+    project, instance = parts.netloc, parts.path.strip("/")
+    if not project or not instance or "/" in instance:
+        raise ValueError("must be bigtable://PROJECT/INSTANCE")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    unknown = set(query) - {"app_profile", "table_prefix"}
+    if unknown:
+        raise ValueError(f"unknown Bigtable URL option(s): {', '.join(sorted(unknown))}")
+    profile = query.get("app_profile", [""])[-1] or None
+    prefix = query.get("table_prefix", [""])[-1]
+    if not _TABLE_PREFIX.match(prefix):
+        raise ValueError("table_prefix may hold letters, digits, '_', '-', '.' (40 at most)")
+    return project, instance, profile, prefix
 
 
 class Settings(BaseSettings):
@@ -208,6 +228,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...]"
             )
+        if url.startswith("bigtable://"):
+            bigtable_url_parts(url)  # its options, as the store will read them
         if mongo_url_options(url).get("w") == "0":
             raise ValueError(_W0)  # names the option only: the URL may hold a password
         return v

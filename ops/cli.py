@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from pymongo.errors import OperationFailure
 
-from core.cli import fail
+from core.cli import cannot_open_store, fail
 from core.settings import Settings, load_settings
 from ops import migrate as migration
 from ops import smoke as smoke_check
@@ -100,7 +100,7 @@ def migrate(
         # e.g. not authorised: the message names the command, never the password.
         fail(f"the store refused: {exc.details.get('errmsg') if exc.details else exc}", 2)
     except (OSError, sqlite3.Error) as exc:
-        fail(f"cannot open the store named by TALLY_STORE_URL: {exc}", 2)
+        cannot_open_store(exc)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), sort_keys=True))
         return

@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from google.cloud.bigtable.data import DeleteRangeFromColumn, SetCell
 from google.cloud.bigtable.data import row_filters as rf
 
+from core.settings import bigtable_url_parts
 from storage.base import Counter
 
 TABLE = "tally"
@@ -39,26 +39,12 @@ class BigtableURL:
 
 
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,40}$")
 
 
 def parse_url(url: str) -> BigtableURL:
     """``bigtable://PROJECT/INSTANCE[?app_profile=...&table_prefix=...]``."""
-    parts = urlsplit(url)
-    if parts.scheme != "bigtable":
-        raise ValueError("a Bigtable URL starts with bigtable://")
-    project, instance = parts.netloc, parts.path.strip("/")
-    if not project or not instance or "/" in instance:
-        raise ValueError("must be bigtable://PROJECT/INSTANCE")
-    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    unknown = set(query) - {"app_profile", "table_prefix"}
-    if unknown:
-        raise ValueError(f"unknown Bigtable URL option(s): {', '.join(sorted(unknown))}")
-    profile = query.get("app_profile", [""])[-1] or None
-    prefix = query.get("table_prefix", [""])[-1]
-    if not _PREFIX.match(prefix):
-        raise ValueError("table_prefix may hold letters, digits, '_', '-', '.' (40 at most)")
-    return BigtableURL(project, instance, profile, prefix)
+    # The parsing lives with the settings, whose validator refuses such a URL at start-up.
+    return BigtableURL(*bigtable_url_parts(url))
 
 
 def emulator_host() -> str | None:

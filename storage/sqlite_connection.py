@@ -74,6 +74,16 @@ def wait_patiently(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 0")
 
 
+_BROKEN_FILE = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _unavailable(exc: sqlite3.DatabaseError) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return type(exc) is sqlite3.DatabaseError and code is not None and code & 0xFF in _BROKEN_FILE
+
+
 class Connection:
     """One thread that owns one connection; callables run there in order."""
 
@@ -100,8 +110,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, lambda: fn(self._conn()))
-        except sqlite3.OperationalError as exc:
-            # "database is locked" past busy_timeout, disk I/O errors, a vanished file.
+        except sqlite3.DatabaseError as exc:
+            # "database is locked" past busy_timeout, disk I/O errors, a vanished file;
+            # a file that is not (or no longer) a database. Not IntegrityError and the
+            # like: those are this code's mistakes, not an unavailable store.
+            if not _unavailable(exc):
+                raise
             raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from audit.service import Actor
-from core.cli import fail, print_table
+from core.cli import cannot_open_store, fail, print_table
 from core.errors import TallyError
 from core.settings import load_settings
 from storage import open_store
@@ -97,8 +98,11 @@ def _run(call: Callable[[TenantService], Awaitable[T]]) -> T:
 
     async def main() -> T:
         store = open_store(settings)
-        await store.start()
         try:
+            try:
+                await store.start()
+            except (TallyError, OSError, sqlite3.Error) as exc:
+                cannot_open_store(exc)
             service = TenantService(store, own_issuer=settings.jwt_issuer)
             return await call(service)
         finally:

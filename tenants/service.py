@@ -358,6 +358,9 @@ class TenantService:
             first = await self._new_client(
                 spec.slug, wanted.name, tuple(wanted.scopes), actor=actor, log=held
             )
+            # Inside the try: a trail that cannot be written undoes the onboarding too,
+            # or a tenant would stand whose first client's secret nobody was shown.
+            await held.release()
         except BaseException:
             # Undo only what this call made; numbers issued before are never touched.
             if made_default:
@@ -365,7 +368,6 @@ class TenantService:
             await self.store.delete_tenant(spec.slug, with_data=False)
             self._invalidate(spec.slug)
             raise
-        await held.release()
         return Onboarded(
             tenant=to_out(record),
             client_id=first.client_id,

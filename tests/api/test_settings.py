@@ -30,6 +30,9 @@ def test_mongodb_urls_select_mongodb(monkeypatch: pytest.MonkeyPatch, url: str, 
         ("TALLY_ENVIRONMENT", "staging"),
         ("TALLY_MONGO_WRITE_CONCERN", "most"),
         ("TALLY_BRAND_COLOR", "red"),
+        # Past the URL's shape, the options the Bigtable store reads (a typo, a bad prefix).
+        ("TALLY_STORE_URL", "bigtable://proj/inst?app_profil=tally-rw"),
+        ("TALLY_STORE_URL", "bigtable://proj/inst?table_prefix=a%23b"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli import app, main
 
 runner = CliRunner()
 
@@ -230,3 +231,50 @@ def test_tenants_usage_shows_what_the_servers_flushed(tmp_path: Path) -> None:
     ]:
         code, _, err = tally("tenants", "usage", *args)
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def console(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str]:
+    """The console script itself (``main``), which turns a bad setting into one line."""
+    monkeypatch.setattr(sys, "argv", ["tally", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    code = exit_.value.code
+    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["tenants", "list"], ["migrate"]])
+def test_a_bigtable_url_option_the_store_would_refuse_is_an_invalid_setting(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TALLY_STORE_URL", "bigtable://proj/inst?app_profil=tally-rw")
+    code, err = console(capsys, monkeypatch, *args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("tally: invalid setting TALLY_STORE_URL:") and "app_profil" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tenants", "list"],
+        ["tenants", "create", "acme", "--name", "Acme"],
+        ["clients", "list", "--tenant", "acme"],
+        ["admin", "clients", "list"],
+        ["provision", "acme", "--platform-domain", "tally.example.com"],
+    ],
+)
+@pytest.mark.parametrize("store", ["under-a-file", "not-a-database"])
+def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(
+    args: list[str], store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both fail for root too: no directory can be made under a regular file.
+    (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "garbage.db").write_text("not a database\n" * 100)
+    path = "afile/data/tally.db" if store == "under-a-file" else "garbage.db"
+    monkeypatch.setenv("TALLY_STORE_URL", f"sqlite:///{tmp_path}/{path}")
+    code, out, err = tally(*args)
+    assert code == 2 and out == "" and err.count("\n") == 1, (code, err)
+    assert err.startswith("tally: cannot open the store named by TALLY_STORE_URL: "), err
+    reason = "Not a directory" if store == "under-a-file" else "file is not a database"
+    assert reason in err

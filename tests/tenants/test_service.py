@@ -10,7 +10,7 @@ import pytest
 from auth.errors import ClientAuthFailed
 from core.clock import FrozenClock
 from sequences.service import SequenceService
-from storage import AlreadyExists, ClientRecord, Store
+from storage import AlreadyExists, AuditEntry, ClientRecord, Store, StoreUnavailable
 from tenants.errors import (
     ClientNotFound,
     ClientRevoked,
@@ -75,6 +75,31 @@ async def test_onboarding_that_fails_halfway_leaves_nothing_behind(
         await make_tenant(service, "acme")
     assert await store.get_tenant("acme") is None
     assert await store.get_sequence("acme", "default") is None
+
+
+async def test_onboarding_whose_trail_cannot_be_written_leaves_nothing_and_can_be_rerun(
+    service: TenantService, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The trail is written last: a store that fails there (a lock past busy_timeout, a
+    # deadline) must not leave a tenant whose first client's secret nobody was shown.
+    real = store.append_audit
+    calls = 0
+
+    async def fails_once(tenant: str, entry: AuditEntry) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("injected: append_audit failed")
+        return await real(tenant, entry)
+
+    monkeypatch.setattr(store, "append_audit", fails_once)
+    with pytest.raises(StoreUnavailable):
+        await make_tenant(service, "acme")
+    assert await store.get_tenant("acme") is None
+    assert await store.get_sequence("acme", "default") is None
+    assert await store.list_clients("acme") == []
+    done = await make_tenant(service, "acme")
+    assert (await service.authenticate_client(done.client_id, done.client_secret)).tenant == "acme"
 
 
 async def test_failed_onboarding_of_a_tenant_already_taking_numbers_keeps_its_numbers(
