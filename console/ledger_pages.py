@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -45,7 +46,7 @@ NOTICES = {
     "committed": "Reservation committed.",
     "voided": "Reservation voided: the number stays on record, never issued again.",
 }
-Period = Annotated[str | None, Query(max_length=16)]
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def _row(model: BaseModel, fields: list[str]) -> dict[str, Any]:
@@ -67,7 +68,10 @@ def _download(name: str) -> dict[str, str]:
 
 
 def _filename(sequence: str, what: str, period: str | None) -> str:
-    return f"{sequence}-{what}{'-' + period if period else ''}.csv"
+    """``<sequence>-<what>[-<period>].csv`` of safe characters only: the name and period
+    are checked already, but a header is no place to trust that (quotes, CR/LF, non-latin-1)."""
+    name = f"{sequence}-{what}{'-' + period if period else ''}.csv"
+    return _UNSAFE_IN_FILENAME.sub("_", name)
 
 
 async def _ledger_page(
@@ -156,6 +160,7 @@ async def ledger_csv(
 ) -> Response:
     """The whole ledger of a period as CSV (the API's columns), streamed page by page."""
     tenant = session.require_tenant("sequences:read")
+    period = period or None  # as on the page: empty is the current period
     states: list[str] | None = [state] if state else None
     # The first page is read before answering, so an unknown sequence is a 404 page.
     first = await ledger.entries(
@@ -190,7 +195,7 @@ async def gaps_csv(
 ) -> Response:
     """The gap report's numbers (every issued number not committed) as CSV."""
     tenant = session.require_tenant("sequences:read")
-    report = await ledger.gaps(tenant, name, period=period)
+    report = await ledger.gaps(tenant, name, period=period or None)
     body = _csv_text([_row(g, GAP_FIELDS) for g in report.gaps], GAP_FIELDS, header=True)
     return Response(
         body,

@@ -118,3 +118,24 @@ async def test_a_sequence_without_a_ledger_has_no_ledger_page(tenant_browser: Br
     assert r.status_code == 409 and "text/html" in r.headers["content-type"]
     unknown = await tenant_browser.get("/console/sequences/nope/gaps.csv")
     assert unknown.status_code == 404
+
+
+async def test_a_period_that_is_no_period_is_a_422_page_not_a_header(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    for path in ("ledger", "ledger.csv", "gaps.csv"):
+        ok = await tenant_browser.get(f"/console/sequences/invoices/{path}?period=2026-03")
+        assert ok.status_code == 200, (path, ok.text)
+        for period in ("%E6%97%A5", "x%22%3B%20a%3D", "2026%0D%0AX-Evil:%201", "2026-13"):
+            r = await tenant_browser.get(f"/console/sequences/invoices/{path}?period={period}")
+            assert r.status_code == 422, (path, period, r.status_code)
+            assert r.headers["content-type"].startswith("text/html")
+            assert "content-disposition" not in r.headers
+            assert "YYYY-MM-DD" in r.text
+    csv_ = await tenant_browser.get("/console/sequences/invoices/ledger.csv?period=2026-03")
+    assert csv_.headers["content-disposition"] == (
+        'attachment; filename="invoices-ledger-2026-03.csv"'
+    )
+    blank = await tenant_browser.get("/console/sequences/invoices/gaps.csv?period=")
+    assert blank.headers["content-disposition"] == 'attachment; filename="invoices-gaps.csv"'
