@@ -118,6 +118,12 @@ def sign_in_redirect(reason: str = "") -> Response:
     return response
 
 
+def _parameter_problem(error: dict[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    name = str(loc[1]) if len(loc) > 1 else "query"
+    return f"{name}: {str(error.get('msg', '')).removeprefix('Value error, ')}"
+
+
 def _invalid_address(request: Request, exc: RequestValidationError) -> Response:
     """A bad path is a page that does not exist (404); a bad query parameter on a page
     that does is a 422 naming the parameter and what it should be."""
@@ -132,9 +138,7 @@ def _invalid_address(request: Request, exc: RequestValidationError) -> Response:
             detail="No such page: check the address.",
             status=404,
         )
-    detail = "; ".join(
-        f"{e['loc'][-1]}: {str(e.get('msg', '')).removeprefix('Value error, ')}" for e in query
-    )
+    detail = "; ".join(_parameter_problem(e) for e in query)
     return render(
         request,
         "error.html",

@@ -10,11 +10,11 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from audit.service import Actor
 from console.dependencies import ConsoleRoute, CurrentSession, PostedForm
@@ -22,13 +22,14 @@ from console.pages import render
 from console.schemas import Problems, from_error, read_values, validate
 from console.service import Session
 from core.errors import TallyError
-from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, StateQuery, ValueCursor
+from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, ValueCursor
 from ledger.schemas import (
     DEFAULT_TTL_SECONDS,
     CommitRequest,
     EntryOut,
     Gap,
     ReserveRequest,
+    State,
     VoidRequest,
 )
 from ledger.service import LedgerService
@@ -47,6 +48,8 @@ NOTICES = {
     "voided": "Reservation voided: the number stays on record, never issued again.",
 }
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+# The filter form's "any" sends ``state=``: no filter (the API's StateQuery refuses it).
+StateFilter = Annotated[State | None, BeforeValidator(lambda v: v or None), Query()]
 
 
 def _row(model: BaseModel, fields: list[str]) -> dict[str, Any]:
@@ -141,12 +144,12 @@ async def show_ledger(
     session: CurrentSession,
     ledger: Ledger,
     period: PeriodQuery = None,
-    state: StateQuery = None,
+    state: StateFilter = None,
     after: ValueCursor = None,
 ) -> Response:
     """Reservations, the gap report and the ledger of a period (the current one by default)."""
     return await _ledger_page(
-        request, session, ledger, name, period=period or None, state=state, after=after
+        request, session, ledger, name, period=period or None, state=state or None, after=after
     )
 
 
@@ -156,7 +159,7 @@ async def ledger_csv(
     session: CurrentSession,
     ledger: Ledger,
     period: PeriodQuery = None,
-    state: StateQuery = None,
+    state: StateFilter = None,
 ) -> Response:
     """The whole ledger of a period as CSV (the API's columns), streamed page by page."""
     tenant = session.require_tenant("sequences:read")

@@ -139,3 +139,20 @@ async def test_a_period_that_is_no_period_is_a_422_page_not_a_header(
     )
     blank = await tenant_browser.get("/console/sequences/invoices/gaps.csv?period=")
     assert blank.headers["content-disposition"] == 'attachment; filename="invoices-gaps.csv"'
+
+
+async def test_the_filter_forms_any_state_is_the_unfiltered_ledger(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    await app.state.ledger.reserve("acme", "invoices", ttl_seconds=600, reference="held")
+    await app.state.sequences.next("acme", "invoices", 1)
+    for path in ("ledger", "ledger.csv"):
+        anything = await tenant_browser.get(f"/console/sequences/invoices/{path}?period=&state=")
+        assert anything.status_code == 200, (path, anything.text)
+    page = await tenant_browser.get("/console/sequences/invoices/ledger?period=&state=")
+    assert "<td>reserved</td>" in page.text and "<td>committed</td>" in page.text
+    rows = (await tenant_browser.get("/console/sequences/invoices/ledger.csv?state=")).text
+    assert len(list(csv.DictReader(io.StringIO(rows)))) == 2
+    bad = await tenant_browser.get("/console/sequences/invoices/ledger?state=lost")
+    assert bad.status_code == 422 and "state" in bad.text
