@@ -113,6 +113,9 @@ async def _ledger_page(
         limit=PAGE,
     )
     problems = problems or Problems()
+    open_ids = {e.reservation for e in reserved}
+    # Its row is gone (committed or voided elsewhere, expired): say so at the top.
+    orphaned = form_for not in ("", "reserve") and form_for not in open_ids
     return render(
         request,
         "ledger.html",
@@ -133,6 +136,7 @@ async def _ledger_page(
         errors=problems.fields,
         form_error=problems.form,
         form_for=form_for,
+        page_error=" ".join([problems.form, *problems.fields.values()]).strip() if orphaned else "",
         notice=NOTICES.get(request.query_params.get("done", ""), ""),
     )
 
@@ -217,7 +221,7 @@ async def reserve(
 ) -> Response:
     """Reserve the next number (``POST /v1/sequences/{name}/reservations``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     values = read_values(form, integers=("ttl_seconds",), texts=("reference",), problems=problems)
     spec = validate(
         ReserveRequest,
@@ -238,11 +242,13 @@ async def reserve(
             if exc.status == 404:
                 raise
             from_error(exc, problems, ("ttl_seconds", "reference"))
+            status_code = exc.status
         else:
             return _back(name, "reserved")
     return await _ledger_page(
-        request, session, ledger, name, problems=problems, form_for="reserve", status_code=422
-    )
+        request, session, ledger, name, problems=problems, form_for="reserve",
+        status_code=status_code,
+    )  # fmt: skip
 
 
 @router.post("/sequences/{name}/reservations/{reservation}/commit")
@@ -256,7 +262,7 @@ async def commit(
 ) -> Response:
     """Commit a reservation (``POST …/reservations/{id}/commit``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     values = read_values(form, texts=("reference",), problems=problems)
     body = validate(CommitRequest, values, problems, ("reference",))
     if body is not None:
@@ -271,12 +277,14 @@ async def commit(
         except TallyError as exc:
             if exc.status == 404:
                 raise
-            from_error(exc, problems, ())
+            from_error(exc, problems, ("reference",))
+            status_code = exc.status
         else:
             return _back(name, "committed")
     return await _ledger_page(
-        request, session, ledger, name, problems=problems, form_for=reservation, status_code=409
-    )
+        request, session, ledger, name, problems=problems, form_for=reservation,
+        status_code=status_code,
+    )  # fmt: skip
 
 
 @router.post("/sequences/{name}/reservations/{reservation}/void")
@@ -290,7 +298,7 @@ async def void(
 ) -> Response:
     """Void a reservation with a reason (``POST …/reservations/{id}/void``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     body = validate(VoidRequest, {"reason": form.get("reason").strip()}, problems, ("reason",))
     if body is not None:
         try:
@@ -300,15 +308,11 @@ async def void(
         except TallyError as exc:
             if exc.status == 404:
                 raise
-            from_error(exc, problems, ())
+            from_error(exc, problems, ("reason",))
+            status_code = exc.status
         else:
             return _back(name, "voided")
     return await _ledger_page(
-        request,
-        session,
-        ledger,
-        name,
-        problems=problems,
-        form_for=reservation,
-        status_code=422 if problems.fields else 409,
-    )
+        request, session, ledger, name, problems=problems, form_for=reservation,
+        status_code=status_code,
+    )  # fmt: skip
