@@ -189,6 +189,12 @@ def test_tenant_creates_a_sequence_takes_numbers_by_api_and_sees_them(
     session = sign_in(guard, instance["globex"])
     page.wait_for_url("**/console/sequences")
     guard.shot("tenant-sequences-empty")
+    # Names and formats are identifiers: no red squiggles, no capital first letter.
+    name_box = page.get_by_label("Name", exact=True)
+    assert name_box.evaluate("e => [e.spellcheck, e.autocapitalize, e.required]") == [
+        False, "none", True
+    ]  # fmt: skip
+    assert page.get_by_label("Format").evaluate("e => e.spellcheck") is False
 
     # A bad format first: the API's own message, next to its field.
     page.get_by_label("Name", exact=True).fill("invoices")
