@@ -118,6 +118,37 @@ def sign_in_redirect(reason: str = "") -> Response:
     return response
 
 
+def _parameter_problem(error: dict[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    name = str(loc[1]) if len(loc) > 1 else "query"
+    return f"{name}: {str(error.get('msg', '')).removeprefix('Value error, ')}"
+
+
+def _invalid_address(request: Request, exc: RequestValidationError) -> Response:
+    """A bad path is a page that does not exist (404); a bad query parameter on a page
+    that does is a 422 naming the parameter and what it should be."""
+    errors = exc.errors()
+    query = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("query",)]
+    if not errors or len(query) < len(errors):
+        return render(
+            request,
+            "error.html",
+            status_code=404,
+            title="Not found",
+            detail="No such page: check the address.",
+            status=404,
+        )
+    detail = "; ".join(_parameter_problem(e) for e in query)
+    return render(
+        request,
+        "error.html",
+        status_code=422,
+        title="Invalid address",
+        detail=f"Check the address: {detail}.",
+        status=422,
+    )
+
+
 class ConsoleRoute(APIRoute):
     """Console errors are pages, not problem+json: sign-in required redirects to the
     sign-in form; anything else renders ``error.html`` with the API's own message."""
@@ -140,14 +171,7 @@ class ConsoleRoute(APIRoute):
                     detail=exc.detail,
                     status=exc.status,
                 )
-            except RequestValidationError:
-                return render(
-                    request,
-                    "error.html",
-                    status_code=404,
-                    title="Not found",
-                    detail="No such page: check the address.",
-                    status=404,
-                )
+            except RequestValidationError as exc:
+                return _invalid_address(request, exc)
 
         return console_handler

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from audit.service import Actor
 from console.dependencies import ConsoleRoute, CurrentSession, PostedForm
@@ -21,13 +22,14 @@ from console.pages import render
 from console.schemas import Problems, from_error, read_values, validate
 from console.service import Session
 from core.errors import TallyError
-from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, StateQuery, ValueCursor
+from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, ValueCursor
 from ledger.schemas import (
     DEFAULT_TTL_SECONDS,
     CommitRequest,
     EntryOut,
     Gap,
     ReserveRequest,
+    State,
     VoidRequest,
 )
 from ledger.service import LedgerService
@@ -45,7 +47,9 @@ NOTICES = {
     "committed": "Reservation committed.",
     "voided": "Reservation voided: the number stays on record, never issued again.",
 }
-Period = Annotated[str | None, Query(max_length=16)]
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+# The filter form's "any" sends ``state=``: no filter (the API's StateQuery refuses it).
+StateFilter = Annotated[State | None, BeforeValidator(lambda v: v or None), Query()]
 
 
 def _row(model: BaseModel, fields: list[str]) -> dict[str, Any]:
@@ -67,7 +71,10 @@ def _download(name: str) -> dict[str, str]:
 
 
 def _filename(sequence: str, what: str, period: str | None) -> str:
-    return f"{sequence}-{what}{'-' + period if period else ''}.csv"
+    """``<sequence>-<what>[-<period>].csv`` of safe characters only: the name and period
+    are checked already, but a header is no place to trust that (quotes, CR/LF, non-latin-1)."""
+    name = f"{sequence}-{what}{'-' + period if period else ''}.csv"
+    return _UNSAFE_IN_FILENAME.sub("_", name)
 
 
 async def _ledger_page(
@@ -106,6 +113,9 @@ async def _ledger_page(
         limit=PAGE,
     )
     problems = problems or Problems()
+    open_ids = {e.reservation for e in reserved}
+    # Its row is gone (committed or voided elsewhere, expired): say so at the top.
+    orphaned = form_for not in ("", "reserve") and form_for not in open_ids
     return render(
         request,
         "ledger.html",
@@ -126,6 +136,7 @@ async def _ledger_page(
         errors=problems.fields,
         form_error=problems.form,
         form_for=form_for,
+        page_error=" ".join([problems.form, *problems.fields.values()]).strip() if orphaned else "",
         notice=NOTICES.get(request.query_params.get("done", ""), ""),
     )
 
@@ -137,12 +148,12 @@ async def show_ledger(
     session: CurrentSession,
     ledger: Ledger,
     period: PeriodQuery = None,
-    state: StateQuery = None,
+    state: StateFilter = None,
     after: ValueCursor = None,
 ) -> Response:
     """Reservations, the gap report and the ledger of a period (the current one by default)."""
     return await _ledger_page(
-        request, session, ledger, name, period=period or None, state=state, after=after
+        request, session, ledger, name, period=period or None, state=state or None, after=after
     )
 
 
@@ -152,10 +163,11 @@ async def ledger_csv(
     session: CurrentSession,
     ledger: Ledger,
     period: PeriodQuery = None,
-    state: StateQuery = None,
+    state: StateFilter = None,
 ) -> Response:
     """The whole ledger of a period as CSV (the API's columns), streamed page by page."""
     tenant = session.require_tenant("sequences:read")
+    period = period or None  # as on the page: empty is the current period
     states: list[str] | None = [state] if state else None
     # The first page is read before answering, so an unknown sequence is a 404 page.
     first = await ledger.entries(
@@ -190,7 +202,7 @@ async def gaps_csv(
 ) -> Response:
     """The gap report's numbers (every issued number not committed) as CSV."""
     tenant = session.require_tenant("sequences:read")
-    report = await ledger.gaps(tenant, name, period=period)
+    report = await ledger.gaps(tenant, name, period=period or None)
     body = _csv_text([_row(g, GAP_FIELDS) for g in report.gaps], GAP_FIELDS, header=True)
     return Response(
         body,
@@ -209,7 +221,7 @@ async def reserve(
 ) -> Response:
     """Reserve the next number (``POST /v1/sequences/{name}/reservations``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     values = read_values(form, integers=("ttl_seconds",), texts=("reference",), problems=problems)
     spec = validate(
         ReserveRequest,
@@ -230,11 +242,13 @@ async def reserve(
             if exc.status == 404:
                 raise
             from_error(exc, problems, ("ttl_seconds", "reference"))
+            status_code = exc.status
         else:
             return _back(name, "reserved")
     return await _ledger_page(
-        request, session, ledger, name, problems=problems, form_for="reserve", status_code=422
-    )
+        request, session, ledger, name, problems=problems, form_for="reserve",
+        status_code=status_code,
+    )  # fmt: skip
 
 
 @router.post("/sequences/{name}/reservations/{reservation}/commit")
@@ -248,7 +262,7 @@ async def commit(
 ) -> Response:
     """Commit a reservation (``POST …/reservations/{id}/commit``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     values = read_values(form, texts=("reference",), problems=problems)
     body = validate(CommitRequest, values, problems, ("reference",))
     if body is not None:
@@ -263,12 +277,14 @@ async def commit(
         except TallyError as exc:
             if exc.status == 404:
                 raise
-            from_error(exc, problems, ())
+            from_error(exc, problems, ("reference",))
+            status_code = exc.status
         else:
             return _back(name, "committed")
     return await _ledger_page(
-        request, session, ledger, name, problems=problems, form_for=reservation, status_code=409
-    )
+        request, session, ledger, name, problems=problems, form_for=reservation,
+        status_code=status_code,
+    )  # fmt: skip
 
 
 @router.post("/sequences/{name}/reservations/{reservation}/void")
@@ -282,7 +298,7 @@ async def void(
 ) -> Response:
     """Void a reservation with a reason (``POST …/reservations/{id}/void``)."""
     tenant = session.require_tenant("sequences:next")
-    problems = Problems()
+    problems, status_code = Problems(), 422
     body = validate(VoidRequest, {"reason": form.get("reason").strip()}, problems, ("reason",))
     if body is not None:
         try:
@@ -292,15 +308,11 @@ async def void(
         except TallyError as exc:
             if exc.status == 404:
                 raise
-            from_error(exc, problems, ())
+            from_error(exc, problems, ("reason",))
+            status_code = exc.status
         else:
             return _back(name, "voided")
     return await _ledger_page(
-        request,
-        session,
-        ledger,
-        name,
-        problems=problems,
-        form_for=reservation,
-        status_code=422 if problems.fields else 409,
-    )
+        request, session, ledger, name, problems=problems, form_for=reservation,
+        status_code=status_code,
+    )  # fmt: skip

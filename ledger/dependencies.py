@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import AfterValidator
 
 from ledger.schemas import RESERVATION_PATTERN, State
 from ledger.service import LedgerService
+from sequences.periods import PERIOD_PATTERN, check_period
 from sequences.schemas import INT64_MAX, INT64_MIN
 
 
@@ -20,11 +22,14 @@ Ledger = Annotated[LedgerService, Depends(get_ledger_service)]
 ReservationPath = Annotated[
     str, Path(pattern=RESERVATION_PATTERN, description="The id `POST …/reservations` answered.")
 ]
+# Checked, not free text: it names files (``Content-Disposition``) and counter keys.
 PeriodQuery = Annotated[
     str | None,
+    AfterValidator(check_period),
     Query(
-        max_length=16,
+        max_length=10,
         description="The reset period ('2026', '2026-03', '2026-03-31'); default: the current one.",
+        json_schema_extra={"pattern": PERIOD_PATTERN},
     ),
 ]
 StateQuery = Annotated[State | None, Query(description="Only entries in this state.")]

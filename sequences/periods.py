@@ -26,9 +26,15 @@ Requests racing across midnight:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
+
+# The labels ``period_of`` writes: '' (never), YYYY (yearly), YYYY-MM, YYYY-MM-DD.
+PERIOD_PATTERN = r"^(\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?)?$"
+PERIOD_HELP = "a period is YYYY, YYYY-MM or YYYY-MM-DD (e.g. 2026, 2026-03, 2026-03-31)"
+_PERIOD = re.compile(PERIOD_PATTERN)
 
 
 class Reset(StrEnum):
@@ -51,6 +57,13 @@ def period_of(reset: Reset, local: datetime) -> str:
     if reset is Reset.monthly:
         return f"{local.year:04d}-{local.month:02d}"
     return f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+
+
+def check_period(label: str | None) -> str | None:
+    """The label if it is one ``period_of`` can write (``None`` and '' too); else ``ValueError``."""
+    if label is not None and not _PERIOD.fullmatch(label):
+        raise ValueError(PERIOD_HELP)
+    return label
 
 
 def counter_key(name: str, period: str) -> str:

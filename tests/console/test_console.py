@@ -4,6 +4,7 @@ and forms that call the same services as the API (with the API's messages)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -189,6 +190,36 @@ async def test_form_errors_are_the_apis_messages_shown_by_their_fields(
         "/console/sequences", {"csrf": csrf_of(page), "name": "default"}
     )
     assert dup.status_code == 409 and "already exists" in dup.text
+
+
+class Inputs(HTMLParser):
+    """Each ``<input>``'s attributes by id, as a browser's parser reads them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.by_id: dict[str, dict[str, str | None]] = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "input" and (found := dict(attrs)).get("id"):
+            self.by_id[str(found["id"])] = found
+
+
+async def test_name_and_format_fields_turn_spellcheck_and_autocapitalize_off(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices"))
+    for path, field, expected in (
+        ("/console/sequences", "name",
+         {"required": None, "spellcheck": "false", "autocapitalize": "none"}),
+        ("/console/sequences", "format", {"spellcheck": "false"}),
+        ("/console/sequences/invoices", "edit-format", {"spellcheck": "false"}),
+    ):  # fmt: skip
+        inputs = Inputs((await tenant_browser.get(path)).text).by_id
+        assert {k: inputs[field].get(k, "absent") for k in expected} == expected, field
+        assert not any("&" in k or '"' in k for k in inputs[field]), inputs[field]
+    plain = Inputs((await tenant_browser.get("/console/sequences")).text).by_id["start"]
+    assert not {"required", "spellcheck", "autocapitalize"} & set(plain)
 
 
 async def test_settings_and_advance_forms_use_patch_and_advance_rules(

@@ -189,6 +189,12 @@ def test_tenant_creates_a_sequence_takes_numbers_by_api_and_sees_them(
     session = sign_in(guard, instance["globex"])
     page.wait_for_url("**/console/sequences")
     guard.shot("tenant-sequences-empty")
+    # Names and formats are identifiers: no red squiggles, no capital first letter.
+    name_box = page.get_by_label("Name", exact=True)
+    assert name_box.evaluate("e => [e.spellcheck, e.autocapitalize, e.required]") == [
+        False, "none", True
+    ]  # fmt: skip
+    assert page.get_by_label("Format").evaluate("e => e.spellcheck") is False
 
     # A bad format first: the API's own message, next to its field.
     page.get_by_label("Name", exact=True).fill("invoices")
@@ -308,6 +314,44 @@ def test_tenant_reserves_commits_voids_and_downloads_the_gap_report(
         ("3", "committed", ""),
     ]
     sign_out(guard)
+    guard.assert_clean(secrets=(session, token))
+
+
+def api_post(url: str, token: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.post(
+        f"{url}/v1/sequences{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def test_the_ledger_filters_any_state_shows_the_whole_ledger(
+    instance: dict[str, Any], guarded: OpenPage
+) -> None:
+    url = instance["url"]
+    token = api_token(url, instance["acme"])
+    api_post(url, token, "", {"name": "orders", "ledger": True})
+    api_post(url, token, "/orders/reservations", {"reference": "held"})
+    take(url, token, "orders", 1)
+    guard = guarded(url)
+    page = guard.page
+    session = sign_in(guard, instance["acme"])
+    page.goto("/console/sequences/orders/ledger")
+    ledger = page.locator("section", has=page.get_by_role("heading", name="Ledger", exact=True))
+    page.get_by_label("State").select_option("committed")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/ledger?period=&state=committed")
+    assert ledger.locator("tbody tr").count() == 1
+    page.get_by_label("State").select_option(label="any")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/ledger?period=&state=")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Ledger of")
+    assert ledger.locator("tbody tr").count() == 2
+    assert page.get_by_label("State").input_value() == ""
     guard.assert_clean(secrets=(session, token))
 
 

@@ -118,3 +118,85 @@ async def test_a_sequence_without_a_ledger_has_no_ledger_page(tenant_browser: Br
     assert r.status_code == 409 and "text/html" in r.headers["content-type"]
     unknown = await tenant_browser.get("/console/sequences/nope/gaps.csv")
     assert unknown.status_code == 404
+
+
+async def test_a_period_that_is_no_period_is_a_422_page_not_a_header(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    for path in ("ledger", "ledger.csv", "gaps.csv"):
+        ok = await tenant_browser.get(f"/console/sequences/invoices/{path}?period=2026-03")
+        assert ok.status_code == 200, (path, ok.text)
+        for period in ("%E6%97%A5", "x%22%3B%20a%3D", "2026%0D%0AX-Evil:%201", "2026-13"):
+            r = await tenant_browser.get(f"/console/sequences/invoices/{path}?period={period}")
+            assert r.status_code == 422, (path, period, r.status_code)
+            assert r.headers["content-type"].startswith("text/html")
+            assert "content-disposition" not in r.headers
+            assert "YYYY-MM-DD" in r.text
+    csv_ = await tenant_browser.get("/console/sequences/invoices/ledger.csv?period=2026-03")
+    assert csv_.headers["content-disposition"] == (
+        'attachment; filename="invoices-ledger-2026-03.csv"'
+    )
+    blank = await tenant_browser.get("/console/sequences/invoices/gaps.csv?period=")
+    assert blank.headers["content-disposition"] == 'attachment; filename="invoices-gaps.csv"'
+
+
+async def test_the_filter_forms_any_state_is_the_unfiltered_ledger(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    await app.state.ledger.reserve("acme", "invoices", ttl_seconds=600, reference="held")
+    await app.state.sequences.next("acme", "invoices", 1)
+    for path in ("ledger", "ledger.csv"):
+        anything = await tenant_browser.get(f"/console/sequences/invoices/{path}?period=&state=")
+        assert anything.status_code == 200, (path, anything.text)
+    page = await tenant_browser.get("/console/sequences/invoices/ledger?period=&state=")
+    assert "<td>reserved</td>" in page.text and "<td>committed</td>" in page.text
+    rows = (await tenant_browser.get("/console/sequences/invoices/ledger.csv?state=")).text
+    assert len(list(csv.DictReader(io.StringIO(rows)))) == 2
+    bad = await tenant_browser.get("/console/sequences/invoices/ledger?state=lost")
+    assert bad.status_code == 422 and "state" in bad.text
+
+
+async def test_commit_and_void_failures_say_why_where_the_form_was(
+    app: FastAPI, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    for _ in range(3):
+        await app.state.ledger.reserve("acme", "invoices", ttl_seconds=600, reference=None)
+    first, second, third = await reservations(app)
+    csrf = csrf_of(await tenant_browser.get("/console/sequences/invoices/ledger"))
+
+    too_long = await tenant_browser.post(
+        f"/console/sequences/invoices/reservations/{first}/commit",
+        {"csrf": csrf, "reference": "r" * 201},
+    )
+    assert too_long.status_code == 422
+    assert 'id="commit-1" name="reference"' in too_long.text
+    assert 'aria-invalid="true" aria-describedby="commit-1-error"' in too_long.text
+    assert '<p class="field-error" id="commit-1-error">String should have at most 200' in (
+        too_long.text
+    )
+
+    # Closed in another tab: its row is gone, so the message is the page's.
+    actor = Actor("other-tab")
+    await app.state.ledger.void("acme", "invoices", second, reason="dup", actor=actor)
+    await app.state.ledger.commit("acme", "invoices", third, reference=None, actor=actor)
+    for reservation, action, body, state in (
+        (second, "commit", {}, "voided"),
+        (third, "void", {"reason": "cancelled"}, "committed"),
+    ):
+        r = await tenant_browser.post(
+            f"/console/sequences/invoices/reservations/{reservation}/{action}",
+            {"csrf": csrf, **body},
+        )
+        assert r.status_code == 409
+        assert (
+            f'<div class="alert alert-error" role="alert">Reservation &#39;{reservation}&#39;'
+            f" is {state}" in r.text
+        )
+    gone = await tenant_browser.post(
+        f"/console/sequences/invoices/reservations/{second}/void", {"csrf": csrf, "reason": " "}
+    )
+    assert gone.status_code == 422
+    assert '<div class="alert alert-error" role="alert">String should have at least 1' in gone.text

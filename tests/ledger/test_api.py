@@ -365,3 +365,14 @@ async def test_a_store_without_atomic_riders_refuses_ledger_sequences(
         first = await call(api, "POST", "/v1/sequences/plain/next", **key)
         again = await call(api, "POST", "/v1/sequences/plain/next", **key)
         assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize("period", ["日", 'x";a=', "2026\r\nX: 1", "2026-00", "26"])
+async def test_a_period_outside_the_reset_grammar_is_a_422(api: Api, period: str) -> None:
+    for path in (f"{SEQ}/ledger", f"{SEQ}/gaps"):
+        for accept in ("application/json", "text/csv"):
+            r = await api.client.get(
+                path, params={"period": period}, headers={**api.headers(), "Accept": accept}
+            )
+            assert r.status_code == 422, (path, accept, r.text)
+            assert "YYYY-MM-DD" in r.json()["detail"]
