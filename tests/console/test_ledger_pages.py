@@ -200,3 +200,21 @@ async def test_commit_and_void_failures_say_why_where_the_form_was(
     )
     assert gone.status_code == 422
     assert '<div class="alert alert-error" role="alert">String should have at least 1' in gone.text
+
+
+async def test_csv_downloads_defuse_formulas_as_the_api_does(
+    app: FastAPI, client: httpx.AsyncClient, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    await app.state.ledger.reserve("acme", "invoices", ttl_seconds=600, reference="=1+1")
+    (held,) = await reservations(app)
+    await app.state.ledger.void("acme", "invoices", held, reason="@SUM(A1)", actor=Actor("t"))
+    for path, column, text in (("ledger", "reference", "'=1+1"), ("gaps", "reason", "'@SUM(A1)")):
+        download = await tenant_browser.get(f"/console/sequences/invoices/{path}.csv")
+        (row,) = list(csv.DictReader(io.StringIO(download.text)))
+        assert row[column] == text
+        api = await client.get(
+            f"/v1/sequences/invoices/{path}",
+            headers={**bearer(tenant_browser), "Accept": "text/csv"},
+        )
+        assert download.text == api.text
