@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from audit.service import Actor
 from ledger.schemas import Gap
 from sequences.schemas import SequenceCreate
+from tenants.schemas import ClientCreate, Onboarded
 from tests.console.support import Browser, csrf_of
 
 
@@ -218,3 +219,16 @@ async def test_csv_downloads_defuse_formulas_as_the_api_does(
             headers={**bearer(tenant_browser), "Accept": "text/csv"},
         )
         assert download.text == api.text
+
+
+async def test_a_read_only_client_sees_reservations_without_commit_or_void_columns(
+    app: FastAPI, browser: Browser, acme: Onboarded
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    reader = await app.state.tenants.create_client(
+        "acme", ClientCreate(name="reader", scopes=["sequences:read"])
+    )
+    assert (await browser.sign_in(reader.client_id, reader.client_secret)).status_code == 303
+    page = await browser.get("/console/sequences/invoices/ledger")
+    assert page.status_code == 200 and ">Commit</th>" not in page.text
+    assert '<td colspan="3" class="muted">No open reservations.</td>' in page.text
