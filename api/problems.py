@@ -1,4 +1,5 @@
-"""One renderer for every error: RFC 9457 ``application/problem+json``."""
+"""One renderer for every error: RFC 9457 ``application/problem+json`` (under ``/console``,
+the console's HTML error page for an address the router has no route for)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 
+from console.dependencies import NO_SUCH_PAGE
+from console.pages import error_page, is_console
 from core.errors import TallyError
 from core.openapi import PROBLEM_JSON, TYPE_BASE
 
@@ -95,7 +98,7 @@ _TITLES = {
 }
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     type_, title = _TITLES.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
@@ -108,6 +111,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         allowed = _methods_of(request)
         headers["Allow"] = ", ".join(allowed)
         detail = f"{request.url.path} allows {', '.join(allowed)}."
+    if is_console(request.url.path):
+        # A console address the router has no page for: a page, like the console's own.
+        if exc.status_code == 404:
+            detail = NO_SUCH_PAGE
+        elif exc.status_code == 405:
+            detail = "This address only takes the console's own forms; use its buttons."
+        return error_page(request, exc.status_code, title, detail, headers)
     return problem(
         exc.status_code,
         type_,

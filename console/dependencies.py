@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from console.errors import CsrfRefused, SignInRequired
-from console.pages import render
+from console.pages import error_page
 from console.service import (
     COOKIE_PATH,
     SESSION_COOKIE,
@@ -25,6 +25,7 @@ from console.service import (
 from core.errors import PayloadTooLarge, TallyError
 
 MAX_FORM_BYTES = 16_384
+NO_SUCH_PAGE = "No such page: check the address."
 
 
 class Form:
@@ -130,23 +131,9 @@ def _invalid_address(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
     query = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("query",)]
     if not errors or len(query) < len(errors):
-        return render(
-            request,
-            "error.html",
-            status_code=404,
-            title="Not found",
-            detail="No such page: check the address.",
-            status=404,
-        )
+        return error_page(request, 404, "Not found", NO_SUCH_PAGE)
     detail = "; ".join(_parameter_problem(e) for e in query)
-    return render(
-        request,
-        "error.html",
-        status_code=422,
-        title="Invalid address",
-        detail=f"Check the address: {detail}.",
-        status=422,
-    )
+    return error_page(request, 422, "Invalid address", f"Check the address: {detail}.")
 
 
 class ConsoleRoute(APIRoute):
@@ -162,15 +149,8 @@ class ConsoleRoute(APIRoute):
             except SignInRequired as exc:
                 return sign_in_redirect(exc.detail if request.cookies.get(SESSION_COOKIE) else "")
             except TallyError as exc:
-                return render(
-                    request,
-                    "error.html",
-                    status_code=exc.status,
-                    headers={k: v for k, v in exc.headers.items() if k == "Retry-After"},
-                    title=exc.title,
-                    detail=exc.detail,
-                    status=exc.status,
-                )
+                retry = {k: v for k, v in exc.headers.items() if k == "Retry-After"}
+                return error_page(request, exc.status, exc.title, exc.detail, retry)
             except RequestValidationError as exc:
                 return _invalid_address(request, exc)
 

@@ -6,15 +6,13 @@ The same ``LedgerService`` calls as ``/v1/sequences/{name}/reservations|ledger|g
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BeforeValidator
 
 from audit.service import Actor
 from console.dependencies import ConsoleRoute, CurrentSession, PostedForm
@@ -23,6 +21,7 @@ from console.schemas import Problems, from_error, read_values, validate
 from console.service import Session
 from core.errors import TallyError
 from ledger.dependencies import Ledger, PeriodQuery, ReservationPath, ValueCursor
+from ledger.export import csv_text
 from ledger.schemas import (
     DEFAULT_TTL_SECONDS,
     CommitRequest,
@@ -50,20 +49,6 @@ NOTICES = {
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 # The filter form's "any" sends ``state=``: no filter (the API's StateQuery refuses it).
 StateFilter = Annotated[State | None, BeforeValidator(lambda v: v or None), Query()]
-
-
-def _row(model: BaseModel, fields: list[str]) -> dict[str, Any]:
-    data = model.model_dump(mode="json")
-    return {k: "" if data[k] is None else data[k] for k in fields}
-
-
-def _csv_text(rows: list[dict[str, Any]], fields: list[str], *, header: bool) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def _download(name: str) -> dict[str, str]:
@@ -177,17 +162,13 @@ async def ledger_csv(
 
     async def rows() -> AsyncIterator[str]:
         page = first
-        yield _csv_text(
-            [_row(EntryOut.of(e), LEDGER_FIELDS) for e in page], LEDGER_FIELDS, header=True
-        )
+        yield csv_text([EntryOut.of(e) for e in page], LEDGER_FIELDS, header=True)
         while len(page) == CSV_PAGE:
             page = await ledger.entries(
                 tenant, name, period=period, states=states, since=None, until=None,
                 after=page[-1].value, limit=CSV_PAGE,
             )  # fmt: skip
-            yield _csv_text(
-                [_row(EntryOut.of(e), LEDGER_FIELDS) for e in page], LEDGER_FIELDS, header=False
-            )
+            yield csv_text([EntryOut.of(e) for e in page], LEDGER_FIELDS, header=False)
 
     return StreamingResponse(
         rows(),
@@ -203,7 +184,7 @@ async def gaps_csv(
     """The gap report's numbers (every issued number not committed) as CSV."""
     tenant = session.require_tenant("sequences:read")
     report = await ledger.gaps(tenant, name, period=period or None)
-    body = _csv_text([_row(g, GAP_FIELDS) for g in report.gaps], GAP_FIELDS, header=True)
+    body = csv_text(report.gaps, GAP_FIELDS)
     return Response(
         body,
         media_type="text/csv; charset=utf-8",

@@ -35,3 +35,26 @@ def render(
         status_code=status_code,
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
+
+
+def is_console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+def error_page(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """``error.html``: how the console answers any error, its own routes' or the router's."""
+    return render(
+        request,
+        "error.html",
+        status_code=status,
+        headers=headers,
+        title=title,
+        detail=detail,
+        status=status,
+    )

@@ -3,8 +3,6 @@ admins read any tenant's ledger under ``/admin/v1/tenants/{slug}/…``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,6 +27,7 @@ from ledger.dependencies import (
     wants_csv,
 )
 from ledger.errors import ReservationClosed
+from ledger.export import csv_text
 from ledger.schemas import (
     CommitRequest,
     EntryOut,
@@ -167,13 +166,8 @@ GAP_FIELDS = list(Gap.model_fields)
 
 
 def _csv(rows: list[BaseModel], fields: list[str], headers: dict[str, str]) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
-    writer.writeheader()
-    for row in rows:
-        data = row.model_dump(mode="json")
-        writer.writerow({k: "" if data[k] is None else data[k] for k in fields})
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+    body = csv_text(rows, fields)
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 async def _ledger(

@@ -304,6 +304,22 @@ async def test_unknown_names_are_html_error_pages_under_the_csp(
         assert_csp(r)
 
 
+async def test_addresses_the_console_has_no_page_for_are_html_pages(
+    client: httpx.AsyncClient, tenant_browser: Browser
+) -> None:
+    for path in ("/console/nope", "/console/sequences/invoices/nope/deeper"):
+        r = await tenant_browser.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert "No such page" in r.text and "Back to the console" in r.text
+        assert_csp(r)
+    r = await tenant_browser.get("/console/sign-out")
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["allow"] == "POST" and "Back to the console" in r.text
+    assert_csp(r)
+    api = await client.get("/v1/nope")  # the API keeps answering problem+json
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+
+
 @pytest.fixture
 async def siloed(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from audit.service import Actor
 from ledger.schemas import Gap
 from sequences.schemas import SequenceCreate
+from tenants.schemas import ClientCreate, Onboarded
 from tests.console.support import Browser, csrf_of
 
 
@@ -200,3 +201,34 @@ async def test_commit_and_void_failures_say_why_where_the_form_was(
     )
     assert gone.status_code == 422
     assert '<div class="alert alert-error" role="alert">String should have at least 1' in gone.text
+
+
+async def test_csv_downloads_defuse_formulas_as_the_api_does(
+    app: FastAPI, client: httpx.AsyncClient, tenant_browser: Browser
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    await app.state.ledger.reserve("acme", "invoices", ttl_seconds=600, reference="=1+1")
+    (held,) = await reservations(app)
+    await app.state.ledger.void("acme", "invoices", held, reason="@SUM(A1)", actor=Actor("t"))
+    for path, column, text in (("ledger", "reference", "'=1+1"), ("gaps", "reason", "'@SUM(A1)")):
+        download = await tenant_browser.get(f"/console/sequences/invoices/{path}.csv")
+        (row,) = list(csv.DictReader(io.StringIO(download.text)))
+        assert row[column] == text
+        api = await client.get(
+            f"/v1/sequences/invoices/{path}",
+            headers={**bearer(tenant_browser), "Accept": "text/csv"},
+        )
+        assert download.text == api.text
+
+
+async def test_a_read_only_client_sees_reservations_without_commit_or_void_columns(
+    app: FastAPI, browser: Browser, acme: Onboarded
+) -> None:
+    await app.state.sequences.create("acme", SequenceCreate(name="invoices", ledger=True))
+    reader = await app.state.tenants.create_client(
+        "acme", ClientCreate(name="reader", scopes=["sequences:read"])
+    )
+    assert (await browser.sign_in(reader.client_id, reader.client_secret)).status_code == 303
+    page = await browser.get("/console/sequences/invoices/ledger")
+    assert page.status_code == 200 and ">Commit</th>" not in page.text
+    assert '<td colspan="3" class="muted">No open reservations.</td>' in page.text

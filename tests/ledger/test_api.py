@@ -376,3 +376,30 @@ async def test_a_period_outside_the_reset_grammar_is_a_422(api: Api, period: str
             )
             assert r.status_code == 422, (path, accept, r.text)
             assert "YYYY-MM-DD" in r.json()["detail"]
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\r=1"]
+
+
+async def test_csv_text_a_spreadsheet_would_run_starts_with_a_quote(api: Api) -> None:
+    for reference in FORMULAS:
+        await call(api, "POST", f"{SEQ}/next", {"reference": reference})
+    held = await reserve(api, reference="plain")
+    await call(
+        api, "POST", f"{SEQ}/reservations/{held['id']}/void", {"reason": "=cmd|' /C calc'!A0"}
+    )
+    h = {**api.headers(), "Accept": "text/csv"}
+    rows = parse_csv((await api.client.get(f"{SEQ}/ledger", headers=h)).text)
+    assert [r["reference"] for r in rows] == [*("'" + f for f in FORMULAS), "plain"]
+    assert rows[-1]["reason"] == "'=cmd|' /C calc'!A0"
+    gaps = parse_csv((await api.client.get(f"{SEQ}/gaps", headers=h)).text)
+    assert [g["reason"] for g in gaps] == ["'=cmd|' /C calc'!A0"]
+    # Numbers stay numbers: negative values, and a formatted value that is a plain number.
+    r = await api.create(name="credit", ledger=True, start=-2, format="{n}")
+    assert r.status_code == 201, r.text
+    await call(api, "POST", "/v1/sequences/credit/next", {"count": 2, "reference": "-1"})
+    credit = parse_csv((await api.client.get("/v1/sequences/credit/ledger", headers=h)).text)
+    assert [(c["value"], c["formatted"], c["reference"]) for c in credit] == [
+        ("-2", "-2", "-1"),
+        ("-1", "-1", "-1"),
+    ]
