@@ -277,3 +277,14 @@ def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(
     assert err.startswith("tally: cannot open the store named by TALLY_STORE_URL: "), err
     reason = "Not a directory" if store == "under-a-file" else "file is not a database"
     assert reason in err
+
+
+@pytest.mark.parametrize("args", [["token", "--tenant", "demo"], ["keys", "generate"]])
+def test_a_keys_dir_that_cannot_be_made_is_one_line_not_a_traceback(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("not a directory\n")  # refused for root too
+    monkeypatch.setenv("TALLY_KEYS_DIR", str(tmp_path / "afile" / "keys"))
+    code, out, err = tally(*args)
+    assert code == 1 and out == "" and err.count("\n") == 1, (code, err)
+    assert err.startswith("tally: cannot write signing keys to ") and "Not a directory" in err
