@@ -17,6 +17,8 @@ import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +58,16 @@ class SigningKey:
         jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(self.public))
         jwk.update({"kid": self.kid, "use": "sig", "alg": ALGORITHM})
         return jwk
+
+
+@contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """A key file or directory that cannot be written is a KeyRingError, in one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or directory
+        raise KeyRingError(f"cannot write signing keys to {where}: {exc.strerror or exc}") from None
 
 
 def _new_kid() -> str:
@@ -137,8 +149,9 @@ class KeyRing:
     def load_or_create(cls, directory: Path) -> KeyRing:
         """Development: make the first key if there is none (safe across processes)."""
         if not (directory / STATE_FILE).exists():
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cls._create_first(directory)
+            with _writing(directory):
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                cls._create_first(directory)
         return cls.load(directory)
 
     @staticmethod
@@ -177,7 +190,8 @@ class KeyRing:
 
     # -- administration (CLI) ----------------------------------------------------------
     def _save(self, keys: list[dict[str, str]]) -> None:
-        _atomic_write_json(self.directory / STATE_FILE, {"keys": keys})
+        with _writing(self.directory):
+            _atomic_write_json(self.directory / STATE_FILE, {"keys": keys})
 
     def _entries(self) -> list[dict[str, str]]:
         return [{"kid": k.kid, "status": k.status, "created_at": k.created_at} for k in self.keys]
@@ -188,11 +202,14 @@ class KeyRing:
         replaced = [e for e in self._entries() if e["status"] == "next"]
         entries += [{**old, "status": "retired"} for old in replaced]
         kid = _new_kid()
-        _write_private(self.directory / f"{kid}.pem", ec.generate_private_key(ec.SECP256R1()))
+        with _writing(self.directory):
+            private = ec.generate_private_key(ec.SECP256R1())
+            _write_private(self.directory / f"{kid}.pem", private)
         entries.append({"kid": kid, "status": "next", "created_at": _now()})
         self._save(entries)
-        for old in replaced:  # retired, as by retire(): its private key goes
-            (self.directory / f"{old['kid']}.pem").unlink(missing_ok=True)
+        with _writing(self.directory):
+            for old in replaced:  # retired, as by retire(): its private key goes
+                (self.directory / f"{old['kid']}.pem").unlink(missing_ok=True)
         return kid
 
     def rotate(self, *, force: bool = False, now: datetime | None = None) -> str:
@@ -237,7 +254,8 @@ class KeyRing:
             raise KeyRingError(f"key {kid} is active; rotate first")
         entries = [{**e, "status": "retired"} if e["kid"] == kid else e for e in self._entries()]
         self._save(entries)
-        (self.directory / f"{kid}.pem").unlink(missing_ok=True)
+        with _writing(self.directory):
+            (self.directory / f"{kid}.pem").unlink(missing_ok=True)
 
 
 _PLACEHOLDER: ec.EllipticCurvePrivateKey | None = None

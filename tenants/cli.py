@@ -528,10 +528,13 @@ def provision(
     written = []
     for relative, text in files.items():
         target = out / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
+        except OSError as exc:
+            fail(f"cannot write {exc.filename or target}: {exc.strerror or exc}")
         written.append(str(target))
     if as_json:
         typer.echo(json.dumps({"tenant": slug, "files": written}))

@@ -68,7 +68,21 @@ def _outputs_for(outputs: dict[str, Any], slug: str) -> tuple[dict[str, Any], di
             raise ProvisionError(f"terraform output '{name}' is not an object")
         return got
 
-    return value("platform"), value("tenants").get(slug) or {}
+    mine = value("tenants").get(slug) or {}
+    if not isinstance(mine, dict):
+        raise ProvisionError(f"terraform output 'tenants' for {slug} is not an object")
+    hosts = mine.get("hosts")
+    if mine and not (
+        isinstance(hosts, list)
+        and hosts
+        and all(isinstance(h, str) for h in hosts)
+        and isinstance(mine.get("public_url"), str)
+    ):
+        raise ProvisionError(
+            f"terraform output 'tenants' for {slug} needs hosts (a list of names)"
+            " and public_url (a string)"
+        )
+    return value("platform"), mine
 
 
 def _check_namespace(name: str, mine: dict[str, Any], namespace: str) -> None:

@@ -128,3 +128,9 @@ def test_a_malformed_key_state_file_is_a_key_ring_error(tmp_path: Path, state: s
     (tmp_path / "keys.json").write_text(state)
     with pytest.raises(KeyRingError, match=r"keys\.json"):
         KeyRing.load(tmp_path)
+
+
+def test_a_key_directory_that_cannot_be_made_is_a_key_ring_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a directory\n")
+    with pytest.raises(KeyRingError, match=r"cannot write signing keys to .*Not a directory"):
+        KeyRing.load_or_create(tmp_path / "afile" / "keys")

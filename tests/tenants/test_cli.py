@@ -278,3 +278,40 @@ def test_a_store_that_cannot_be_opened_is_one_line_not_a_traceback(
     assert err.startswith("tally: cannot open the store named by TALLY_STORE_URL: "), err
     reason = "Not a directory" if store == "under-a-file" else "file is not a database"
     assert reason in err
+
+
+@pytest.mark.parametrize("args", [["token", "--tenant", "demo"], ["keys", "generate"]])
+def test_a_keys_dir_that_cannot_be_made_is_one_line_not_a_traceback(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("not a directory\n")  # refused for root too
+    monkeypatch.setenv("TALLY_KEYS_DIR", str(tmp_path / "afile" / "keys"))
+    code, out, err = tally(*args)
+    assert code == 1 and out == "" and err.count("\n") == 1, (code, err)
+    assert err.startswith("tally: cannot write signing keys to ") and "Not a directory" in err
+
+
+def test_provision_to_an_out_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    assert tally("tenants", "create", "acme", "--name", "Acme")[0] == 0
+    (tmp_path / "afile").write_text("not a directory\n")  # refused for root too
+    code, out, err = tally(
+        "provision", "acme", "--out", str(tmp_path / "afile" / "out"),
+        "--platform-domain", "tally.example.com",
+    )  # fmt: skip
+    assert code == 1 and out == "" and err.count("\n") == 1, (code, err)
+    assert err.startswith("tally: cannot write ") and "Not a directory" in err
+
+
+@pytest.mark.parametrize("mine", [{"hosts": ["a"]}, "x"])
+def test_provision_with_a_bad_tenant_block_of_outputs_is_one_line_and_writes_nothing(
+    mine: object, tmp_path: Path
+) -> None:
+    assert tally("tenants", "create", "acme", "--name", "Acme")[0] == 0
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"tenants": {"value": {"acme": mine}}}))
+    code, out, err = tally(
+        "provision", "acme", "--out", str(tmp_path / "out"), "--terraform-outputs", str(outputs)
+    )
+    assert code == 1 and out == "" and err.count("\n") == 1, (code, err)
+    assert "terraform output 'tenants' for acme" in err
+    assert not (tmp_path / "out").exists()

@@ -77,6 +77,27 @@ def test_outputs_for_another_namespace_are_refused() -> None:
         render(make_tenant(), platform_domain=None, outputs=outputs)
 
 
+@pytest.mark.parametrize(
+    "mine",
+    [
+        "x",
+        ["globex.tally.example.com"],
+        {"hosts": ["globex.tally.example.com"]},
+        {"public_url": "https://globex.tally.example.com"},
+        {"hosts": "globex.tally.example.com", "public_url": "https://h"},
+        {"hosts": [], "public_url": "https://h"},
+        {"hosts": [1], "public_url": "https://h"},
+        {"hosts": ["h"], "public_url": None},
+    ],
+)
+def test_a_tenant_block_of_outputs_that_is_not_hosts_and_a_url_is_a_clear_error(
+    mine: object,
+) -> None:
+    outputs = {"tenants": {"value": {"globex": mine}}}
+    with pytest.raises(ProvisionError, match="terraform output 'tenants' for globex"):
+        render(make_tenant(), platform_domain="tally.example.com", outputs=outputs)
+
+
 def test_cli_refuses_an_unknown_tenant_or_bad_outputs_in_one_line(tmp_path: Path) -> None:
     from tests.e2e.conftest import cli, server_env
 
