@@ -1,0 +1,160 @@
+"""CPU per request in-process: the app's own cost, without a server or wrk.
+
+python -m bench.inprocess spread [--requests 30000] [--gc-young 700] >/dev/null
+
+Builds the app as ``tally serve`` does (production settings, a fresh SQLite file, its
+lifespan), sets up the bench's rows over the admin API (``strict``: one unregistered
+tenant's one sequence; ``spread``: 100 enterprise tenants x 10 sequences, per-tenant
+tokens), then calls the ASGI app straight from 64 concurrent callers on uvloop and
+reports the event loop's CPU and the process's CPU (the SQLite writer thread too) per
+request, and the cyclic GC's collections and time. CPU time is steadier than req/s
+on a shared host, but still moves with it: compare versions in alternating runs.
+``--gc-young`` overrides the young generation's threshold after start-up (700 is
+CPython's default), to measure what ``api.app.GC_YOUNG_THRESHOLD`` buys. The access
+log goes to stdout, as shipped; the figures go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+ISSUER, AUDIENCE = "https://tally.bench", "tally-bench"
+TENANTS, SEQUENCES, CALLERS, WARMUP = 100, 10, 64, 3_000
+
+
+async def _targets(app: Any, tokens: Any, row: str) -> list[tuple[bytes, str]]:
+    admin = {"Authorization": f"Bearer {tokens.mint('', ['platform:admin'])}"}
+    targets: list[tuple[bytes, str]] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        if row == "strict":
+            token = tokens.mint("hot")
+            auth = {"Authorization": f"Bearer {token}"}
+            r = await client.post("/v1/sequences", json={"name": "hot"}, headers=auth)
+            r.raise_for_status()
+            return [(token.encode(), "/v1/sequences/hot/next")]
+        for t in range(TENANTS):
+            slug = f"t{t:03d}"
+            spec = {"slug": slug, "name": f"Tenant {slug}", "plan": "enterprise"}
+            r = await client.post("/admin/v1/tenants", json=spec, headers=admin)
+            r.raise_for_status()
+            token = tokens.mint(slug)
+            for s in range(SEQUENCES):
+                auth = {"Authorization": f"Bearer {token}"}
+                r = await client.post("/v1/sequences", json={"name": f"s{s}"}, headers=auth)
+                r.raise_for_status()
+                targets.append((token.encode(), f"/v1/sequences/s{s}/next"))
+    return targets
+
+
+async def _load(app: Any, targets: list[tuple[bytes, str]], n: int, statuses: Counter[int]) -> None:
+    left = [n]
+
+    async def one(token: bytes, path: str) -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"bench"), (b"authorization", b"Bearer " + token)],
+            "client": ("127.0.0.1", 1),
+            "server": ("bench", 80),
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] += 1
+
+        await app(scope, receive, send)
+
+    async def caller() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await one(*random.choice(targets))  # noqa: S311 - load, not crypto
+
+    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+
+
+async def measure(row: str, requests: int, gc_young: int | None) -> str:
+    from api.app import create_app
+    from bench.run import Tokens
+
+    with tempfile.TemporaryDirectory(prefix="tally-inprocess-") as tmp:
+        os.environ.update(
+            TALLY_ENVIRONMENT="production",
+            TALLY_STORE_URL=f"sqlite:///{tmp}/tally.db",
+            TALLY_KEYS_DIR=f"{tmp}/keys",
+            TALLY_JWT_ISSUER=ISSUER,
+            TALLY_JWT_AUDIENCE=AUDIENCE,
+            TALLY_UNREGISTERED_TENANTS="allow",
+        )
+        os.environ.pop("TALLY_METRICS_PORT", None)
+        tokens = Tokens(Path(tmp) / "keys")
+        app = create_app()
+        async with app.router.lifespan_context(app):
+            targets = await _targets(app, tokens, row)
+            if gc_young is not None:
+                gc.set_threshold(gc_young, *gc.get_threshold()[1:])
+            statuses: Counter[int] = Counter()
+            await _load(app, targets, WARMUP, statuses)
+            statuses.clear()
+            collections: Counter[int] = Counter()
+            in_gc = [0.0, 0.0]
+
+            def watch(phase: str, info: dict[str, Any]) -> None:
+                if phase == "start":
+                    collections[info["generation"]] += 1
+                    in_gc[1] = time.perf_counter()
+                else:
+                    in_gc[0] += time.perf_counter() - in_gc[1]
+
+            gc.callbacks.append(watch)
+            wall, loop, proc = time.perf_counter(), time.thread_time(), time.process_time()
+            try:
+                await _load(app, targets, requests, statuses)
+            finally:
+                gc.callbacks.remove(watch)
+            wall = time.perf_counter() - wall
+            loop, proc = time.thread_time() - loop, time.process_time() - proc
+            threshold = gc.get_threshold()[0]
+    us = 1e6 / requests
+    return (
+        f"{row}: {requests} requests {dict(statuses)}, event loop {loop * us:.1f} µs,"
+        f" process {proc * us:.1f} µs CPU a request, {requests / wall:,.0f} req/s;"
+        f" GC young threshold {threshold}: {sum(collections.values())} collections"
+        f" {dict(sorted(collections.items()))}, {in_gc[0] * us:.1f} µs a request"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("row", choices=["strict", "spread"])
+    parser.add_argument("--requests", type=int, default=30_000)
+    parser.add_argument("--gc-young", type=int, help="young-generation GC threshold")
+    args = parser.parse_args()
+    print(uvloop.run(measure(args.row, args.requests, args.gc_young)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
