@@ -60,7 +60,15 @@ async def _targets(app: Any, tokens: Any, row: str) -> list[tuple[bytes, str]]:
     return targets
 
 
-async def _load(app: Any, targets: list[tuple[bytes, str]], n: int, statuses: Counter[int]) -> None:
+async def drive(
+    app: Any,
+    targets: list[tuple[bytes, str]],
+    n: int,
+    statuses: Counter[int],
+    callers: int = CALLERS,
+) -> None:
+    """``n`` strict ``next`` calls of random ``(token, path)`` targets, raw ASGI as a
+    server makes them, from ``callers`` concurrent callers; answers counted by status."""
     left = [n]
 
     async def one(token: bytes, path: str) -> None:
@@ -93,7 +101,7 @@ async def _load(app: Any, targets: list[tuple[bytes, str]], n: int, statuses: Co
             left[0] -= 1
             await one(*random.choice(targets))  # noqa: S311 - load, not crypto
 
-    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    await asyncio.gather(*(caller() for _ in range(callers)))
 
 
 async def measure(row: str, requests: int, gc_young: int | None) -> str:
@@ -117,7 +125,7 @@ async def measure(row: str, requests: int, gc_young: int | None) -> str:
             if gc_young is not None:
                 gc.set_threshold(gc_young, *gc.get_threshold()[1:])
             statuses: Counter[int] = Counter()
-            await _load(app, targets, WARMUP, statuses)
+            await drive(app, targets, WARMUP, statuses)
             statuses.clear()
             collections: Counter[int] = Counter()
             in_gc = [0.0, 0.0]
@@ -132,7 +140,7 @@ async def measure(row: str, requests: int, gc_young: int | None) -> str:
             gc.callbacks.append(watch)
             wall, loop, proc = time.perf_counter(), time.thread_time(), time.process_time()
             try:
-                await _load(app, targets, requests, statuses)
+                await drive(app, targets, requests, statuses)
             finally:
                 gc.callbacks.remove(watch)
             wall = time.perf_counter() - wall

@@ -4,14 +4,14 @@ of a load spread over many counters (api.app.GC_YOUNG_THRESHOLD)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import random
+from collections import Counter
 from typing import Any
 
 import httpx
 
 from api.app import GC_YOUNG_THRESHOLD, create_app
+from bench.inprocess import drive
 from core.clock import FrozenClock
 from core.settings import Settings
 from tests.conftest import app_token, bearer
@@ -25,7 +25,7 @@ async def test_a_spread_load_triggers_no_young_collection_and_shutdown_restores_
     before = gc.get_threshold()
     app = create_app(settings, clock=FrozenClock())
     collections: list[int] = []
-    statuses: dict[int, int] = {}
+    statuses: Counter[int] = Counter()
 
     def watch(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -45,43 +45,10 @@ async def test_a_spread_load_triggers_no_young_collection_and_shutdown_restores_
                     assert r.status_code == 201, r.text
                     targets.append((token.encode(), f"/v1/sequences/s{s}/next"))
 
-        async def one(token: bytes, path: str) -> None:
-            # Raw ASGI, as a server calls the app: no client objects in flight.
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": path,
-                "raw_path": path.encode(),
-                "root_path": "",
-                "query_string": b"",
-                "headers": [(b"host", b"t"), (b"authorization", b"Bearer " + token)],
-                "client": ("127.0.0.1", 1),
-                "server": ("t", 80),
-            }
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses[message["status"]] = statuses.get(message["status"], 0) + 1
-
-            await app(scope, receive, send)
-
-        left = [REQUESTS]
-
-        async def caller() -> None:
-            while left[0] > 0:
-                left[0] -= 1
-                await one(*random.choice(targets))
-
         gc.collect()
         gc.callbacks.append(watch)
         try:
-            await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+            await drive(app, targets, REQUESTS, statuses, IN_FLIGHT)
         finally:
             gc.callbacks.remove(watch)
     assert statuses == {200: REQUESTS}
