@@ -31,13 +31,13 @@ from typing import Any
 import httpx
 import uvloop
 
-ISSUER, AUDIENCE = "https://tally.bench", "tally-bench"
-TENANTS, SEQUENCES, CALLERS, WARMUP = 100, 10, 64, 3_000
+from bench.run import ROOT, SPREAD_SEQUENCES, Tokens, base_env, setup_spread
+
+CALLERS, WARMUP = 64, 3_000
 
 
-async def _targets(app: Any, tokens: Any, row: str) -> list[tuple[bytes, str]]:
-    admin = {"Authorization": f"Bearer {tokens.mint('', ['platform:admin'])}"}
-    targets: list[tuple[bytes, str]] = []
+async def _targets(app: Any, tokens: Tokens, row: str) -> list[tuple[bytes, str]]:
+    """The row's ``(token, path)`` pairs, set up as ``bench.run`` sets them up."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         if row == "strict":
@@ -46,18 +46,9 @@ async def _targets(app: Any, tokens: Any, row: str) -> list[tuple[bytes, str]]:
             r = await client.post("/v1/sequences", json={"name": "hot"}, headers=auth)
             r.raise_for_status()
             return [(token.encode(), "/v1/sequences/hot/next")]
-        for t in range(TENANTS):
-            slug = f"t{t:03d}"
-            spec = {"slug": slug, "name": f"Tenant {slug}", "plan": "enterprise"}
-            r = await client.post("/admin/v1/tenants", json=spec, headers=admin)
-            r.raise_for_status()
-            token = tokens.mint(slug)
-            for s in range(SEQUENCES):
-                auth = {"Authorization": f"Bearer {token}"}
-                r = await client.post("/v1/sequences", json={"name": f"s{s}"}, headers=auth)
-                r.raise_for_status()
-                targets.append((token.encode(), f"/v1/sequences/s{s}/next"))
-    return targets
+        spread = await setup_spread(client, tokens)
+    paths = [f"/v1/sequences/s{s}/next" for s in range(SPREAD_SEQUENCES)]
+    return [(token.encode(), path) for token in spread for path in paths]
 
 
 async def drive(
@@ -106,18 +97,13 @@ async def drive(
 
 async def measure(row: str, requests: int, gc_young: int | None) -> str:
     from api.app import create_app
-    from bench.run import Tokens
 
     with tempfile.TemporaryDirectory(prefix="tally-inprocess-") as tmp:
-        os.environ.update(
-            TALLY_ENVIRONMENT="production",
-            TALLY_STORE_URL=f"sqlite:///{tmp}/tally.db",
-            TALLY_KEYS_DIR=f"{tmp}/keys",
-            TALLY_JWT_ISSUER=ISSUER,
-            TALLY_JWT_AUDIENCE=AUDIENCE,
-            TALLY_UNREGISTERED_TENANTS="allow",
-        )
-        os.environ.pop("TALLY_METRICS_PORT", None)
+        # The bench's server environment, minus the metrics exporter's port.
+        env = base_env(Path(tmp), ROOT, None, row)
+        del env["TALLY_METRICS_PORT"]
+        os.environ.clear()
+        os.environ.update(env)
         tokens = Tokens(Path(tmp) / "keys")
         app = create_app()
         async with app.router.lifespan_context(app):

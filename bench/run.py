@@ -280,28 +280,32 @@ class Tokens:
 
 
 async def _setup_spread(url: str, tokens: Tokens) -> list[str]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await setup_spread(client, tokens)
+
+
+async def setup_spread(client: httpx.AsyncClient, tokens: Tokens) -> list[str]:
     """Onboard the tenants over the admin API and create their sequences; their tokens."""
     admin = {"Authorization": f"Bearer {tokens.mint('', ['platform:admin'])}"}
     slugs = [f"t{i:03d}" for i in range(SPREAD_TENANTS)]
     limit = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
-        async def onboard(slug: str) -> str:
-            async with limit:
-                spec = {"slug": slug, "name": f"Tenant {slug}", "plan": "enterprise"}
-                r = await client.post("/admin/v1/tenants", json=spec, headers=admin)
+    async def onboard(slug: str) -> str:
+        async with limit:
+            spec = {"slug": slug, "name": f"Tenant {slug}", "plan": "enterprise"}
+            r = await client.post("/admin/v1/tenants", json=spec, headers=admin)
+            r.raise_for_status()
+            token = tokens.mint(slug)
+            for s in range(SPREAD_SEQUENCES):
+                r = await client.post(
+                    "/v1/sequences",
+                    json={"name": f"s{s}"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
                 r.raise_for_status()
-                token = tokens.mint(slug)
-                for s in range(SPREAD_SEQUENCES):
-                    r = await client.post(
-                        "/v1/sequences",
-                        json={"name": f"s{s}"},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    r.raise_for_status()
-                return token
+            return token
 
-        return list(await asyncio.gather(*(onboard(s) for s in slugs)))
+    return list(await asyncio.gather(*(onboard(s) for s in slugs)))
 
 
 def _issued_spread(url: str, tokens: list[str]) -> int:
