@@ -3,7 +3,8 @@
 WAL with ``synchronous=FULL``: a number is on disk before its response. Every write
 is ``BEGIN IMMEDIATE`` ... ``COMMIT``, so several server processes can share one file
 (the write lock serialises them; ``busy_timeout`` makes them queue, not fail).
-Allocation is one ``UPDATE ... RETURNING`` in that transaction.
+Allocation is one conditional ``UPDATE`` in that transaction, its new ``ticks``
+read back by key (``storage.sqlite_counters``).
 
 ``SQLiteStore``, the one class, runs every call on one of two threads
 (``storage.sqlite_connection``): writes on the writer, each in a transaction, reads on

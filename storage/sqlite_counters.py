@@ -49,10 +49,15 @@ def _count(conn: sqlite3.Connection, item: Increment) -> int | None:
     )
     if n < 1 or n > shape.cap:
         return None
-    row = conn.execute(
+    if not conn.in_transaction:
+        # The read-back below is this increment's result only under the write lock.
+        raise RuntimeError("a counter increment runs inside a write transaction")
+    # A plain UPDATE, then the row read back by its key: SQLite's RETURNING builds and
+    # drops an ephemeral table each statement (docs/performance.md, 2026-12-03 afternoon).
+    applied = conn.execute(
         "UPDATE counters SET ticks = ticks + ?"
         " WHERE tenant = ? AND key = ? AND base = ? AND step = ? AND cap = ?"
-        " AND incarnation = ? AND ticks <= ? RETURNING ticks",
+        " AND incarnation = ? AND ticks <= ?",
         (
             n,
             tenant,
@@ -63,8 +68,11 @@ def _count(conn: sqlite3.Connection, item: Increment) -> int | None:
             shape.incarnation,
             shape.cap - n,
         ),
-    ).fetchone()
-    if row is not None:
+    ).rowcount
+    if applied == 1:
+        row = conn.execute(
+            "SELECT ticks FROM counters WHERE tenant = ? AND key = ?", (tenant, key)
+        ).fetchone()
         return int(row[0])
     if not create:
         return None
