@@ -10,7 +10,8 @@ Opens the real ``SQLiteStore`` on a fresh file in ``--dir`` (default: the reposi
 counter (``BEGIN IMMEDIATE`` to ``COMMIT``, timed on that thread) and the process's
 CPU and wall time a counter. The first 200 groups warm up and are not counted. Like
 every CPU figure on a shared host it moves with the neighbours: compare versions in
-alternating runs (``PYTHONPATH=OTHER_CHECKOUT python -m bench.writer``).
+alternating runs, each from outside the checkouts (``cd /tmp && PYTHONPATH=CHECKOUT
+python -m bench.writer``: ``-m`` puts the current directory first on the path).
 """
 
 from __future__ import annotations
