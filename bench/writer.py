@@ -3,9 +3,9 @@
 python -m bench.writer [--groups 3200] [--dir /dev/shm]
 
 Opens the real ``SQLiteStore`` on a fresh file in ``--dir`` (default: the repository's
-``data/``, the disk ``make run`` uses; ``/dev/shm`` leaves the fsync out), founds
-100 tenants x 10 counters, then commits ``--groups`` groups of 18 random counters each
-(about what a group holds under ``bench.run``'s spread row) through
+``data/``, the disk ``make run`` uses; ``/dev/shm`` leaves the fsync out), founds the
+spread row's 100 tenants x 10 counters, then commits ``--groups`` groups of 18 random
+counters each (about what a group holds under ``bench.run``'s spread row) through
 ``Store.allocate_many``, one group at a time. Reports the writer thread's CPU a
 counter (``BEGIN IMMEDIATE`` to ``COMMIT``, timed on that thread) and the process's
 CPU and wall time a counter. The first 200 groups warm up and are not counted. Like
@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bench.run import ROOT
+from bench.run import ROOT, SPREAD_SEQUENCES, SPREAD_TENANTS
 from storage.base import Counter, Increment, SequenceRecord
 from storage.sqlite import SQLiteStore
 
 T = TypeVar("T")
-TENANTS, SEQUENCES, GROUP, WARMUP = 100, 10, 18, 200
+GROUP, WARMUP = 18, 200  # a spread group's size (answers per commit), warm-up groups
 INCARNATION = "0123456789abcdef0123456789abcdef"
 
 
@@ -69,7 +69,8 @@ async def measure(groups: int, directory: Path) -> WriterCost:
         store = SQLiteStore(Path(tmp) / "writer.db")
         await store.start()
         now = datetime.now(UTC)
-        keys = [(f"tenant-{t:03d}", f"s{s}") for t in range(TENANTS) for s in range(SEQUENCES)]
+        tenants, sequences = range(SPREAD_TENANTS), range(SPREAD_SEQUENCES)
+        keys = [(f"tenant-{t:03d}", f"s{s}") for t in tenants for s in sequences]
         for tenant, name in keys:
             record = SequenceRecord(name, {}, now, now, incarnation=INCARNATION)
             await store.create_sequence(tenant, record)

@@ -60,15 +60,14 @@ async def test_each_item_gets_its_own_ticks_when_two_processes_share_the_file(
 
 async def test_a_miss_reads_nothing_back(tmp_path: Path) -> None:
     store = await _store(tmp_path / "t.db", 1)
-    shape = SHAPE
-    assert await store.allocate("acme", "s0", "s0", shape, 990) == 990  # founded
+    assert await store.allocate("acme", "s0", "s0", SHAPE, 990) == 990  # founded
     # Too few left, another shape, another incarnation: no increment, no result.
-    assert await store.allocate("acme", "s0", "s0", shape, 11, create=False) is None
+    assert await store.allocate("acme", "s0", "s0", SHAPE, 11, create=False) is None
     assert await store.allocate("acme", "s0", "s0", Counter(1, 2, 1_000), 1) is None
     assert await store.allocate("acme", "s0", "s0", Counter(1, 1, 1_000, 0, "x" * 32), 1) is None
     counter = await store.read_counter("acme", "s0")
     assert counter is not None and counter.ticks == 990
-    assert await store.allocate("acme", "s0", "s0", shape, 10, create=False) == 1_000
+    assert await store.allocate("acme", "s0", "s0", SHAPE, 10, create=False) == 1_000
     await store.close()
 
 
