@@ -399,6 +399,105 @@ async def test_close_answers_every_queued_waiter_and_drops_its_lanes(
     stalled.release.set()
 
 
+async def test_a_lone_request_stuck_at_the_store_is_answered_when_the_group_closes(
+    store: Store,
+) -> None:
+    stalled = StalledStore(store)
+    service = SequenceService(stalled, clock=FrozenClock())  # type: ignore[arg-type]
+    seq = await service.create("acme", SequenceCreate(name="orders"))
+    alone = asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 1))
+    await asyncio.sleep(0.01)  # it flies on its own task, stuck in the store call
+    await service.allocator.close()
+    await service.group.close()  # what the app's shutdown does next
+    _, pending = await asyncio.wait([alone], timeout=5)
+    assert not pending, "shutdown left a lone request without an answer"
+    assert isinstance(alone.exception(), Unavailable)
+    assert service.allocator._lanes == {}
+    stalled.release.set()
+
+
+# -- strict: a lone request flies itself ---------------------------------------------------
+async def test_requests_for_many_counters_fly_on_their_own_tasks_in_one_group(
+    store: Store,
+) -> None:
+    stalled = StalledStore(store)
+    service = SequenceService(stalled, clock=FrozenClock())  # type: ignore[arg-type]
+    names = [f"s{i}" for i in range(50)]
+    seqs = [await service.create("acme", SequenceCreate(name=n)) for n in names]
+    stalled.release.set()
+    for s in seqs:  # founded: from here on one increment a flight
+        await service.allocator.allocate("acme", s, s.name, 1)
+    stalled.release.clear()
+    stalled.group_calls = 0
+    calls = [
+        asyncio.create_task(service.allocator.allocate("acme", s, s.name, 1))
+        for s in seqs
+        for _ in range(2)
+    ]
+    await asyncio.sleep(0.01)  # all at the stalled store
+    # Each counter's first request flies itself; its second queued in the same turn,
+    # so a drain task flies the two together. No request was left without a flight.
+    assert len(service.allocator._tasks) == 50
+    stalled.release.set()
+    results = await asyncio.gather(*calls)
+    assert sorted(results) == sorted([(2, 2), (3, 3)] * 50)
+    assert stalled.group_calls == 1, "the 50 counters' increments were not one group"
+    assert service.allocator._lanes == {}
+
+    # One request per counter: each flies on its own request's task, none is spawned.
+    stalled.release.clear()
+    calls = [asyncio.create_task(service.allocator.allocate("acme", s, s.name, 1)) for s in seqs]
+    await asyncio.sleep(0.01)
+    assert service.allocator._tasks == set()
+    stalled.release.set()
+    assert sorted(await asyncio.gather(*calls)) == [(4, 4)] * 50
+    assert service.allocator._lanes == {}
+
+
+async def test_a_lone_request_cancelled_in_flight_leaves_the_later_ones_their_numbers(
+    store: Store,
+) -> None:
+    stalled = StalledStore(store)
+    service = SequenceService(stalled, clock=FrozenClock())  # type: ignore[arg-type]
+    seq = await service.create("acme", SequenceCreate(name="orders"))
+    stalled.release.set()
+    assert await service.allocator.allocate("acme", seq, "orders", 1) == (1, 1)  # founded
+    stalled.release.clear()
+    lone = asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 1))
+    await asyncio.sleep(0.01)  # flying alone, stuck in the store call
+    later = [
+        asyncio.create_task(service.allocator.allocate("acme", seq, "orders", n)) for n in (1, 2)
+    ]
+    await asyncio.sleep(0)  # queued behind it
+    lone.cancel()
+    await asyncio.sleep(0)
+    stalled.release.set()
+    # The cancelled one's number (the store applied it) is a gap; the later ones fly
+    # after it, in their order, and are not failed by its cancellation.
+    assert await asyncio.wait_for(asyncio.gather(*later), 5) == [(3, 3), (4, 5)]
+    assert lone.cancelled()
+    assert service.allocator._lanes == {}
+
+
+async def test_a_request_cancelled_before_its_flight_leaves_the_others_of_its_turn_theirs(
+    store: Store,
+) -> None:
+    service, counting = await service_on(store)
+    seq = await service.create("acme", SequenceCreate(name="orders"))
+    assert await service.allocator.allocate("acme", seq, "orders", 1) == (1, 1)  # founded
+    counting.allocate_calls = 0
+    first = asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 5))
+    others = [
+        asyncio.create_task(service.allocator.allocate("acme", seq, "orders", 1)) for _ in range(3)
+    ]
+    await asyncio.sleep(0)  # the first opened the lane; the others queued in its turn
+    first.cancel()
+    assert await asyncio.wait_for(asyncio.gather(*others), 5) == [(2, 2), (3, 3), (4, 4)]
+    assert first.cancelled()
+    assert counting.allocate_calls == 1, "the others should have shared one flight"
+    assert service.allocator._lanes == {}
+
+
 class _LateCounterRead:
     """A store whose ``armed``-th counter read answers only once ``go`` is set."""
 
