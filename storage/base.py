@@ -361,6 +361,11 @@ class Store(Protocol):
 
     async def get_sequence(self, tenant: str, name: str) -> SequenceRecord | None: ...
 
+    async def get_sequences(self, tenant: str, names: Sequence[str]) -> dict[str, SequenceRecord]:
+        """The definitions of ``names`` that exist, in one read (missing names are left
+        out); what the services' definition cache refreshes a tenant's names with."""
+        ...
+
     async def list_sequences(
         self, tenant: str, *, after: str | None, limit: int
     ) -> list[SequenceRecord]:

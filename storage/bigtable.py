@@ -149,6 +149,20 @@ class BigtableStore(BigtableRegistry, BigtableAudit, BigtableUsage, BigtableLedg
         row = await self._read(key(tenant, "seq", name))
         return _sequence(name, row) if DOC in row else None
 
+    async def get_sequences(self, tenant: str, names: Sequence[str]) -> dict[str, SequenceRecord]:
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return {}
+        base = key(tenant, "seq")
+        query = ReadRowsQuery(row_keys=[base + n.encode() for n in wanted], row_filter=LATEST)
+        out: dict[str, SequenceRecord] = {}
+        for row in await self._call(self.table.read_rows(query)):
+            found = cells(row)
+            if DOC in found:
+                name = row.row_key[len(base) :].decode()
+                out[name] = _sequence(name, found)
+        return out
+
     async def _live(self, tenant: str, name: str, incarnation: str) -> bool:
         row = await self._read(key(tenant, "seq", name))
         return DOC in row and row.get(INCARNATION, b"").decode() == incarnation

@@ -122,6 +122,15 @@ class MongoStore(MongoRegistry, MongoAudit, MongoUsage, MongoIdempotency, MongoL
         doc = await self._call(self.sequences.find_one(_key(tenant, name)))
         return _record(doc) if doc else None
 
+    async def get_sequences(self, tenant: str, names: Sequence[str]) -> dict[str, SequenceRecord]:
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return {}
+        ids = [_doc_id(tenant, name) for name in wanted]
+        cursor = self.sequences.find({"tenant": tenant, "_id": {"$in": ids}})
+        docs = await self._call(cursor.to_list(length=None))
+        return {record.name: record for record in map(_record, docs)}
+
     async def list_sequences(
         self, tenant: str, *, after: str | None, limit: int
     ) -> list[SequenceRecord]:

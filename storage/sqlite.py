@@ -128,6 +128,20 @@ class SQLiteStore:
         )
         return _record(row) if row else None
 
+    async def get_sequences(self, tenant: str, names: Sequence[str]) -> dict[str, SequenceRecord]:
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return {}
+        # json_each keeps it one statement with two parameters, however many names.
+        rows = await self._reader.run(
+            lambda c: c.execute(
+                f"SELECT {_SEQUENCE_COLUMNS} FROM sequences"  # noqa: S608
+                " WHERE tenant = ? AND name IN (SELECT value FROM json_each(?))",
+                (tenant, json.dumps(wanted)),
+            ).fetchall()
+        )
+        return {record.name: record for record in map(_record, rows)}
+
     async def list_sequences(
         self, tenant: str, *, after: str | None, limit: int
     ) -> list[SequenceRecord]:

@@ -111,6 +111,29 @@ async def test_allocate_is_tenant_scoped(store: Store) -> None:
     assert await store.read_counter("globex", "k") == Counter(1, 1, 1000, 1)
 
 
+async def test_get_sequences_returns_the_existing_definitions_of_this_tenant(
+    store: Store,
+) -> None:
+    await store.create_sequence("acme", make_record("a", incarnation="i-a", format="A-{n}"))
+    await store.create_sequence("acme", make_record("b.2", incarnation="i-b"))
+    await store.create_sequence("globex", make_record("c"))
+    got = await store.get_sequences("acme", ["a", "b.2", "c", "missing", "a"])
+    assert got == {
+        "a": await store.get_sequence("acme", "a"),
+        "b.2": await store.get_sequence("acme", "b.2"),
+    }
+    assert got["a"].config == {"start": 1, "step": 1, "format": "A-{n}"}
+    assert (got["a"].incarnation, got["b.2"].incarnation) == ("i-a", "i-b")
+    assert await store.get_sequences("acme", []) == {}
+    assert await store.get_sequences("initech", ["a"]) == {}
+    assert await store.update_sequence(
+        "acme",
+        SequenceRecord("a", {"start": 1, "step": 2}, NOW, NOW, revision=2, incarnation="i-a"),
+        expected_revision=1,
+    )
+    assert (await store.get_sequences("acme", ["a"]))["a"].revision == 2
+
+
 async def test_read_counters_returns_the_existing_ones_of_this_tenant(store: Store) -> None:
     await define(store, "acme", "a", "b")
     await define(store, "globex", "c")
