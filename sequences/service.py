@@ -85,10 +85,11 @@ async def _backoff(attempt: int) -> None:
 # process (changes made through this process invalidate at once).
 DEFINITION_TTL_SECONDS = 5.0
 # An expired definition is read again together with the tenant's other cached ones that
-# would expire within half a TTL (at most this many in one read), so a tenant's
-# definitions come to be refreshed together: a load over many of them reads each
-# tenant once a TTL, not each of its sequences.
-REFRESH_BATCH = 100
+# would expire within half a TTL, so a tenant's definitions come to be refreshed
+# together: a load over many of them reads each tenant once a TTL, not each of its
+# sequences. At most this many in one read: parsing a record costs the event loop
+# ~20 µs, so a read of 32 holds it ~0.6 ms.
+REFRESH_BATCH = 32
 
 UTC_ZONE = ZoneInfo("UTC")
 TimezoneLookup = Callable[[str], Awaitable[ZoneInfo]]

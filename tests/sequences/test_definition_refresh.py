@@ -113,3 +113,13 @@ async def test_a_refresh_does_not_undo_a_change_made_here_meanwhile(store: Store
     counting.reads.clear()
     assert (await service.get("acme", "s4")).max == 50  # the patch's, from the cache
     assert counting.reads == []
+
+
+async def test_one_read_brings_at_most_a_batch_of_definitions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sequences.service.REFRESH_BATCH", 4)
+    service, counting, clock = await on(store)
+    clock.advance(DEFINITION_TTL_SECONDS + 1)
+    await service.next("acme", "s9")
+    assert len(counting.reads) == 1 and len(counting.reads[0]) == 4 and "s9" in counting.reads[0]
