@@ -115,11 +115,6 @@ def _version(seq: Sequence) -> tuple[int, datetime, str]:
     return (seq.revision, seq.created_at, seq.incarnation)
 
 
-def _newer(seq: Sequence, record: SequenceRecord) -> bool:
-    """``seq`` is a later revision of the same incarnation than ``record``."""
-    return seq.incarnation == record.incarnation and seq.revision > record.revision
-
-
 class SequenceService:
     def __init__(
         self,
@@ -193,23 +188,26 @@ class SequenceService:
         store read (docs/performance.md, 2026-12-04)."""
         soon = self.clock.monotonic() + DEFINITION_TTL_SECONDS / 2
         names = [name]
+        held: builtins.list[Sequence] = []  # what the cache held for each other name
         for other in self._names.get(tenant, ()):
             if len(names) == REFRESH_BATCH:
                 break
-            if other != name and self._definitions[(tenant, other)][0] <= soon:
+            expires, seq = self._definitions[(tenant, other)]
+            if other != name and expires <= soon:
                 names.append(other)
+                held.append(seq)
         if len(names) == 1:
             return await self._read(tenant, name)
         records = await self.store.get_sequences(tenant, names)
-        for other in names[1:]:
+        for other, before in zip(names[1:], held, strict=True):
+            known = self._definitions.get((tenant, other))
+            if known is None or known[1] is not before:
+                continue  # changed or deleted here while the read was under way
             record = records.get(other)
             if record is None:
                 self._forget(tenant, other)  # deleted (perhaps by another process)
-                continue
-            known = self._definitions.get((tenant, other))
-            if known is not None and _newer(known[1], record):
-                continue  # changed here while the read was under way: keep the newer
-            self._remember(tenant, Sequence.from_record(record))
+            else:
+                self._remember(tenant, Sequence.from_record(record))
         record = records.get(name)
         if record is None:
             self._forget(tenant, name)

@@ -123,3 +123,26 @@ async def test_one_read_brings_at_most_a_batch_of_definitions(
     clock.advance(DEFINITION_TTL_SECONDS + 1)
     await service.next("acme", "s9")
     assert len(counting.reads) == 1 and len(counting.reads[0]) == 4 and "s9" in counting.reads[0]
+
+
+async def test_a_refresh_does_not_bring_back_a_definition_deleted_here_meanwhile(
+    store: Store,
+) -> None:
+    service, counting, clock = await on(store)
+    clock.advance(DEFINITION_TTL_SECONDS + 1)
+    real = counting.inner.get_sequences
+
+    async def then_changes(tenant: str, names: Names[str]) -> dict[str, SequenceRecord]:
+        records = await real(tenant, names)  # what was stored when the read ran
+        await service.delete("acme", "s6")
+        await service.delete("acme", "s8")
+        await service.create("acme", SequenceCreate(name="s8", start=500))
+        return records
+
+    counting.inner.get_sequences = then_changes  # type: ignore[method-assign]
+    await service.next("acme", "s0")
+    counting.reads.clear()
+    with pytest.raises(SequenceNotFound):  # not served from the cache as if it existed
+        await service.get("acme", "s6")
+    assert (await service.get("acme", "s8")).start == 500  # the new one, not the read's
+    assert (await service.next("acme", "s8")).first == 500
