@@ -208,16 +208,13 @@ class SequenceService:
                 self._forget(tenant, other)  # deleted (perhaps by another process)
             else:
                 self._remember(tenant, Sequence.from_record(record))
-        record = records.get(name)
-        if record is None:
-            self._forget(tenant, name)
-            raise SequenceNotFound(name)
-        seq = Sequence.from_record(record)
-        self._remember(tenant, seq)
-        return seq
+        return self._cache(tenant, name, records.get(name))
 
     async def _read(self, tenant: str, name: str) -> Sequence:
-        record = await self.store.get_sequence(tenant, name)
+        return self._cache(tenant, name, await self.store.get_sequence(tenant, name))
+
+    def _cache(self, tenant: str, name: str, record: SequenceRecord | None) -> Sequence:
+        """The definition just read for ``name``, remembered; 404 (and forgotten) if none."""
         if record is None:
             self._forget(tenant, name)
             raise SequenceNotFound(name)
