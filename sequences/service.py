@@ -187,19 +187,17 @@ class SequenceService:
         """``_read``, with the tenant's cached definitions that are due soon in the same
         store read (docs/performance.md, 2026-12-04)."""
         soon = self.clock.monotonic() + DEFINITION_TTL_SECONDS / 2
-        names = [name]
-        held: builtins.list[Sequence] = []  # what the cache held for each other name
+        held: dict[str, Sequence] = {}  # the other names due soon: what the cache held
         for other in self._names.get(tenant, ()):
-            if len(names) == REFRESH_BATCH:
+            if len(held) == REFRESH_BATCH - 1:
                 break
             expires, seq = self._definitions[(tenant, other)]
             if other != name and expires <= soon:
-                names.append(other)
-                held.append(seq)
-        if len(names) == 1:
+                held[other] = seq
+        if not held:
             return await self._read(tenant, name)
-        records = await self.store.get_sequences(tenant, names)
-        for other, before in zip(names[1:], held, strict=True):
+        records = await self.store.get_sequences(tenant, [name, *held])
+        for other, before in held.items():
             known = self._definitions.get((tenant, other))
             if known is None or known[1] is not before:
                 continue  # changed or deleted here while the read was under way
